@@ -1,0 +1,110 @@
+//! Database access: connections with the contract's TLS policy.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Environment variable holding extra PEM root certificates for the database
+/// (Supabase signs its Postgres certificates with its own CA).
+pub const CA_CERT_VAR: &str = "DATABASE_CA_CERT";
+
+/// How to reach a database: plain TCP only to loopback, TLS with verification otherwise.
+pub enum Tls {
+    /// Loopback or a Unix socket: nothing leaves the machine.
+    Plain,
+    /// Anything else: rustls, certificates verified against webpki roots (+ `DATABASE_CA_CERT`).
+    Verified(MakeRustlsConnect),
+}
+
+/// True when every host of the config is on this machine.
+pub fn is_local(config: &Config) -> bool {
+    !config.get_hosts().is_empty()
+        && config.get_hosts().iter().all(|host| match host {
+            Host::Unix(_) => true,
+            Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .parse::<IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        })
+}
+
+/// Parses a connection URL and picks the TLS policy for it.
+pub fn parse(url: &str) -> Result<(Config, Tls)> {
+    let config: Config = url.parse().context("the database URL is not valid")?;
+    let tls = if is_local(&config) {
+        Tls::Plain
+    } else {
+        Tls::Verified(MakeRustlsConnect::new(client_tls_config()?))
+    };
+    Ok((config, tls))
+}
+
+/// The rustls configuration for database connections, built once per cold start.
+pub fn client_tls_config() -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Ok(pem) = std::env::var(CA_CERT_VAR) {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.with_context(|| format!("{CA_CERT_VAR} is not PEM"))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("{CA_CERT_VAR} holds a bad certificate"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Opens one connection (session) and drives it in the background.
+pub async fn connect(url: &str) -> Result<Client> {
+    let (config, tls) = parse(url)?;
+    let client = match tls {
+        Tls::Plain => {
+            let (client, conn) = config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(error) = conn.await {
+                    tracing::debug!(%error, "database connection closed");
+                }
+            });
+            client
+        }
+        Tls::Verified(tls) => {
+            let (client, conn) = config.connect(tls).await?;
+            tokio::spawn(async move {
+                if let Err(error) = conn.await {
+                    tracing::debug!(%error, "database connection closed");
+                }
+            });
+            client
+        }
+    };
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_local_and_remote_hosts_are_not() {
+        let local = |url: &str| is_local(&url.parse().expect("url"));
+        assert!(local("postgres://postgres@127.0.0.1:5432/postgres"));
+        assert!(local("postgres://postgres@localhost/postgres"));
+        assert!(local("host=/var/run/postgresql user=postgres"));
+        assert!(!local("postgres://u@db.abcd.supabase.co:5432/postgres"));
+        assert!(!local("postgres://u@10.0.0.5:6543/postgres"));
+        assert!(!local("host=127.0.0.1,db.example.com user=u"));
+    }
+}

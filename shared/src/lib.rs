@@ -1,0 +1,3 @@
+//! The one crate every Stories From the Sun function uses.
+
+pub mod db;
