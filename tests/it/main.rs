@@ -2,4 +2,7 @@
 
 mod bootstrap;
 mod harness;
+mod quota;
+mod rls;
+mod round_trip;
 mod runner;

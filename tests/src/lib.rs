@@ -1,6 +1,8 @@
 //! The test harness: every test gets its own database, cloned from a template that is
 //! migrated once per run, and dropped when the test ends (even when it fails).
 
+pub mod fixtures;
+
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};

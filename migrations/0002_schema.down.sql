@@ -1,0 +1,16 @@
+DROP TABLE public.rate_limits;
+DROP TABLE public.upload_reservations;
+DROP TABLE public.stripe_events;
+DROP TABLE public.usage_ledger;
+DROP FUNCTION public.usage_ledger_append_only();
+DROP TABLE public.entitlements;
+ALTER TABLE public.family_members DROP CONSTRAINT family_members_invite_id_fkey;
+DROP TABLE public.invites;
+DROP TABLE public.recordings;
+DROP TABLE public.prompts;
+DROP TABLE public.default_prompts;
+DROP TABLE public.family_members;
+DROP TABLE public.families;
+DROP TABLE public.plan_prices;
+DROP TABLE public.plans;
+DROP FUNCTION public.trigger_set_updated_at();

@@ -1,0 +1,93 @@
+//! Rows arranged directly as the superuser, for tests of the database itself.
+
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use crate::create_user;
+
+/// A family with its keeper, and its entitlement on `plan`.
+pub async fn family(admin: &Client, name: &str, plan: &str) -> (Uuid, Uuid) {
+    let keeper = create_user(
+        admin,
+        &format!("keeper-{}@example.com", Uuid::new_v4().simple()),
+    )
+    .await;
+    let family: Uuid = admin
+        .query_one(
+            "INSERT INTO families (name, created_by) VALUES ($1, $2) RETURNING id",
+            &[&name, &keeper],
+        )
+        .await
+        .expect("family")
+        .get(0);
+    add_member(admin, family, keeper, "keeper").await;
+    admin
+        .execute(
+            "INSERT INTO entitlements (family_id, plan) VALUES ($1, $2)",
+            &[&family, &plan],
+        )
+        .await
+        .expect("entitlement");
+    (family, keeper)
+}
+
+/// Adds a user to a family with a role.
+pub async fn add_member(admin: &Client, family: Uuid, user: Uuid, role: &str) {
+    admin
+        .execute(
+            "INSERT INTO family_members (family_id, user_id, role) VALUES ($1, $2, $3)",
+            &[&family, &user, &role],
+        )
+        .await
+        .expect("member");
+}
+
+/// A new user who is a storyteller of the family.
+pub async fn storyteller(admin: &Client, family: Uuid) -> Uuid {
+    let user = create_user(
+        admin,
+        &format!("teller-{}@example.com", Uuid::new_v4().simple()),
+    )
+    .await;
+    add_member(admin, family, user, "storyteller").await;
+    user
+}
+
+/// A plan of the test's own with a small quota.
+pub async fn plan(admin: &Client, code: &str, quota_bytes: i64, max_seconds: i32, is_paid: bool) {
+    admin
+        .execute(
+            "INSERT INTO plans (code, name, is_paid, storage_quota_bytes, max_recording_seconds)
+             VALUES ($1, $1, $4, $2, $3)",
+            &[&code, &quota_bytes, &max_seconds, &is_paid],
+        )
+        .await
+        .expect("plan");
+}
+
+/// A finalized recording of `size` audio bytes, charged through finalize_recording_tx.
+pub async fn recording(admin: &Client, family: Uuid, by: Uuid, size: i64) -> Uuid {
+    let id = Uuid::new_v4();
+    admin
+        .execute(
+            "SELECT finalize_recording_tx($1, $2, $3, NULL, 'A story', 42.0, 'audio/mp4', $4, NULL)",
+            &[&id, &family, &by, &size],
+        )
+        .await
+        .expect("recording");
+    id
+}
+
+/// The family's storage counter, Σ ledger deltas and Σ recording sizes (deleted included).
+pub async fn accounting(admin: &Client, family: Uuid) -> (i64, i64, i64) {
+    let row = admin
+        .query_one(
+            "SELECT (SELECT storage_used_bytes FROM entitlements WHERE family_id = $1),
+                    (SELECT coalesce(sum(delta_bytes), 0)::bigint FROM usage_ledger WHERE family_id = $1),
+                    (SELECT coalesce(sum(size_bytes), 0)::bigint FROM recordings WHERE family_id = $1)",
+            &[&family],
+        )
+        .await
+        .expect("accounting");
+    (row.get(0), row.get(1), row.get(2))
+}
