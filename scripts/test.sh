@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against the local PostgreSQL (DATABASE_URL, a superuser;
-# default postgres://postgres@127.0.0.1:5432/postgres).
+# default postgres://postgres@127.0.0.1:5432/postgres), twice: once with the functions
+# connected directly, once through PgBouncer in transaction mode (how Supabase's
+# pooler runs them; started, and installed if missing, by scripts/pgbouncer.sh).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 need_tool cargo "install Rust with rustup"
 wait_for_postgres "$DATABASE_URL"
+"$ROOT/scripts/pgbouncer.sh"
 # A few threads: every test opens its own connections, and max_connections is 100.
-cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+threads="${TEST_THREADS:-4}"
+
+echo "== tests, functions connected directly"
+cargo test --workspace --locked -- --test-threads="$threads"
+echo "== integration tests, functions through PgBouncer (transaction mode)"
+TEST_POOLER_URL="postgres://127.0.0.1:6432/postgres" cargo test --locked -p tests --test it -- --test-threads="$threads"

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Config, NoTls, Transaction};
+
+use crate::error::ApiError;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Environment variable holding extra PEM root certificates for the database
@@ -106,5 +109,101 @@ mod tests {
         assert!(!local("postgres://u@db.abcd.supabase.co:5432/postgres"));
         assert!(!local("postgres://u@10.0.0.5:6543/postgres"));
         assert!(!local("host=127.0.0.1,db.example.com user=u"));
+    }
+}
+
+/// Connections per instance: a Lambda instance serves one request at a time.
+const POOL_SIZE: usize = 2;
+/// A statement stuck longer than this is cancelled, so it can't hold a family's
+/// entitlement lock (and the caller gets a 503).
+const STATEMENT_TIMEOUT: &str = "8s";
+
+/// The functions' database: a small pool built once per cold start (it connects lazily).
+#[derive(Clone)]
+pub struct Db {
+    pool: deadpool_postgres::Pool,
+}
+
+impl Db {
+    /// Builds the pool for `url` (as the functions' login role). No connection yet.
+    pub fn new(url: &str) -> Result<Self> {
+        use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+        let (mut config, tls) = parse(url)?;
+        config.connect_timeout(std::time::Duration::from_secs(3));
+        // Lambda freezes instances between requests and drops their idle connections;
+        // Verified runs a round trip before handing a connection out again, so a dead
+        // one is replaced instead of failing the request.
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        };
+        let manager = match tls {
+            Tls::Plain => Manager::from_config(config, NoTls, manager_config),
+            Tls::Verified(tls) => Manager::from_config(config, tls, manager_config),
+        };
+        let timeouts = Timeouts {
+            wait: Some(std::time::Duration::from_secs(5)),
+            create: Some(std::time::Duration::from_secs(3)),
+            recycle: Some(std::time::Duration::from_secs(2)),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .timeouts(timeouts)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .context("database pool")?;
+        Ok(Db { pool })
+    }
+
+    /// Runs `f` in a transaction as the verified user: role `authenticated`, the claims
+    /// transaction-local (so the next user of the connection never sees them), RLS on.
+    pub async fn as_user<T>(
+        &self,
+        user: &crate::auth::User,
+        f: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.run("authenticated", &user.claims.to_string(), f).await
+    }
+
+    /// Runs `f` in a transaction as `service_role` (RLS bypassed): only for the steps
+    /// the contract's §4 lists.
+    pub async fn as_service<T>(
+        &self,
+        f: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.run("service_role", r#"{"role":"service_role"}"#, f)
+            .await
+    }
+
+    async fn run<T>(
+        &self,
+        role: &str,
+        claims: &str,
+        f: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Unnamed statements only (query_typed): the connection may sit behind a
+        // transaction-mode pooler, where named prepared statements don't survive.
+        tx.query_typed(
+            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
+                    set_config('statement_timeout', $3, true)",
+            &[
+                (&role, Type::TEXT),
+                (&claims, Type::TEXT),
+                (&STATEMENT_TIMEOUT, Type::TEXT),
+            ],
+        )
+        .await?;
+        match f(&tx).await {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                // Dropping the transaction rolls it back; say so explicitly when we can.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
     }
 }

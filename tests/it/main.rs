@@ -1,6 +1,10 @@
 //! Integration tests: one binary, so the template database is migrated once per run.
 
+mod auth;
 mod bootstrap;
+mod create_family;
+mod db_access;
+mod frame;
 mod harness;
 mod quota;
 mod rls;

@@ -1,0 +1,85 @@
+//! The local runner: serves every function crate at `/functions/v1/<name>` (Supabase's
+//! local URL layout), calling the same handler the Lambda binary calls.
+
+use std::sync::Arc;
+
+use axum::body::Body as AxumBody;
+use axum::extract::{Path, Request as AxumRequest, State};
+use futures::future::BoxFuture;
+use lambda_http::Body;
+use shared::{ApiError, App, Request, Response};
+
+/// A function's handler, as the runner calls it.
+pub type Handler = for<'a> fn(&'a App, Request) -> BoxFuture<'a, Response>;
+
+/// Every function crate of the workspace, by its routed name.
+pub fn functions() -> Vec<(&'static str, Handler)> {
+    vec![(create_family::NAME, |app, req| {
+        Box::pin(create_family::handle(app, req))
+    })]
+}
+
+/// Bodies larger than this are cut off here; the handler answers 413 for anything over 64 KiB.
+const RUNNER_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The runner's routes, serving `app`.
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new()
+        .route("/functions/v1/{name}", axum::routing::any(invoke))
+        .with_state(app)
+}
+
+/// Serves until the listener fails.
+pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    axum::serve(listener, router(app)).await
+}
+
+async fn invoke(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    req: AxumRequest,
+) -> axum::response::Response {
+    let Some((_, handler)) = functions().into_iter().find(|(n, _)| *n == name) else {
+        return convert(shared::http::error_response(&ApiError::NotFound(
+            "No such function",
+        )));
+    };
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, RUNNER_BODY_LIMIT).await {
+        Ok(bytes) if bytes.is_empty() => Body::Empty,
+        Ok(bytes) => Body::Binary(bytes.to_vec()),
+        Err(_) => return convert(shared::http::error_response(&ApiError::PayloadTooLarge)),
+    };
+    convert(handler(&app, http::Request::from_parts(parts, body)).await)
+}
+
+fn convert(response: Response) -> axum::response::Response {
+    response.map(|body| match body {
+        Body::Empty => AxumBody::empty(),
+        Body::Text(s) => AxumBody::from(s),
+        Body::Binary(b) => AxumBody::from(b),
+        _ => AxumBody::empty(),
+    })
+}
+
+/// A Supabase-style access token for a local user, HS256 with the legacy secret.
+pub fn dev_token(
+    user: uuid::Uuid,
+    email: &str,
+    secret: &str,
+    supabase_url: Option<&str>,
+) -> anyhow::Result<String> {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = serde_json::json!({
+        "sub": user, "email": email, "role": "authenticated", "aud": "authenticated",
+        "iat": now, "exp": now + 24 * 3600,
+    });
+    if let Some(url) = supabase_url {
+        claims["iss"] = format!("{}/auth/v1", url.trim_end_matches('/')).into();
+    }
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the backend locally: every function at http://127.0.0.1:${PORT:-54321}/functions/v1/<name>,
+# against the local PostgreSQL (database `stories_dev`, created, bootstrapped and
+# migrated here). No cloud account needed; every variable below can be overridden.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+need_tool cargo "install Rust with rustup"
+need_tool psql "Debian package postgresql-client"
+
+ADMIN_URL="${DEV_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+wait_for_postgres "$ADMIN_URL"
+DEV_DB="${DEV_DB:-stories_dev}"
+ADMIN_BASE="${ADMIN_URL%/*}"
+
+export FUNCTIONS_DB_PASSWORD="${FUNCTIONS_DB_PASSWORD:-local-dev-password}"
+export MIGRATIONS_DATABASE_URL="${MIGRATIONS_DATABASE_URL:-$ADMIN_BASE/$DEV_DB}"
+export DATABASE_URL="postgres://functions_authenticator:${FUNCTIONS_DB_PASSWORD}@127.0.0.1:5432/$DEV_DB"
+# Supabase local's well-known development secret; never used outside this machine.
+export SUPABASE_JWT_SECRET="${SUPABASE_JWT_SECRET:-super-secret-jwt-token-with-at-least-32-characters-long}"
+export INVITE_CODE_SECRET="${INVITE_CODE_SECRET:-local-dev-invite-secret}"
+export APP_URL="${APP_URL:-http://localhost:8081}"
+export PORT="${PORT:-54321}"
+
+psql -q "$ADMIN_URL" -tc "SELECT 1 FROM pg_database WHERE datname = '$DEV_DB'" | grep -q 1 \
+  || psql -q "$ADMIN_URL" -c "CREATE DATABASE $DEV_DB"
+cargo build --quiet --locked -p migrations -p local
+"$CARGO_TARGET_DIR/debug/migrate" bootstrap
+"$CARGO_TARGET_DIR/debug/migrate" up
+
+cat <<MSG
+
+  A token for a local user (prints one; pass any email):
+    export TOKEN=\$(MIGRATIONS_DATABASE_URL=$MIGRATIONS_DATABASE_URL SUPABASE_JWT_SECRET=$SUPABASE_JWT_SECRET \\
+      $CARGO_TARGET_DIR/debug/dev-token grandma@example.com)
+  Then:
+    curl -s http://127.0.0.1:$PORT/functions/v1/create-family \\
+      -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"name":"The Garcias","language":"es"}'
+
+MSG
+exec "$CARGO_TARGET_DIR/debug/serve"

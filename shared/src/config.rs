@@ -1,0 +1,251 @@
+//! Configuration: every environment variable of the contract (§6), read once per cold
+//! start. Required ones fail at cold start naming the variable; secrets are
+//! `SecretString`, so they never reach a log line or a `Debug` print.
+
+use secrecy::SecretString;
+
+/// What a missing or malformed variable stops.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is not valid: {why}")]
+    Invalid { name: &'static str, why: String },
+    #[error(
+        "set SUPABASE_URL (JWKS) or SUPABASE_JWT_SECRET (legacy HS256): access tokens can't be verified without one"
+    )]
+    NoTokenVerification,
+}
+
+/// The functions' configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL` (required): the functions' connection, as `functions_authenticator`;
+    /// in production Supavisor's transaction mode.
+    pub database_url: SecretString,
+    /// `SUPABASE_URL`: JWKS at `$SUPABASE_URL/auth/v1/.well-known/jwks.json`, and the
+    /// expected `iss` (`$SUPABASE_URL/auth/v1`).
+    pub supabase_url: Option<String>,
+    /// `SUPABASE_JWT_SECRET`: legacy HS256 verification (optional when JWKS is used).
+    pub jwt_secret: Option<SecretString>,
+    /// `R2_ACCOUNT_ID`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY`, `R2_BUCKET_NAME`,
+    /// `R2_ENDPOINT` (overrides `https://{account}.r2.cloudflarestorage.com`).
+    pub r2: Option<R2Config>,
+    /// `STRIPE_SECRET_KEY`: without it the billing functions answer 503.
+    pub stripe_secret_key: Option<SecretString>,
+    /// `STRIPE_WEBHOOK_SECRET`: the `whsec_…` the webhook signature is checked with.
+    pub stripe_webhook_secret: Option<SecretString>,
+    /// `RESEND_API_KEY`: without it invite emails go to the local mailbox folder.
+    pub resend_api_key: Option<SecretString>,
+    /// `RESEND_FROM` (default `Stories From the Sun <invites@sunstories.app>`).
+    pub resend_from: String,
+    /// `APP_URL` (default `http://localhost:8081`): the app, for join links.
+    pub app_url: String,
+    /// `ALLOWED_REDIRECT_ORIGINS`: comma-separated origins for Stripe redirects
+    /// (default: the origin of `APP_URL`).
+    pub allowed_redirect_origins: Vec<String>,
+    /// `INVITE_CODE_SECRET`: the HMAC key invite codes are stored under.
+    pub invite_code_secret: Option<SecretString>,
+    /// `SENTRY_DSN`: absent, Sentry is off.
+    pub sentry_dsn: Option<SecretString>,
+    /// `SENTRY_ENVIRONMENT` (default `development`).
+    pub sentry_environment: String,
+    /// `SENTRY_TRACES_SAMPLE_RATE` (0.0..=1.0, default 0.0).
+    pub sentry_traces_sample_rate: f32,
+    /// `POSTHOG_API_KEY`: absent, analytics are off.
+    pub posthog_api_key: Option<SecretString>,
+    /// `POSTHOG_HOST` (default `https://us.i.posthog.com`).
+    pub posthog_host: String,
+}
+
+/// Cloudflare R2 (or a local S3) access.
+#[derive(Debug, Clone)]
+pub struct R2Config {
+    pub account_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub bucket: String,
+    pub endpoint: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let secret = |name: &str| get(name).map(SecretString::from);
+        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+
+        let supabase_url = get("SUPABASE_URL").map(|u| u.trim_end_matches('/').to_owned());
+        let jwt_secret = secret("SUPABASE_JWT_SECRET");
+        if supabase_url.is_none() && jwt_secret.is_none() {
+            return Err(ConfigError::NoTokenVerification);
+        }
+        let app_url = get("APP_URL").unwrap_or_else(|| "http://localhost:8081".to_owned());
+        let allowed_redirect_origins = match get("ALLOWED_REDIRECT_ORIGINS") {
+            Some(list) => list
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .collect(),
+            None => vec![origin_of(&app_url).ok_or_else(|| ConfigError::Invalid {
+                name: "APP_URL",
+                why: "not an http(s) URL".to_owned(),
+            })?],
+        };
+        let r2 = match get("R2_BUCKET_NAME") {
+            None => None,
+            Some(bucket) => {
+                let account_id = get("R2_ACCOUNT_ID").unwrap_or_default();
+                let endpoint = match get("R2_ENDPOINT") {
+                    Some(e) => e,
+                    None if !account_id.is_empty() => {
+                        format!("https://{account_id}.r2.cloudflarestorage.com")
+                    }
+                    None => return Err(ConfigError::Missing("R2_ACCOUNT_ID")),
+                };
+                Some(R2Config {
+                    account_id,
+                    access_key_id: required("R2_ACCESS_KEY_ID")?,
+                    secret_access_key: secret("R2_SECRET_ACCESS_KEY")
+                        .ok_or(ConfigError::Missing("R2_SECRET_ACCESS_KEY"))?,
+                    bucket,
+                    endpoint,
+                })
+            }
+        };
+        let sentry_traces_sample_rate = match get("SENTRY_TRACES_SAMPLE_RATE") {
+            None => 0.0,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "SENTRY_TRACES_SAMPLE_RATE",
+                    why: "expected 0.0..=1.0".to_owned(),
+                })?,
+        };
+        Ok(Config {
+            database_url: SecretString::from(required("DATABASE_URL")?),
+            supabase_url,
+            jwt_secret,
+            r2,
+            stripe_secret_key: secret("STRIPE_SECRET_KEY"),
+            stripe_webhook_secret: secret("STRIPE_WEBHOOK_SECRET"),
+            resend_api_key: secret("RESEND_API_KEY"),
+            resend_from: get("RESEND_FROM")
+                .unwrap_or_else(|| "Stories From the Sun <invites@sunstories.app>".to_owned()),
+            app_url,
+            allowed_redirect_origins,
+            invite_code_secret: secret("INVITE_CODE_SECRET"),
+            sentry_dsn: secret("SENTRY_DSN"),
+            sentry_environment: get("SENTRY_ENVIRONMENT")
+                .unwrap_or_else(|| "development".to_owned()),
+            sentry_traces_sample_rate,
+            posthog_api_key: secret("POSTHOG_API_KEY"),
+            posthog_host: get("POSTHOG_HOST")
+                .unwrap_or_else(|| "https://us.i.posthog.com".to_owned()),
+        })
+    }
+}
+
+/// `scheme://host[:port]` of an http(s) URL, lowercased; None for anything else.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn a_missing_database_url_is_named() {
+        let err = config(&[("SUPABASE_JWT_SECRET", "s")]).expect_err("required");
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn without_any_way_to_verify_tokens_the_function_does_not_start() {
+        let err = config(&[("DATABASE_URL", "postgres://x@127.0.0.1/db")]).expect_err("required");
+        assert!(matches!(err, ConfigError::NoTokenVerification));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u:db-password-123@127.0.0.1/db"),
+            ("SUPABASE_JWT_SECRET", "jwt-secret-456"),
+            ("INVITE_CODE_SECRET", "invite-secret-789"),
+        ])
+        .expect("config");
+        let printed = format!("{c:?}");
+        for secret in ["db-password-123", "jwt-secret-456", "invite-secret-789"] {
+            assert!(!printed.contains(secret), "{secret} leaked: {printed}");
+        }
+    }
+
+    #[test]
+    fn redirect_origins_default_to_the_app_origin() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u@127.0.0.1/db"),
+            ("SUPABASE_JWT_SECRET", "s"),
+            ("APP_URL", "https://App.Example.com/home"),
+        ])
+        .expect("config");
+        assert_eq!(
+            c.allowed_redirect_origins,
+            vec!["https://app.example.com".to_owned()]
+        );
+    }
+
+    #[test]
+    fn an_r2_bucket_without_credentials_names_what_is_missing() {
+        let err = config(&[
+            ("DATABASE_URL", "postgres://u@127.0.0.1/db"),
+            ("SUPABASE_JWT_SECRET", "s"),
+            ("R2_BUCKET_NAME", "audio"),
+            ("R2_ACCOUNT_ID", "acct"),
+        ])
+        .expect_err("missing key");
+        assert!(err.to_string().contains("R2_ACCESS_KEY_ID"), "{err}");
+    }
+
+    #[test]
+    fn origins_are_parsed_not_prefixed() {
+        assert_eq!(
+            origin_of("https://app.example.com/x").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            origin_of("https://app.example.com.evil.net/").as_deref(),
+            Some("https://app.example.com.evil.net")
+        );
+        assert_eq!(origin_of("https://app.example.com@evil.net/"), None);
+        assert_eq!(origin_of("javascript:alert(1)"), None);
+    }
+}

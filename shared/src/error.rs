@@ -1,0 +1,113 @@
+//! The one error type of every function: its variants are the contract's codes (§2).
+
+use http::StatusCode;
+use tokio_postgres::error::SqlState;
+
+/// The message of every 500: the log gets the chain, the caller gets this.
+pub const INTERNAL_MESSAGE: &str = "Something went wrong. Please try again.";
+
+/// An expected failure, turned into the contract's envelope at the boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Missing or invalid access token")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("Storage quota exceeded")]
+    QuotaExceeded,
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("Too many requests. Please try again later.")]
+    RateLimit { retry_after_seconds: u32 },
+    #[error("Request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    /// A dependency is down or not configured; the source says which (logged, not sent).
+    #[error("Service temporarily unavailable. Please try again.")]
+    Unavailable(#[source] anyhow::Error),
+    /// A bug or anything unforeseen; the source is logged, never sent.
+    #[error("{INTERNAL_MESSAGE}")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The contract's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "UNAUTHORIZED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::QuotaExceeded => "QUOTA_EXCEEDED",
+            ApiError::Validation(_) => "VALIDATION_FAILED",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::Conflict(_) => "CONFLICT",
+            ApiError::RateLimit { .. } => "RATE_LIMIT",
+            ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The contract's status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::QuotaExceeded => StatusCode::FORBIDDEN,
+            ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Wraps anything unforeseen as a 500.
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    /// Database errors are mapped where they mean something to the caller.
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.code() {
+            // Raised by update_storage_quota() when an upload would pass the quota.
+            Some(c) if *c == SqlState::RAISE_EXCEPTION => ApiError::QuotaExceeded,
+            Some(c) if is_unavailable(c) => ApiError::Unavailable(e.into()),
+            Some(_) => ApiError::Internal(e.into()),
+            // No SQLSTATE: the connection itself failed or closed.
+            None => ApiError::Unavailable(e.into()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    /// No connection to be had, whatever the reason: the database is unavailable.
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        ApiError::Unavailable(e.into())
+    }
+}
+
+/// SQLSTATEs that mean the database (or the pooler in front of it) is down,
+/// restarting, overloaded or stuck: worth a retry, not a bug.
+fn is_unavailable(c: &SqlState) -> bool {
+    let code = c.code();
+    code.starts_with("08") // connection exception (PgBouncer reports its own here)
+        || code.starts_with("53") // insufficient resources, too many connections
+        || code.starts_with("57P") // admin / crash shutdown, cannot connect now
+        || [
+            SqlState::QUERY_CANCELED, // statement_timeout
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::LOCK_NOT_AVAILABLE,
+        ]
+        .contains(c)
+}

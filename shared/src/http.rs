@@ -1,0 +1,232 @@
+//! One invocation, the way every function answers it: request id, CORS, preflight,
+//! method and size checks, a tracing span, the handler, then one envelope out.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use futures::FutureExt;
+use garde::Validate;
+use http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, RequestExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::error::ApiError;
+
+/// The request a function receives (what `lambda_http` hands over; the local runner builds the same).
+pub type Request = lambda_http::Request;
+/// The response a function returns.
+pub type Response = http::Response<Body>;
+
+/// The contract's body limit.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Which methods a function takes besides `OPTIONS`.
+#[derive(Debug, Clone, Copy)]
+pub enum Methods {
+    Post,
+    GetOrPost,
+}
+
+impl Methods {
+    fn allows(self, m: &Method) -> bool {
+        *m == Method::POST || (matches!(self, Methods::GetOrPost) && *m == Method::GET)
+    }
+}
+
+/// Runs one invocation of `function`; `handler` holds the function's own steps.
+pub async fn serve<T, F>(
+    function: &'static str,
+    methods: Methods,
+    req: &Request,
+    handler: F,
+) -> Response
+where
+    T: Serialize,
+    F: AsyncFnOnce(&Request) -> Result<T, ApiError>,
+{
+    let request_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!("invocation", function, request_id = %request_id, user_id = tracing::field::Empty);
+    async move {
+        let started = Instant::now();
+        if req.method() == Method::OPTIONS {
+            return finish(with_cors(empty(StatusCode::NO_CONTENT)), &request_id);
+        }
+        let result = if !methods.allows(req.method()) {
+            Err(ApiError::MethodNotAllowed)
+        } else if req.body().len() > MAX_BODY_BYTES {
+            Err(ApiError::PayloadTooLarge)
+        } else {
+            // A panic is a bug: it becomes a 500 like any other, not a dead instance.
+            match AssertUnwindSafe(handler(req)).catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => Err(ApiError::Internal(anyhow::anyhow!(
+                    "handler panicked: {}",
+                    panic_message(&panic)
+                ))),
+            }
+        };
+        let response = match result {
+            Ok(data) => match serde_json::to_value(&data) {
+                Ok(data) => json(StatusCode::OK, &serde_json::json!({ "data": data })),
+                Err(e) => error_response(&ApiError::internal(e)),
+            },
+            Err(e) => error_response(&e),
+        };
+        let status = response.status();
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &status {
+            s if s.is_server_error() => {
+                tracing::error!(status = s.as_u16(), duration_ms = ms, "request failed")
+            }
+            s => tracing::info!(status = s.as_u16(), duration_ms = ms, "request handled"),
+        }
+        finish(response, &request_id)
+    }
+    .instrument(span)
+    .await
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// The contract's error envelope; 5xx causes go to the log, never to the caller.
+pub fn error_response(e: &ApiError) -> Response {
+    if e.status().is_server_error() {
+        tracing::error!(code = e.code(), error = ?anyhow_chain(e), "server error");
+    } else {
+        tracing::info!(code = e.code(), "request refused");
+    }
+    let mut response = json(
+        e.status(),
+        &serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}}),
+    );
+    if let ApiError::RateLimit {
+        retry_after_seconds,
+    } = e
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+    }
+    response
+}
+
+fn anyhow_chain(e: &ApiError) -> String {
+    let mut chain = e.code().to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    chain
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = http::Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn empty(status: StatusCode) -> Response {
+    let mut response = http::Response::new(Body::Empty);
+    *response.status_mut() = status;
+    response
+}
+
+fn with_cors(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, x-client-info, apikey, content-type"),
+    );
+    response
+}
+
+fn finish(response: Response, request_id: &str) -> Response {
+    let mut response = with_cors(response);
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    response
+}
+
+/// Parses and validates a JSON object body. Unknown fields are ignored (as the
+/// original's Zod object schemas did); errors name the field.
+pub fn json_body<T>(req: &Request) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + Validate<Context = ()>,
+{
+    let value: serde_json::Value = serde_json::from_slice(req.body().as_ref())
+        .map_err(|_| ApiError::Validation("body: must be a JSON object".to_owned()))?;
+    parse_value(value)
+}
+
+/// Validates a JSON object already in hand (a body, or query parameters as an object).
+pub fn parse_value<T>(value: serde_json::Value) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + Validate<Context = ()>,
+{
+    if !value.is_object() {
+        return Err(ApiError::Validation(
+            "body: must be a JSON object".to_owned(),
+        ));
+    }
+    let input: T = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde names a missing field only in its message.
+        if let Some(field) = inner
+            .strip_prefix("missing field `")
+            .and_then(|r| r.strip_suffix('`'))
+        {
+            let field = if path == "." {
+                field.to_owned()
+            } else {
+                format!("{path}.{field}")
+            };
+            ApiError::Validation(format!("{field}: is required"))
+        } else if path == "." {
+            ApiError::Validation(inner)
+        } else {
+            ApiError::Validation(format!("{path}: {inner}"))
+        }
+    })?;
+    input.validate().map_err(|report| {
+        let messages: Vec<String> = report
+            .iter()
+            .map(|(path, error)| format!("{path}: {error}"))
+            .collect();
+        ApiError::Validation(messages.join("; "))
+    })?;
+    Ok(input)
+}
+
+/// Serde helper: a string with surrounding whitespace removed (validated after trimming).
+pub fn trimmed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    Ok(s.trim().to_owned())
+}

@@ -1,0 +1,204 @@
+//! The local runner started in-process on a random port, with a database of its own,
+//! connected as the functions' login role (through PgBouncer when TEST_POOLER_URL is
+//! set), and a local JWKS server standing in for Supabase Auth.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{TEST_FUNCTIONS_PASSWORD, TestDb, create_user};
+
+/// The legacy HS256 secret the test server trusts.
+pub const TEST_JWT_SECRET: &str = "test-jwt-secret-with-at-least-32-characters";
+
+/// A running runner and what it talks to.
+pub struct Server {
+    pub db: TestDb,
+    /// `http://127.0.0.1:PORT/functions/v1`
+    pub base: String,
+    /// The `SUPABASE_URL` it was given (the JWKS server).
+    pub supabase_url: String,
+    /// How many times the JWKS was fetched.
+    pub jwks_hits: Arc<AtomicUsize>,
+    pub http: reqwest::Client,
+    pub app: Arc<shared::App>,
+}
+
+/// Starts an HTTP server for `router` on a random loopback port; returns its base URL.
+pub async fn spawn(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// A JWKS server with the fixture keys; counts its hits.
+pub async fn jwks_server() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let router = axum::Router::new().route(
+        "/auth/v1/.well-known/jwks.json",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    [("content-type", "application/json")],
+                    include_str!("../fixtures/jwks.json"),
+                )
+            }
+        }),
+    );
+    (spawn(router).await, hits)
+}
+
+/// The functions' DATABASE_URL for a test database: direct, or through the pooler.
+fn functions_url(db: &TestDb) -> String {
+    match std::env::var("TEST_POOLER_URL") {
+        Ok(pooler) => {
+            let base = pooler.trim_end_matches('/');
+            let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+            let base = base.replace(
+                "://",
+                &format!(
+                    "://{}:{TEST_FUNCTIONS_PASSWORD}@",
+                    migrations::FUNCTIONS_ROLE
+                ),
+            );
+            format!("{base}/{}", db.name)
+        }
+        Err(_) => db.login_url(),
+    }
+}
+
+impl Server {
+    /// A runner on a fresh database with the default test configuration.
+    pub async fn start() -> Server {
+        Self::start_with(TestDb::new().await, &[]).await
+    }
+
+    /// A runner on `db`, with `overrides` on top of the test configuration.
+    pub async fn start_with(db: TestDb, overrides: &[(&str, &str)]) -> Server {
+        let (supabase_url, jwks_hits) = jwks_server().await;
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".to_owned(), functions_url(&db)),
+            ("SUPABASE_URL".to_owned(), supabase_url.clone()),
+            ("SUPABASE_JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned()),
+            (
+                "INVITE_CODE_SECRET".to_owned(),
+                "test-invite-secret".to_owned(),
+            ),
+            ("APP_URL".to_owned(), "https://app.example.com".to_owned()),
+        ]);
+        for (k, v) in overrides {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let supabase_url = vars.get("SUPABASE_URL").cloned().unwrap_or_default();
+        let config =
+            shared::config::Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
+        let app = Arc::new(shared::App::new(config).expect("app"));
+        let base = format!("{}/functions/v1", spawn(local::router(app.clone())).await);
+        Server {
+            db,
+            base,
+            supabase_url,
+            jwks_hits,
+            http: reqwest::Client::new(),
+            app,
+        }
+    }
+
+    /// The URL of a function.
+    pub fn url(&self, function: &str) -> String {
+        format!("{}/{function}", self.base)
+    }
+
+    /// Claims of a valid access token for `user`, as Supabase issues them.
+    pub fn claims(&self, user: Uuid) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        json!({
+            "sub": user, "role": "authenticated", "aud": "authenticated",
+            "email": "grandma@example.com", "iss": format!("{}/auth/v1", self.supabase_url),
+            "iat": now, "exp": now + 3600,
+        })
+    }
+
+    /// A new user and a valid (HS256) access token for them.
+    pub async fn user(&self) -> (Uuid, String) {
+        let admin = self.db.admin().await;
+        let id = create_user(
+            &admin,
+            &format!("u-{}@example.com", Uuid::new_v4().simple()),
+        )
+        .await;
+        (id, hs256(&self.claims(id)))
+    }
+
+    /// POSTs a JSON body with a bearer token.
+    pub async fn post(
+        &self,
+        function: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = self.http.post(self.url(function)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        )
+    }
+
+    /// Counts rows of a table (as the superuser).
+    pub async fn count(&self, table: &str) -> i64 {
+        self.db
+            .admin()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+}
+
+/// Signs claims with the legacy HS256 secret.
+pub fn hs256(claims: &Value) -> String {
+    sign(
+        Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+}
+
+/// Signs claims with the fixture ES256 key (`kid` test-es256 unless given).
+pub fn es256(claims: &Value, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.to_owned());
+    let key = EncodingKey::from_ec_pem(include_bytes!("../fixtures/es256.pem")).expect("es256 key");
+    sign(header, claims, &key)
+}
+
+/// Signs claims with the fixture RS256 key.
+pub fn rs256(claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("test-rs256".to_owned());
+    let key =
+        EncodingKey::from_rsa_pem(include_bytes!("../fixtures/rs256.pem")).expect("rs256 key");
+    sign(header, claims, &key)
+}
+
+fn sign(header: Header, claims: &Value, key: &EncodingKey) -> String {
+    jsonwebtoken::encode(&header, claims, key).expect("sign")
+}
