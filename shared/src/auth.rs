@@ -133,7 +133,7 @@ impl Verifier {
             return Err(ApiError::Unauthorized);
         }
         let id = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::Unauthorized)?;
-        tracing::Span::current().record("user_id", tracing::field::display(id));
+        crate::telemetry::set_user(id, claims.email.clone());
         Ok(User {
             id,
             email: claims.email,

@@ -81,11 +81,30 @@ impl From<tokio_postgres::Error> for ApiError {
         match e.code() {
             // Raised by update_storage_quota() when an upload would pass the quota.
             Some(c) if *c == SqlState::RAISE_EXCEPTION => ApiError::QuotaExceeded,
-            Some(c) if is_unavailable(c) => ApiError::Unavailable(e.into()),
-            Some(_) => ApiError::Internal(e.into()),
+            Some(c) if is_unavailable(c) => ApiError::Unavailable(describe(&e)),
+            Some(_) => ApiError::Internal(describe(&e)),
             // No SQLSTATE: the connection itself failed or closed.
             None => ApiError::Unavailable(e.into()),
         }
+    }
+}
+
+/// A database error for logs and Sentry, without its DETAIL: Postgres puts row values
+/// there ("Failing row contains (…)", "Key (email)=(…)"), and those may be personal.
+fn describe(e: &tokio_postgres::Error) -> anyhow::Error {
+    match e.as_db_error() {
+        Some(db) => anyhow::anyhow!(
+            "database error {}: {}{}{}",
+            db.code().code(),
+            db.message(),
+            db.table()
+                .map(|t| format!(" (table {t})"))
+                .unwrap_or_default(),
+            db.constraint()
+                .map(|c| format!(" (constraint {c})"))
+                .unwrap_or_default(),
+        ),
+        None => anyhow::anyhow!("database error: {e}"),
     }
 }
 

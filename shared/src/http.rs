@@ -2,6 +2,7 @@
 //! method and size checks, a tracing span, the handler, then one envelope out.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::FutureExt;
@@ -12,7 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use crate::App;
 use crate::error::ApiError;
+use crate::telemetry::{self, ErrorContext, Invocation};
 
 /// The request a function receives (what `lambda_http` hands over; the local runner builds the same).
 pub type Request = lambda_http::Request;
@@ -36,7 +39,11 @@ impl Methods {
 }
 
 /// Runs one invocation of `function`; `handler` holds the function's own steps.
+///
+/// A 5xx is reported to Sentry with its error chain (4xx are the caller's, not ours);
+/// Sentry events and analytics are flushed before the response is returned.
 pub async fn serve<T, F>(
+    app: &App,
     function: &'static str,
     methods: Methods,
     req: &Request,
@@ -52,7 +59,21 @@ where
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let span = tracing::info_span!("invocation", function, request_id = %request_id, user_id = tracing::field::Empty);
-    async move {
+    let invocation = Invocation {
+        function,
+        request_id: request_id.clone(),
+        ..Default::default()
+    };
+    let transaction = app.sentry.as_ref().map(|client| {
+        let hub = Arc::new(sentry::Hub::new(
+            Some(client.clone()),
+            Arc::new(sentry::Scope::default()),
+        ));
+        sentry::Hub::run(hub, || {
+            sentry::start_transaction(sentry::TransactionContext::new(function, "http.server"))
+        })
+    });
+    let response = telemetry::scope(invocation, async move {
         let started = Instant::now();
         if req.method() == Method::OPTIONS {
             return finish(with_cors(empty(StatusCode::NO_CONTENT)), &request_id);
@@ -76,7 +97,20 @@ where
                 Ok(data) => json(StatusCode::OK, &serde_json::json!({ "data": data })),
                 Err(e) => error_response(&ApiError::internal(e)),
             },
-            Err(e) => error_response(&e),
+            Err(e) => {
+                if e.status().is_server_error() {
+                    telemetry::report_error(
+                        app.sentry.as_ref(),
+                        &e,
+                        ErrorContext {
+                            feature: function,
+                            action: "invoke",
+                            ..Default::default()
+                        },
+                    );
+                }
+                error_response(&e)
+            }
         };
         let status = response.status();
         let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -87,9 +121,22 @@ where
             s => tracing::info!(status = s.as_u16(), duration_ms = ms, "request handled"),
         }
         finish(response, &request_id)
-    }
+    })
     .instrument(span)
-    .await
+    .await;
+    if let Some(transaction) = transaction {
+        transaction.set_status(if response.status().is_server_error() {
+            sentry::protocol::SpanStatus::InternalError
+        } else {
+            sentry::protocol::SpanStatus::Ok
+        });
+        transaction.finish();
+    }
+    if let Some(analytics) = &app.analytics {
+        analytics.flush().await;
+    }
+    telemetry::flush(app.sentry.as_ref()).await;
+    response
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

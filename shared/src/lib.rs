@@ -1,5 +1,6 @@
 //! The one crate every Stories From the Sun function uses.
 
+pub mod analytics;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -17,6 +18,10 @@ pub struct App {
     pub auth: auth::Verifier,
     /// One HTTP client (one TLS setup) for every outbound call.
     pub http: reqwest::Client,
+    /// Error reports; None without `SENTRY_DSN`.
+    pub sentry: Option<std::sync::Arc<sentry::Client>>,
+    /// Server-side analytics; None without `POSTHOG_API_KEY`.
+    pub analytics: Option<analytics::Analytics>,
 }
 
 impl App {
@@ -27,6 +32,14 @@ impl App {
 
     /// From a configuration in hand (the local runner and tests).
     pub fn new(config: config::Config) -> anyhow::Result<Self> {
+        Self::with_sentry_transport(config, None)
+    }
+
+    /// As [`App::new`], with Sentry events going to `transport` (tests use Sentry's test transport).
+    pub fn with_sentry_transport(
+        config: config::Config,
+        transport: Option<std::sync::Arc<dyn sentry::TransportFactory>>,
+    ) -> anyhow::Result<Self> {
         use secrecy::ExposeSecret;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(3))
@@ -35,6 +48,12 @@ impl App {
         Ok(App {
             db: db::Db::new(config.database_url.expose_secret())?,
             auth: auth::Verifier::new(&config, http.clone()),
+            sentry: telemetry::sentry_client(&config, transport)?,
+            analytics: analytics::Analytics::new(
+                config.posthog_api_key.as_ref(),
+                &config.posthog_host,
+                http.clone(),
+            ),
             http,
             config,
         })

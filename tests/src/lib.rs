@@ -2,6 +2,7 @@
 //! migrated once per run, and dropped when the test ends (even when it fails).
 
 pub mod fixtures;
+pub mod logs;
 pub mod server;
 
 use std::sync::OnceLock;

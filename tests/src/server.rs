@@ -26,6 +26,8 @@ pub struct Server {
     pub jwks_hits: Arc<AtomicUsize>,
     pub http: reqwest::Client,
     pub app: Arc<shared::App>,
+    /// What the app sent to Sentry, when started with [`Server::start_with_sentry`].
+    pub sentry: Option<Arc<sentry::test::TestTransport>>,
 }
 
 /// Starts an HTTP server for `router` on a random loopback port; returns its base URL.
@@ -82,8 +84,30 @@ impl Server {
         Self::start_with(TestDb::new().await, &[]).await
     }
 
+    /// A runner on a fresh database whose Sentry events are captured.
+    pub async fn start_with_sentry() -> Server {
+        let transport = sentry::test::TestTransport::new();
+        let mut server = Self::start_full(
+            TestDb::new().await,
+            &[("SENTRY_DSN", "https://public@sentry.example.com/1")],
+            Some(transport.clone()),
+        )
+        .await;
+        server.sentry = Some(transport);
+        server
+    }
+
     /// A runner on `db`, with `overrides` on top of the test configuration.
     pub async fn start_with(db: TestDb, overrides: &[(&str, &str)]) -> Server {
+        Self::start_full(db, overrides, None).await
+    }
+
+    async fn start_full(
+        db: TestDb,
+        overrides: &[(&str, &str)],
+        sentry: Option<Arc<sentry::test::TestTransport>>,
+    ) -> Server {
+        crate::logs::capture();
         let (supabase_url, jwks_hits) = jwks_server().await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".to_owned(), functions_url(&db)),
@@ -101,7 +125,8 @@ impl Server {
         let supabase_url = vars.get("SUPABASE_URL").cloned().unwrap_or_default();
         let config =
             shared::config::Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
-        let app = Arc::new(shared::App::new(config).expect("app"));
+        let transport = sentry.map(|t| Arc::new(t) as Arc<dyn sentry::TransportFactory>);
+        let app = Arc::new(shared::App::with_sentry_transport(config, transport).expect("app"));
         let base = format!("{}/functions/v1", spawn(local::router(app.clone())).await);
         Server {
             db,
@@ -110,6 +135,7 @@ impl Server {
             jwks_hits,
             http: reqwest::Client::new(),
             app,
+            sentry: None,
         }
     }
 

@@ -71,7 +71,7 @@ pub struct Entitlement {
 
 /// Handles one invocation.
 pub async fn handle(app: &App, req: Request) -> Response {
-    serve(NAME, Methods::Post, &req, async |req| {
+    serve(app, NAME, Methods::Post, &req, async |req| {
         // 1. Who is asking.
         let user = app.auth.verify(req.headers()).await?;
         // 2. What they ask for.
@@ -102,6 +102,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
                     )
                     .await?[0];
                 let family = Family { id: family.get(0), name: family.get(1), created_at: family.get(2) };
+                shared::telemetry::set_family(family.id);
 
                 tx.query_typed(
                     "INSERT INTO public.family_members (family_id, user_id, role) VALUES ($1, $2, 'keeper')",
