@@ -14,9 +14,17 @@ pub type Handler = for<'a> fn(&'a App, Request) -> BoxFuture<'a, Response>;
 
 /// Every function crate of the workspace, by its routed name.
 pub fn functions() -> Vec<(&'static str, Handler)> {
-    vec![(create_family::NAME, |app, req| {
-        Box::pin(create_family::handle(app, req))
-    })]
+    vec![
+        (create_family::NAME, |app, req| {
+            Box::pin(create_family::handle(app, req))
+        }),
+        (create_invite::NAME, |app, req| {
+            Box::pin(create_invite::handle(app, req))
+        }),
+        (redeem_invite::NAME, |app, req| {
+            Box::pin(redeem_invite::handle(app, req))
+        }),
+    ]
 }
 
 /// Bodies larger than this are cut off here; the handler answers 413 for anything over 64 KiB.

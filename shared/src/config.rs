@@ -39,6 +39,10 @@ pub struct Config {
     pub resend_api_key: Option<SecretString>,
     /// `RESEND_FROM` (default `Stories From the Sun <invites@sunstories.app>`).
     pub resend_from: String,
+    /// `RESEND_BASE_URL`: Resend's API base (tests point it at a local server).
+    pub resend_base_url: Option<String>,
+    /// `MAILBOX_DIR`: where emails go without Resend (default `$TMPDIR/stories-mailbox`).
+    pub mailbox_dir: std::path::PathBuf,
     /// `APP_URL` (default `http://localhost:8081`): the app, for join links.
     pub app_url: String,
     /// `ALLOWED_REDIRECT_ORIGINS`: comma-separated origins for Stripe redirects
@@ -142,6 +146,10 @@ impl Config {
             resend_api_key: secret("RESEND_API_KEY"),
             resend_from: get("RESEND_FROM")
                 .unwrap_or_else(|| "Stories From the Sun <invites@sunstories.app>".to_owned()),
+            resend_base_url: get("RESEND_BASE_URL"),
+            mailbox_dir: get("MAILBOX_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("stories-mailbox")),
             app_url,
             allowed_redirect_origins,
             invite_code_secret: secret("INVITE_CODE_SECRET"),
@@ -154,6 +162,11 @@ impl Config {
                 .unwrap_or_else(|| "https://us.i.posthog.com".to_owned()),
         })
     }
+}
+
+/// The value of an optional variable a function can't work without, checked at cold start.
+pub fn require<'a, T>(value: Option<&'a T>, name: &'static str) -> Result<&'a T, ConfigError> {
+    value.ok_or(ConfigError::Missing(name))
 }
 
 /// `scheme://host[:port]` of an http(s) URL, lowercased; None for anything else.

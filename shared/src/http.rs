@@ -265,11 +265,28 @@ where
     input.validate().map_err(|report| {
         let messages: Vec<String> = report
             .iter()
-            .map(|(path, error)| format!("{path}: {error}"))
+            .map(|(path, error)| format!("{}: {error}", camel_case(&path.to_string())))
             .collect();
         ApiError::Validation(messages.join("; "))
     })?;
     Ok(input)
+}
+
+/// garde reports Rust field names; the contract's JSON names are camelCase.
+fn camel_case(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Serde helper: a string with surrounding whitespace removed (validated after trimming).

@@ -4,8 +4,10 @@ pub mod analytics;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod http;
+pub mod invite;
 pub mod telemetry;
 
 pub use error::ApiError;
@@ -20,6 +22,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// Error reports; None without `SENTRY_DSN`.
     pub sentry: Option<std::sync::Arc<sentry::Client>>,
+    /// Invite emails: Resend, or the local mailbox folder.
+    pub mailer: email::Mailer,
     /// Server-side analytics; None without `POSTHOG_API_KEY`.
     pub analytics: Option<analytics::Analytics>,
 }
@@ -49,6 +53,7 @@ impl App {
             db: db::Db::new(config.database_url.expose_secret())?,
             auth: auth::Verifier::new(&config, http.clone()),
             sentry: telemetry::sentry_client(&config, transport)?,
+            mailer: email::Mailer::new(&config, http.clone())?,
             analytics: analytics::Analytics::new(
                 config.posthog_api_key.as_ref(),
                 &config.posthog_host,

@@ -6,6 +6,7 @@ mod create_family;
 mod db_access;
 mod frame;
 mod harness;
+mod invites;
 mod observability;
 mod quota;
 mod rls;

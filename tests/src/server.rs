@@ -86,13 +86,16 @@ impl Server {
 
     /// A runner on a fresh database whose Sentry events are captured.
     pub async fn start_with_sentry() -> Server {
+        Self::start_with_sentry_and(&[]).await
+    }
+
+    /// As [`Server::start_with_sentry`], with `overrides` on top of the test configuration.
+    pub async fn start_with_sentry_and(overrides: &[(&str, &str)]) -> Server {
         let transport = sentry::test::TestTransport::new();
-        let mut server = Self::start_full(
-            TestDb::new().await,
-            &[("SENTRY_DSN", "https://public@sentry.example.com/1")],
-            Some(transport.clone()),
-        )
-        .await;
+        let mut vars = vec![("SENTRY_DSN", "https://public@sentry.example.com/1")];
+        vars.extend_from_slice(overrides);
+        let mut server =
+            Self::start_full(TestDb::new().await, &vars, Some(transport.clone())).await;
         server.sentry = Some(transport);
         server
     }
@@ -185,6 +188,31 @@ impl Server {
             serde_json::from_str(&text).unwrap_or(Value::Null),
             headers,
         )
+    }
+
+    /// POSTs and returns the raw body text (for byte-for-byte comparisons).
+    pub async fn post_raw(&self, function: &str, token: &str, body: &Value) -> (u16, String) {
+        let resp = self
+            .http
+            .post(self.url(function))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+
+    /// A family created through create-family by the token's user; returns its id.
+    pub async fn family(&self, token: &str) -> Uuid {
+        let (status, body, _) = self
+            .post("create-family", Some(token), &json!({"name": "The Family"}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["family"]["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("family id")
     }
 
     /// Counts rows of a table (as the superuser).

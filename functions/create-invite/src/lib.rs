@@ -1,0 +1,212 @@
+//! create-invite: a keeper invites storytellers with an `ABC-DEF-GHI` code. Only the
+//! code's HMAC is stored; the code itself is returned once and, if an email is given,
+//! sent through Resend (a failed send never fails the invite).
+
+use chrono::{DateTime, Utc};
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+use shared::email::{Delivery, Email, escape_html};
+use shared::http::{json_body, serve};
+use shared::invite::InviteCode;
+use shared::telemetry::{self, ErrorContext};
+use shared::{ApiError, App, Methods, Request, Response};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+/// The function's name, as routed and deployed.
+pub const NAME: &str = "create-invite";
+
+/// Invites one family may create per hour.
+const HOURLY_LIMIT: i32 = 20;
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct Input {
+    #[garde(skip)]
+    pub family_id: Uuid,
+    #[garde(email)]
+    pub email: Option<String>,
+    #[serde(default = "default_expiry")]
+    #[garde(range(min = 1, max = 30))]
+    pub expires_in_days: i32,
+    #[serde(default = "default_max_uses")]
+    #[garde(range(min = 1, max = 20))]
+    pub max_uses: i32,
+}
+
+fn default_expiry() -> i32 {
+    7
+}
+
+fn default_max_uses() -> i32 {
+    1
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    pub invite: Invite,
+    pub email_sent: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Invite {
+    pub id: Uuid,
+    pub code: String,
+    pub expires_at: DateTime<Utc>,
+    pub max_uses: i32,
+}
+
+/// Handles one invocation.
+pub async fn handle(app: &App, req: Request) -> Response {
+    serve(app, NAME, Methods::Post, &req, async |req| {
+        let secret = app
+            .config
+            .invite_code_secret
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("INVITE_CODE_SECRET is not set")))?;
+        // 1. Who is asking, and for what.
+        let user = app.auth.verify(req.headers()).await?;
+        let input: Input = json_body(req)?;
+        telemetry::set_family(input.family_id);
+
+        // 2. Keepers only: read as the caller, so RLS decides what they can see.
+        let family = app
+            .db
+            .as_user(&user, async |tx| {
+                let rows = tx
+                    .query_typed(
+                        "SELECT f.name, f.language, m.role FROM public.families f
+                         JOIN public.family_members m ON m.family_id = f.id AND m.user_id = (SELECT auth.uid())
+                         WHERE f.id = $1",
+                        &[(&input.family_id, Type::UUID)],
+                    )
+                    .await?;
+                Ok(rows.first().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2))))
+            })
+            .await?;
+        let (family_name, language) = match family {
+            Some((name, language, role)) if role == "keeper" => (name, language),
+            _ => return Err(ApiError::Forbidden("Only a keeper of this family can invite")),
+        };
+
+        // 3. The invite, within the family's hourly limit (the service role: users may
+        //    not create invites themselves, contract §4).
+        let (id, code, expires_at) = app
+            .db
+            .as_service(async |tx| {
+                let key = format!("{NAME}:{}", input.family_id);
+                let retry_after: i32 = tx
+                    .query_typed(
+                        "SELECT public.rate_limit_take($1, $2, interval '1 hour')",
+                        &[(&key, Type::TEXT), (&HOURLY_LIMIT, Type::INT4)],
+                    )
+                    .await?[0]
+                    .get(0);
+                if retry_after > 0 {
+                    return Err(ApiError::RateLimit { retry_after_seconds: retry_after.unsigned_abs() });
+                }
+                // A new code on the (astronomically rare) collision with an existing one.
+                for _ in 0..3 {
+                    let code = InviteCode::generate().map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+                    tx.batch_execute("SAVEPOINT new_code").await?;
+                    let inserted = tx
+                        .query_typed(
+                            "INSERT INTO public.invites (family_id, code_hmac, email, created_by, expires_at, max_uses)
+                             VALUES ($1, $2, $3, $4, now() + make_interval(days => $5), $6)
+                             RETURNING id, expires_at",
+                            &[
+                                (&input.family_id, Type::UUID),
+                                (&code.hmac(secret), Type::BYTEA),
+                                (&input.email, Type::TEXT),
+                                (&user.id, Type::UUID),
+                                (&input.expires_in_days, Type::INT4),
+                                (&input.max_uses, Type::INT4),
+                            ],
+                        )
+                        .await;
+                    match inserted {
+                        Ok(rows) => return Ok((rows[0].get::<_, Uuid>(0), code, rows[0].get::<_, DateTime<Utc>>(1))),
+                        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                            tx.batch_execute("ROLLBACK TO SAVEPOINT new_code").await?;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(ApiError::internal(anyhow::anyhow!("three invite codes in a row collided")))
+            })
+            .await?;
+
+        // 4. The email, if asked for. A failure is reported, never fatal.
+        let email_sent = match &input.email {
+            None => false,
+            Some(to) => {
+                let email = invite_email(app, to, &family_name, &language, &code, input.expires_in_days);
+                match app.mailer.send(&email).await {
+                    Ok(Delivery::Sent) => true,
+                    Ok(Delivery::Mailbox(_)) => false,
+                    Err(e) => {
+                        let context = ErrorContext { feature: "invitations", action: "send_email", ..Default::default() };
+                        telemetry::report_error(app.sentry.as_ref(), e.as_ref(), context);
+                        tracing::warn!("invite email not sent");
+                        false
+                    }
+                }
+            }
+        };
+
+        Ok(Output {
+            invite: Invite { id, code: code.to_string(), expires_at, max_uses: input.max_uses },
+            email_sent,
+        })
+    })
+    .await
+}
+
+/// The invitation, in the family's language.
+fn invite_email(
+    app: &App,
+    to: &str,
+    family: &str,
+    language: &str,
+    code: &InviteCode,
+    days: i32,
+) -> Email {
+    let link = format!(
+        "{}/join?code={code}",
+        app.config.app_url.trim_end_matches('/')
+    );
+    let (subject, intro, action, expiry) = match language {
+        "es" => (
+            format!("Te invitaron a unirte a {family} en Stories From the Sun"),
+            format!(
+                "Te invitaron a unirte a la familia {family} para grabar y escuchar sus historias."
+            ),
+            "Únete con este enlace",
+            format!("o escribe el código {code} en la app. La invitación vence en {days} días."),
+        ),
+        _ => (
+            format!("You're invited to join {family} on Stories From the Sun"),
+            format!(
+                "You've been invited to join the {family} family to record and hear its stories."
+            ),
+            "Join with this link",
+            format!("or enter the code {code} in the app. The invitation expires in {days} days."),
+        ),
+    };
+    let text = format!("{intro}\n\n{action}: {link}\n{expiry}\n");
+    let html = format!(
+        "<p>{}</p><p><a href=\"{}\">{action}</a></p><p>{}</p>",
+        escape_html(&intro),
+        escape_html(&link),
+        escape_html(&expiry)
+    );
+    Email {
+        to: to.to_owned(),
+        subject,
+        text,
+        html,
+    }
+}
