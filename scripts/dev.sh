@@ -19,6 +19,14 @@ export DATABASE_URL="postgres://functions_authenticator:${FUNCTIONS_DB_PASSWORD}
 export SUPABASE_JWT_SECRET="${SUPABASE_JWT_SECRET:-super-secret-jwt-token-with-at-least-32-characters-long}"
 export INVITE_CODE_SECRET="${INVITE_CODE_SECRET:-local-dev-invite-secret}"
 export APP_URL="${APP_URL:-http://localhost:8081}"
+# A local S3 protocol server (s3s-fs, embedded in `serve`) stands in for R2; it checks
+# SigV4 signatures like R2 does. Objects live under .local/s3/<bucket>/.
+export R2_BUCKET_NAME="${R2_BUCKET_NAME:-stories-audio}"
+export R2_ENDPOINT="${R2_ENDPOINT:-http://127.0.0.1:9000}"
+export R2_ACCESS_KEY_ID="${R2_ACCESS_KEY_ID:-local-access-key}"
+export R2_SECRET_ACCESS_KEY="${R2_SECRET_ACCESS_KEY:-local-secret-key}"
+export LOCAL_S3_DIR="${LOCAL_S3_DIR:-$ROOT/.local/s3}"
+export MAILBOX_DIR="${MAILBOX_DIR:-$ROOT/.local/mailbox}"
 export PORT="${PORT:-54321}"
 
 psql -q "$ADMIN_URL" -tc "SELECT 1 FROM pg_database WHERE datname = '$DEV_DB'" | grep -q 1 \

@@ -12,18 +12,22 @@ use shared::{ApiError, App, Request, Response};
 /// A function's handler, as the runner calls it.
 pub type Handler = for<'a> fn(&'a App, Request) -> BoxFuture<'a, Response>;
 
+/// Each function crate's name and handler.
+macro_rules! handlers {
+    ($($krate:ident),* $(,)?) => {
+        vec![$(($krate::NAME, (|app, req| Box::pin($krate::handle(app, req))) as Handler)),*]
+    };
+}
+
 /// Every function crate of the workspace, by its routed name.
 pub fn functions() -> Vec<(&'static str, Handler)> {
-    vec![
-        (create_family::NAME, |app, req| {
-            Box::pin(create_family::handle(app, req))
-        }),
-        (create_invite::NAME, |app, req| {
-            Box::pin(create_invite::handle(app, req))
-        }),
-        (redeem_invite::NAME, |app, req| {
-            Box::pin(redeem_invite::handle(app, req))
-        }),
+    handlers![
+        create_family,
+        create_invite,
+        redeem_invite,
+        get_signed_upload_url,
+        finalize_recording,
+        get_signed_playback_url,
     ]
 }
 
@@ -90,4 +94,41 @@ pub fn dev_token(
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )?)
+}
+
+/// A local S3 protocol server (s3s-fs) that verifies SigV4 signatures, presigned URLs
+/// included: a stand-in for R2 that rejects what R2 would.
+pub mod s3 {
+    use std::path::Path;
+
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use s3s::auth::SimpleAuth;
+    use s3s::service::S3ServiceBuilder;
+
+    /// Serves the folder `root` (one sub-folder per bucket, `bucket` created) until the
+    /// listener fails.
+    pub async fn serve(
+        listener: tokio::net::TcpListener,
+        root: &Path,
+        bucket: &str,
+        access_key: &str,
+        secret_key: &str,
+    ) -> anyhow::Result<()> {
+        std::fs::create_dir_all(root.join(bucket))?;
+        let fs =
+            s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("local S3 folder: {e:?}"))?;
+        let mut builder = S3ServiceBuilder::new(fs);
+        builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
+        let service = builder.build();
+        loop {
+            let (socket, _) = listener.accept().await?;
+            let service = service.clone();
+            tokio::spawn(async move {
+                let _ = Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    }
 }

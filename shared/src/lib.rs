@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod http;
 pub mod invite;
+pub mod r2;
 pub mod telemetry;
 
 pub use error::ApiError;
@@ -22,6 +23,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// Error reports; None without `SENTRY_DSN`.
     pub sentry: Option<std::sync::Arc<sentry::Client>>,
+    /// Audio storage; None without `R2_BUCKET_NAME`.
+    pub r2: Option<r2::R2>,
     /// Invite emails: Resend, or the local mailbox folder.
     pub mailer: email::Mailer,
     /// Server-side analytics; None without `POSTHOG_API_KEY`.
@@ -29,6 +32,13 @@ pub struct App {
 }
 
 impl App {
+    /// The bucket, for the functions that can't work without it (checked at cold start).
+    pub fn r2(&self) -> Result<&r2::R2, ApiError> {
+        self.r2
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("R2 is not configured")))
+    }
+
     /// From the environment; fails naming the first missing required variable.
     pub fn from_env() -> anyhow::Result<Self> {
         Self::new(config::Config::from_env()?)
@@ -54,6 +64,7 @@ impl App {
             auth: auth::Verifier::new(&config, http.clone()),
             sentry: telemetry::sentry_client(&config, transport)?,
             mailer: email::Mailer::new(&config, http.clone())?,
+            r2: config.r2.as_ref().map(r2::R2::new),
             analytics: analytics::Analytics::new(
                 config.posthog_api_key.as_ref(),
                 &config.posthog_host,

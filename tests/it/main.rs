@@ -9,6 +9,7 @@ mod harness;
 mod invites;
 mod observability;
 mod quota;
+mod recordings;
 mod rls;
 mod round_trip;
 mod runner;

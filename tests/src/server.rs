@@ -26,6 +26,8 @@ pub struct Server {
     pub jwks_hits: Arc<AtomicUsize>,
     pub http: reqwest::Client,
     pub app: Arc<shared::App>,
+    /// The folder the test's own S3 server keeps objects in.
+    pub s3_dir: std::path::PathBuf,
     /// What the app sent to Sentry, when started with [`Server::start_with_sentry`].
     pub sentry: Option<Arc<sentry::test::TestTransport>>,
 }
@@ -111,6 +113,15 @@ impl Server {
         sentry: Option<Arc<sentry::test::TestTransport>>,
     ) -> Server {
         crate::logs::capture();
+        let s3_dir = std::env::temp_dir().join(format!("sfts-s3-{}", Uuid::new_v4().simple()));
+        let s3 = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind s3");
+        let s3_endpoint = format!("http://{}", s3.local_addr().expect("addr"));
+        let root = s3_dir.clone();
+        tokio::spawn(async move {
+            local::s3::serve(s3, &root, TEST_BUCKET, TEST_R2_KEY, TEST_R2_SECRET).await
+        });
         let (supabase_url, jwks_hits) = jwks_server().await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".to_owned(), functions_url(&db)),
@@ -121,6 +132,10 @@ impl Server {
                 "test-invite-secret".to_owned(),
             ),
             ("APP_URL".to_owned(), "https://app.example.com".to_owned()),
+            ("R2_BUCKET_NAME".to_owned(), TEST_BUCKET.to_owned()),
+            ("R2_ENDPOINT".to_owned(), s3_endpoint),
+            ("R2_ACCESS_KEY_ID".to_owned(), TEST_R2_KEY.to_owned()),
+            ("R2_SECRET_ACCESS_KEY".to_owned(), TEST_R2_SECRET.to_owned()),
         ]);
         for (k, v) in overrides {
             vars.insert((*k).to_owned(), (*v).to_owned());
@@ -138,6 +153,7 @@ impl Server {
             jwks_hits,
             http: reqwest::Client::new(),
             app,
+            s3_dir,
             sentry: None,
         }
     }
@@ -226,6 +242,17 @@ impl Server {
             .get(0)
     }
 }
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.s3_dir);
+    }
+}
+
+/// The test S3 server's bucket and credentials.
+pub const TEST_BUCKET: &str = "stories-audio";
+const TEST_R2_KEY: &str = "test-access-key";
+const TEST_R2_SECRET: &str = "test-secret-key";
 
 /// Signs claims with the legacy HS256 secret.
 pub fn hs256(claims: &Value) -> String {

@@ -1,11 +1,38 @@
-//! `serve`: all functions on http://127.0.0.1:$PORT/functions/v1/<name> (PORT default 54321).
+//! `serve`: all functions on http://127.0.0.1:$PORT/functions/v1/<name> (PORT default
+//! 54321). With LOCAL_S3_DIR set it also serves that folder as the S3 endpoint in
+//! R2_ENDPOINT (an `http://127.0.0.1:PORT` address), with the R2_* credentials.
 
 use std::sync::Arc;
+
+use anyhow::Context;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
     let app = Arc::new(shared::App::from_env()?);
+    if let Ok(dir) = std::env::var("LOCAL_S3_DIR") {
+        let r2 = app
+            .config
+            .r2
+            .as_ref()
+            .context("LOCAL_S3_DIR needs R2_BUCKET_NAME, R2_ENDPOINT and keys")?;
+        let addr = r2
+            .endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let (bucket, key) = (r2.bucket.clone(), r2.access_key_id.clone());
+        let secret = secrecy::ExposeSecret::expose_secret(&r2.secret_access_key).to_owned();
+        tracing::info!("local S3 at http://{addr}, bucket {bucket}, files in {dir}");
+        tokio::spawn(async move {
+            if let Err(e) = local::s3::serve(listener, dir.as_ref(), &bucket, &key, &secret).await {
+                tracing::error!(error = %e, "local S3 stopped");
+            }
+        });
+    }
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())

@@ -1,0 +1,205 @@
+//! get-signed-upload-url: the seed's five checks, in its order, each with its own
+//! error, all before anything is signed or stored: membership → entitlement status →
+//! a paid plan's subscription is current → storage quota (counting open reservations)
+//! → duration. Then an upload reservation and a PUT URL binding the content type and
+//! the exact length.
+
+use chrono::{DateTime, Utc};
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+use shared::http::{json_body, serve};
+use shared::r2::{AUDIO_CONTENT_TYPE, Presigned, RecordingKey, URL_EXPIRY, WAVEFORM_CONTENT_TYPE};
+use shared::{ApiError, App, Methods, Request, Response, telemetry};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+/// The function's name, as routed and deployed.
+pub const NAME: &str = "get-signed-upload-url";
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct Input {
+    #[garde(skip)]
+    pub family_id: Uuid,
+    #[garde(range(min = 0.001, max = 86_400.0))]
+    pub duration_seconds: f64,
+    #[garde(range(min = 1, max = 524_288_000))]
+    pub size_bytes: i64,
+    /// Only `audio/mp4` is accepted; the PUT URL binds it either way.
+    #[garde(skip)]
+    pub content_type: Option<AudioType>,
+    #[garde(skip)]
+    pub prompt_id: Option<Uuid>,
+    #[garde(inner(range(min = 1, max = 262_144)))]
+    pub waveform_size_bytes: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub enum AudioType {
+    #[serde(rename = "audio/mp4")]
+    Mp4,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    pub recording_id: Uuid,
+    pub key: String,
+    pub upload: Upload,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waveform_upload: Option<Upload>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upload {
+    pub url: String,
+    pub method: &'static str,
+    pub headers: UploadHeaders,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadHeaders {
+    #[serde(rename = "Content-Type")]
+    pub content_type: &'static str,
+    #[serde(rename = "Content-Length")]
+    pub content_length: String,
+}
+
+fn upload(signed: Presigned, content_type: &'static str, length: i64) -> Upload {
+    Upload {
+        url: signed.url,
+        method: "PUT",
+        headers: UploadHeaders {
+            content_type,
+            content_length: length.to_string(),
+        },
+        expires_at: signed.expires_at,
+    }
+}
+
+/// Entitlement statuses that allow uploads (the contract's table): a subscription
+/// Stripe is still retrying keeps uploading; an ended one is back on `free`.
+fn allows_uploads(status: &str) -> bool {
+    matches!(status, "active" | "trialing" | "past_due" | "canceled")
+}
+
+/// Handles one invocation.
+pub async fn handle(app: &App, req: Request) -> Response {
+    serve(app, NAME, Methods::Post, &req, async |req| {
+        let r2 = app.r2()?;
+        // 1. Who is asking, and for what.
+        let user = app.auth.verify(req.headers()).await?;
+        let input: Input = json_body(req)?;
+        telemetry::set_family(input.family_id);
+
+        // 2. Membership, read as the caller (RLS decides).
+        let member = app
+            .db
+            .as_user(&user, async |tx| {
+                Ok(!tx
+                    .query_typed(
+                        "SELECT 1 FROM public.family_members WHERE family_id = $1 AND user_id = (SELECT auth.uid())",
+                        &[(&input.family_id, Type::UUID)],
+                    )
+                    .await?
+                    .is_empty())
+            })
+            .await?;
+        if !member {
+            return Err(ApiError::Forbidden("You are not a member of this family"));
+        }
+
+        // 3. The remaining checks and the reservation in one transaction (the service
+        //    role: reservations are not the user's to write), under the entitlement
+        //    lock, so concurrent requests can't reserve the same free bytes twice.
+        let recording_id = Uuid::new_v4();
+        let key = RecordingKey { family_id: input.family_id, recording_id };
+        let audio_type = AUDIO_CONTENT_TYPE;
+        app.db
+            .as_service(async |tx| {
+                let rows = tx
+                    .query_typed(
+                        "SELECT e.status, p.is_paid, e.current_period_end > now() - interval '3 days',
+                                p.storage_quota_bytes, p.max_recording_seconds,
+                                e.storage_used_bytes + coalesce((
+                                  SELECT sum(r.audio_size_bytes + coalesce(r.waveform_size_bytes, 0))
+                                  FROM public.upload_reservations r
+                                  WHERE r.family_id = e.family_id AND r.finalized_at IS NULL AND r.expires_at > now()
+                                ), 0)::bigint
+                         FROM public.entitlements e JOIN public.plans p ON p.code = e.plan
+                         WHERE e.family_id = $1
+                         FOR UPDATE OF e",
+                        &[(&input.family_id, Type::UUID)],
+                    )
+                    .await?;
+                let Some(e) = rows.first() else {
+                    return Err(ApiError::Forbidden("This family has no plan that allows uploads"));
+                };
+                let (status, is_paid, period_current): (String, bool, Option<bool>) = (e.get(0), e.get(1), e.get(2));
+                let (quota, max_seconds, committed): (i64, i32, i64) = (e.get(3), e.get(4), e.get(5));
+                if !allows_uploads(&status) {
+                    return Err(ApiError::Forbidden("Your subscription does not allow uploads right now"));
+                }
+                if is_paid && (status == "canceled" || period_current == Some(false)) {
+                    return Err(ApiError::Forbidden("Your subscription is not current"));
+                }
+                let wanted = input.size_bytes + input.waveform_size_bytes.unwrap_or(0);
+                if committed + wanted > quota {
+                    return Err(ApiError::QuotaExceeded);
+                }
+                if input.duration_seconds > f64::from(max_seconds) {
+                    return Err(ApiError::Forbidden("This recording is longer than your plan allows"));
+                }
+                if let Some(prompt) = input.prompt_id {
+                    let found = tx
+                        .query_typed(
+                            "SELECT 1 FROM public.prompts WHERE id = $1 AND family_id = $2 AND deleted_at IS NULL",
+                            &[(&prompt, Type::UUID), (&input.family_id, Type::UUID)],
+                        )
+                        .await?;
+                    if found.is_empty() {
+                        return Err(ApiError::Validation("promptId: not a prompt of this family".into()));
+                    }
+                }
+                let expiry = format!("{} seconds", URL_EXPIRY.as_secs());
+                tx.query_typed(
+                    "INSERT INTO public.upload_reservations
+                       (id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
+                        duration_seconds, content_type, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::interval)",
+                    &[
+                        (&recording_id, Type::UUID),
+                        (&input.family_id, Type::UUID),
+                        (&user.id, Type::UUID),
+                        (&input.prompt_id, Type::UUID),
+                        (&input.size_bytes, Type::INT8),
+                        (&input.waveform_size_bytes, Type::INT8),
+                        (&input.duration_seconds, Type::FLOAT8),
+                        (&audio_type, Type::TEXT),
+                        (&expiry, Type::TEXT),
+                    ],
+                )
+                .await?;
+                // Signed before commit: a URL that can't be signed leaves no reservation.
+                let audio = r2.presign_put(&key.audio(), audio_type, input.size_bytes, URL_EXPIRY).await?;
+                let waveform = match input.waveform_size_bytes {
+                    Some(size) => Some(upload(
+                        r2.presign_put(&key.waveform(), WAVEFORM_CONTENT_TYPE, size, URL_EXPIRY).await?,
+                        WAVEFORM_CONTENT_TYPE,
+                        size,
+                    )),
+                    None => None,
+                };
+                Ok(Output {
+                    recording_id,
+                    key: key.audio(),
+                    upload: upload(audio, audio_type, input.size_bytes),
+                    waveform_upload: waveform,
+                })
+            })
+            .await
+    })
+    .await
+}
