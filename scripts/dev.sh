@@ -27,6 +27,9 @@ export R2_ACCESS_KEY_ID="${R2_ACCESS_KEY_ID:-local-access-key}"
 export R2_SECRET_ACCESS_KEY="${R2_SECRET_ACCESS_KEY:-local-secret-key}"
 export LOCAL_S3_DIR="${LOCAL_S3_DIR:-$ROOT/.local/s3}"
 export MAILBOX_DIR="${MAILBOX_DIR:-$ROOT/.local/mailbox}"
+# Billing answers 503 until STRIPE_SECRET_KEY (test mode) is set; the webhook secret is
+# local so `stripe-event` can sign sample events for it.
+export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_local_development}"
 export PORT="${PORT:-54321}"
 
 psql -q "$ADMIN_URL" -tc "SELECT 1 FROM pg_database WHERE datname = '$DEV_DB'" | grep -q 1 \
@@ -43,6 +46,9 @@ cat <<MSG
   Then:
     curl -s http://127.0.0.1:$PORT/functions/v1/create-family \\
       -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"name":"The Garcias","language":"es"}'
+
+  A signed sample Stripe event for the webhook:
+    STRIPE_WEBHOOK_SECRET=$STRIPE_WEBHOOK_SECRET $CARGO_TARGET_DIR/debug/stripe-event customer.subscription.updated sub_123
 
 MSG
 exec "$CARGO_TARGET_DIR/debug/serve"

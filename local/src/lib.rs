@@ -28,6 +28,9 @@ pub fn functions() -> Vec<(&'static str, Handler)> {
         get_signed_upload_url,
         finalize_recording,
         get_signed_playback_url,
+        create_checkout_session,
+        create_portal_session,
+        stripe_webhook,
     ]
 }
 

@@ -1,6 +1,7 @@
 //! `migrate`: applies, rolls back and reports the project's migrations.
 //!
-//! Usage: migrate [--dir DIR] (up | down [N] [--allow-data-loss] | status | bootstrap)
+//! Usage: migrate [--dir DIR] (up | down [N] [--allow-data-loss] | status | bootstrap
+//!                             | set-price STRIPE_PRICE_ID PLAN)
 //! Reads MIGRATIONS_DATABASE_URL (a session-capable connection: direct, or Supavisor
 //! session mode). `bootstrap` creates the cluster roles and reads FUNCTIONS_DB_PASSWORD.
 
@@ -13,8 +14,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use migrations::{FUNCTIONS_PASSWORD_VAR, State};
 
-const USAGE: &str =
-    "usage: migrate [--dir DIR] (up | down [N] [--allow-data-loss] | status | bootstrap)";
+const USAGE: &str = "usage: migrate [--dir DIR] (up | down [N] [--allow-data-loss] | status | bootstrap \
+     | set-price STRIPE_PRICE_ID PLAN)";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -96,6 +97,20 @@ async fn run(args: Vec<String>) -> Result<()> {
                 std::env::var(FUNCTIONS_PASSWORD_VAR).map_err(|_| migrations::Error::NoPassword)?;
             migrations::bootstrap_cluster(&mut client, &password).await?;
             println!("cluster roles ready");
+        }
+        // Stripe price ids differ between test and live mode: each environment maps its own.
+        ["set-price", price, plan] => {
+            client
+                .execute(
+                    "INSERT INTO public.plan_prices (stripe_price_id, plan) VALUES ($1, $2)
+                     ON CONFLICT (stripe_price_id) DO UPDATE SET plan = EXCLUDED.plan",
+                    &[price, plan],
+                )
+                .await
+                .with_context(|| {
+                    format!("mapping {price} to plan {plan} (does the plan exist?)")
+                })?;
+            println!("{price} -> {plan}");
         }
         _ => bail!(USAGE),
     }

@@ -33,6 +33,9 @@ pub struct Config {
     pub r2: Option<R2Config>,
     /// `STRIPE_SECRET_KEY`: without it the billing functions answer 503.
     pub stripe_secret_key: Option<SecretString>,
+    /// `STRIPE_API_BASE`: Stripe's API root, `/v1` is appended (default `https://api.stripe.com/`; tests
+    /// point it at a local server).
+    pub stripe_api_base: Option<String>,
     /// `STRIPE_WEBHOOK_SECRET`: the `whsec_…` the webhook signature is checked with.
     pub stripe_webhook_secret: Option<SecretString>,
     /// `RESEND_API_KEY`: without it invite emails go to the local mailbox folder.
@@ -143,6 +146,7 @@ impl Config {
             r2,
             stripe_secret_key: secret("STRIPE_SECRET_KEY"),
             stripe_webhook_secret: secret("STRIPE_WEBHOOK_SECRET"),
+            stripe_api_base: get("STRIPE_API_BASE"),
             resend_api_key: secret("RESEND_API_KEY"),
             resend_from: get("RESEND_FROM")
                 .unwrap_or_else(|| "Stories From the Sun <invites@sunstories.app>".to_owned()),
@@ -169,18 +173,14 @@ pub fn require<'a, T>(value: Option<&'a T>, name: &'static str) -> Result<&'a T,
     value.ok_or(ConfigError::Missing(name))
 }
 
-/// `scheme://host[:port]` of an http(s) URL, lowercased; None for anything else.
+/// The origin (`scheme://host[:port]`) of an http(s) URL, parsed the way browsers
+/// parse it; None for anything else, or for a URL carrying credentials.
 pub fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return None;
-    }
-    let authority = rest.split(['/', '?', '#']).next()?;
-    if authority.is_empty() || authority.contains('@') {
-        return None;
-    }
-    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+    let url = reqwest::Url::parse(url).ok()?;
+    let usable = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none();
+    usable.then(|| url.origin().ascii_serialization())
 }
 
 #[cfg(test)]
@@ -259,6 +259,18 @@ mod tests {
             Some("https://app.example.com.evil.net")
         );
         assert_eq!(origin_of("https://app.example.com@evil.net/"), None);
+        assert_eq!(
+            origin_of("https://app.example.com:443/").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            origin_of("https://APP.example.com/").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_ne!(
+            origin_of("http://app.example.com/").as_deref(),
+            Some("https://app.example.com")
+        );
         assert_eq!(origin_of("javascript:alert(1)"), None);
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod db;
 pub mod email;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod invite;
 pub mod r2;
+pub mod stripe;
 pub mod telemetry;
 
 pub use error::ApiError;
@@ -25,6 +27,8 @@ pub struct App {
     pub sentry: Option<std::sync::Arc<sentry::Client>>,
     /// Audio storage; None without `R2_BUCKET_NAME`.
     pub r2: Option<r2::R2>,
+    /// Billing; None without `STRIPE_SECRET_KEY`.
+    pub stripe: Option<stripe::Stripe>,
     /// Invite emails: Resend, or the local mailbox folder.
     pub mailer: email::Mailer,
     /// Server-side analytics; None without `POSTHOG_API_KEY`.
@@ -32,6 +36,13 @@ pub struct App {
 }
 
 impl App {
+    /// Stripe, for the billing functions: 503 when it is not configured.
+    pub fn stripe(&self) -> Result<&stripe::Stripe, ApiError> {
+        self.stripe
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("STRIPE_SECRET_KEY is not set")))
+    }
+
     /// The bucket, for the functions that can't work without it (checked at cold start).
     pub fn r2(&self) -> Result<&r2::R2, ApiError> {
         self.r2
@@ -65,6 +76,7 @@ impl App {
             sentry: telemetry::sentry_client(&config, transport)?,
             mailer: email::Mailer::new(&config, http.clone())?,
             r2: config.r2.as_ref().map(r2::R2::new),
+            stripe: stripe::Stripe::new(&config)?,
             analytics: analytics::Analytics::new(
                 config.posthog_api_key.as_ref(),
                 &config.posthog_host,

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, so the template database is migrated once per run.
 
 mod auth;
+mod billing;
 mod bootstrap;
 mod create_family;
 mod db_access;

@@ -1,0 +1,48 @@
+//! create-portal-session: a keeper opens Stripe's billing portal for the family.
+
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+use shared::billing::{allowed_redirect, keeper_of};
+use shared::http::{json_body, serve};
+use shared::{ApiError, App, Methods, Request, Response, telemetry};
+use uuid::Uuid;
+
+/// The function's name, as routed and deployed.
+pub const NAME: &str = "create-portal-session";
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct Input {
+    #[garde(skip)]
+    pub family_id: Uuid,
+    #[garde(length(min = 1, max = 2048))]
+    pub return_url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Output {
+    pub url: String,
+}
+
+/// Handles one invocation.
+pub async fn handle(app: &App, req: Request) -> Response {
+    serve(app, NAME, Methods::Post, &req, async |req| {
+        // 1. Who is asking, and for what.
+        let user = app.auth.verify(req.headers()).await?;
+        let stripe = app.stripe()?;
+        let input: Input = json_body(req)?;
+        telemetry::set_family(input.family_id);
+        // 2. Keepers only, back to the app only, and only once there is a customer.
+        let (_, customer) = keeper_of(app, &user, input.family_id).await?;
+        allowed_redirect(app, "returnUrl", &input.return_url)?;
+        let customer =
+            customer.ok_or(ApiError::NotFound("This family has no billing account yet"))?;
+        // 3. The session.
+        Ok(Output {
+            url: stripe
+                .create_portal_session(&customer, &input.return_url)
+                .await?,
+        })
+    })
+    .await
+}

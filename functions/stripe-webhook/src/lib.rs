@@ -1,0 +1,267 @@
+//! stripe-webhook: Stripe's events applied to entitlements, each at most once.
+//!
+//! The signature is checked over the raw body. The event id is recorded and its effect
+//! applied in one transaction, so a repeat changes nothing and a failure of ours rolls
+//! both back (Stripe retries any non-2xx). Delivery is at least once and in any order,
+//! so events are not trusted for state: the subscription is re-fetched from Stripe and
+//! the entitlement set to what Stripe holds now. Nothing is ever deleted because a plan
+//! ended or shrank: the family goes back to `free`, uploads stop at the quota and
+//! playback never stops.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use shared::analytics::Event as Analytics;
+use shared::http::serve;
+use shared::stripe::{Stripe, verify_signature};
+use shared::telemetry::{self, ErrorContext};
+use shared::{ApiError, App, Methods, Request, Response};
+use tokio_postgres::Transaction;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+/// The function's name, as routed and deployed.
+pub const NAME: &str = "stripe-webhook";
+
+#[derive(Debug, Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    created: i64,
+    #[serde(default)]
+    livemode: bool,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Output {
+    pub received: bool,
+    pub duplicate: bool,
+}
+
+/// What applying an event came to.
+enum Outcome {
+    /// Seen before: nothing done.
+    Duplicate,
+    /// Applied (possibly with no effect), with the analytics events it causes.
+    Applied(Vec<Analytics>),
+    /// Handled but not applicable for a business reason (reported, still a 200).
+    NotApplicable(String),
+}
+
+/// Handles one invocation.
+pub async fn handle(app: &App, req: Request) -> Response {
+    serve(app, NAME, Methods::Post, &req, async |req| {
+        // 1. Stripe's signature over the raw bytes (lambda_http has already decoded a
+        //    base64 body).
+        let secret = app
+            .config
+            .stripe_webhook_secret
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("STRIPE_WEBHOOK_SECRET is not set")))?;
+        let header = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !verify_signature(secret, header, req.body().as_ref(), Utc::now().timestamp()) {
+            return Err(ApiError::Validation("Stripe-Signature: missing or invalid".into()));
+        }
+        let event: Event = serde_json::from_slice(req.body().as_ref())
+            .map_err(|_| ApiError::Validation("body: not a Stripe event".into()))?;
+        let stripe = app.stripe()?;
+
+        // 2. Record and apply in one transaction (the service role: Stripe state).
+        let outcome = app
+            .db
+            .as_service(async |tx| {
+                // A concurrent delivery of the same event waits here for the first one's
+                // transaction and then finds the id taken.
+                let recorded = tx
+                    .query_typed(
+                        "INSERT INTO public.stripe_events (stripe_event_id, event_type, livemode, stripe_created_at)
+                         VALUES ($1, $2, $3, to_timestamp($4))
+                         ON CONFLICT ON CONSTRAINT stripe_events_stripe_event_id_key DO NOTHING
+                         RETURNING id",
+                        &[
+                            (&event.id, Type::TEXT),
+                            (&event.kind, Type::TEXT),
+                            (&event.livemode, Type::BOOL),
+                            (&(event.created as f64), Type::FLOAT8),
+                        ],
+                    )
+                    .await?;
+                if recorded.is_empty() {
+                    return Ok(Outcome::Duplicate);
+                }
+                apply(stripe, tx, &event).await
+            })
+            .await?;
+
+        // 3. What follows from it, after the commit.
+        match outcome {
+            Outcome::Duplicate => return Ok(Output { received: true, duplicate: true }),
+            Outcome::Applied(events) => {
+                if let Some(analytics) = &app.analytics {
+                    events.into_iter().for_each(|e| analytics.capture(e));
+                }
+            }
+            Outcome::NotApplicable(reason) => {
+                tracing::warn!(event_type = %event.kind, %reason, "Stripe event not applied");
+                let error = anyhow::anyhow!("Stripe event {} ({}) not applied: {reason}", event.id, event.kind);
+                let context = ErrorContext { feature: "billing", action: "webhook", ..Default::default() };
+                telemetry::report_error(app.sentry.as_ref(), error.as_ref(), context);
+            }
+        }
+        Ok(Output { received: true, duplicate: false })
+    })
+    .await
+}
+
+/// The subscription an event is about, for the event types we act on.
+fn subscription_of(event: &Event) -> Option<Option<&str>> {
+    let object = &event.data.object;
+    let id = match event.kind.as_str() {
+        "checkout.session.completed" => object["subscription"].as_str(),
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted"
+        | "customer.subscription.paused"
+        | "customer.subscription.resumed" => object["id"].as_str(),
+        // Newer API versions moved it under parent.subscription_details.
+        "invoice.paid" | "invoice.payment_failed" => object["subscription"]
+            .as_str()
+            .or_else(|| object["parent"]["subscription_details"]["subscription"].as_str()),
+        _ => return None,
+    };
+    Some(id)
+}
+
+async fn apply(stripe: &Stripe, tx: &Transaction<'_>, event: &Event) -> Result<Outcome, ApiError> {
+    let Some(subscription) = subscription_of(event) else {
+        return Ok(Outcome::Applied(Vec::new()));
+    };
+    let Some(subscription) = subscription else {
+        return Ok(Outcome::NotApplicable(
+            "the event names no subscription".into(),
+        ));
+    };
+    // Stripe's state now, whatever order the events arrive in.
+    let sub = stripe.subscription(subscription).await?;
+
+    // The family: by its customer, else by the metadata we put on the subscription.
+    let metadata_family = sub
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("family_id"))
+        .and_then(|f| f.parse::<Uuid>().ok());
+    // Locked: every change of a family's entitlement is serialised on its row.
+    let rows = tx
+        .query_typed(
+            "SELECT family_id, plan, status, stripe_subscription_id FROM public.entitlements
+             WHERE stripe_customer_id = $1 OR (stripe_customer_id IS NULL AND family_id = $2)
+             ORDER BY stripe_customer_id IS NULL LIMIT 1
+             FOR UPDATE",
+            &[(&sub.customer, Type::TEXT), (&metadata_family, Type::UUID)],
+        )
+        .await?;
+    let Some(current) = rows.first() else {
+        return Ok(Outcome::NotApplicable(format!(
+            "no family has customer {}",
+            sub.customer
+        )));
+    };
+    let (family_id, old_plan, old_status, current_sub): (Uuid, String, String, Option<String>) = (
+        current.get(0),
+        current.get(1),
+        current.get(2),
+        current.get(3),
+    );
+    telemetry::set_family(family_id);
+
+    let ended = matches!(sub.status.as_str(), "canceled" | "incomplete_expired");
+    // A late event about a subscription the family has since replaced changes nothing.
+    if ended && current_sub.as_deref().is_some_and(|c| c != sub.id) {
+        return Ok(Outcome::Applied(Vec::new()));
+    }
+    let plan = if ended {
+        "free".to_owned()
+    } else {
+        let price = sub.price_id().unwrap_or_default();
+        let found = tx
+            .query_typed(
+                "SELECT plan FROM public.plan_prices WHERE stripe_price_id = $1",
+                &[(&price, Type::TEXT)],
+            )
+            .await?;
+        match found.first() {
+            Some(row) => row.get(0),
+            None => {
+                return Ok(Outcome::NotApplicable(format!(
+                    "price {price} maps to no plan"
+                )));
+            }
+        }
+    };
+    let period_end = sub.period_end().map(|t| t as f64);
+    tx.query_typed(
+        "UPDATE public.entitlements
+         SET plan = $2, status = $3, stripe_subscription_id = $4,
+             stripe_customer_id = coalesce(stripe_customer_id, $5), current_period_end = to_timestamp($6)
+         WHERE family_id = $1",
+        &[
+            (&family_id, Type::UUID),
+            (&plan, Type::TEXT),
+            (&sub.status, Type::TEXT),
+            (&sub.id, Type::TEXT),
+            (&sub.customer, Type::TEXT),
+            (&period_end, Type::FLOAT8),
+        ],
+    )
+    .await?;
+
+    // Server-side analytics: only what the app can't see itself.
+    let keeper: Option<Uuid> = tx
+        .query_typed(
+            "SELECT user_id FROM public.family_members WHERE family_id = $1 AND role = 'keeper'
+             ORDER BY joined_at LIMIT 1",
+            &[(&family_id, Type::UUID)],
+        )
+        .await?
+        .first()
+        .map(|r| r.get(0));
+    let mut events = Vec::new();
+    if let Some(keeper_id) = keeper {
+        if plan != old_plan {
+            events.push(Analytics::BillingPlanChanged {
+                family_id,
+                keeper_id,
+                from_plan: old_plan.clone(),
+                to_plan: plan.clone(),
+            });
+        }
+        if ended && old_status != sub.status {
+            events.push(Analytics::BillingSubscriptionCanceled {
+                family_id,
+                keeper_id,
+                plan: old_plan,
+            });
+        }
+        let renewal = event.kind == "invoice.paid"
+            && event.data.object["billing_reason"] == "subscription_cycle";
+        if let (true, Some(end)) = (
+            renewal,
+            sub.period_end()
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+        ) {
+            events.push(Analytics::BillingSubscriptionRenewed {
+                family_id,
+                keeper_id,
+                plan,
+                period_end: end,
+            });
+        }
+    }
+    Ok(Outcome::Applied(events))
+}

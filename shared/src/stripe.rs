@@ -1,0 +1,295 @@
+//! Stripe through async-stripe's client: one per cold start, its API base configurable
+//! (`STRIPE_API_BASE`, so tests point it at a local server). Requests and responses
+//! are small types of our own, so only the fields we use are parsed. Webhook
+//! signatures are checked here, over the raw body.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sha2::Sha256;
+use stripe_client_core::{IdempotencyKey, RequestBuilder, RequestStrategy, StripeMethod};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// How far a webhook's timestamp may be from now, either way.
+pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
+
+/// The Stripe client of a cold start.
+pub struct Stripe {
+    client: ::stripe::Client,
+}
+
+/// An object Stripe created, by id.
+#[derive(Debug, miniserde::Deserialize)]
+pub struct Created {
+    pub id: String,
+}
+
+/// A Checkout or billing portal session.
+#[derive(Debug, miniserde::Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub url: Option<String>,
+}
+
+/// A subscription as Stripe holds it now (the fields we act on).
+#[derive(Debug, miniserde::Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub customer: String,
+    pub status: String,
+    /// Top-level before API version 2025-03-31, on the items after.
+    pub current_period_end: Option<i64>,
+    pub items: Items,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, miniserde::Deserialize)]
+pub struct Items {
+    pub data: Vec<Item>,
+}
+
+#[derive(Debug, miniserde::Deserialize)]
+pub struct Item {
+    pub price: Price,
+    pub current_period_end: Option<i64>,
+}
+
+#[derive(Debug, miniserde::Deserialize)]
+pub struct Price {
+    pub id: String,
+}
+
+impl Subscription {
+    /// The price of its (first) item.
+    pub fn price_id(&self) -> Option<&str> {
+        self.items.data.first().map(|i| i.price.id.as_str())
+    }
+
+    /// When the current period ends, wherever this API version puts it.
+    pub fn period_end(&self) -> Option<i64> {
+        self.current_period_end
+            .or_else(|| self.items.data.first().and_then(|i| i.current_period_end))
+    }
+}
+
+#[derive(Serialize)]
+struct CustomerForm<'a> {
+    description: &'a str,
+    metadata: BTreeMap<&'static str, String>,
+}
+
+/// What a Checkout session is created with.
+#[derive(Debug, Serialize)]
+pub struct CheckoutForm {
+    pub mode: &'static str,
+    pub customer: String,
+    pub line_items: Vec<LineItem>,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub client_reference_id: String,
+    pub metadata: BTreeMap<&'static str, String>,
+    pub subscription_data: SubscriptionData,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LineItem {
+    pub price: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SubscriptionData {
+    pub metadata: BTreeMap<&'static str, String>,
+}
+
+#[derive(Serialize)]
+struct PortalForm<'a> {
+    customer: &'a str,
+    return_url: &'a str,
+}
+
+impl Stripe {
+    /// None without `STRIPE_SECRET_KEY` (the billing functions then answer 503).
+    pub fn new(config: &Config) -> anyhow::Result<Option<Self>> {
+        let Some(key) = &config.stripe_secret_key else {
+            return Ok(None);
+        };
+        let mut builder = ::stripe::ClientBuilder::new(key.expose_secret())
+            .request_strategy(RequestStrategy::Once)
+            .timeout(Duration::from_secs(8));
+        if let Some(base) = &config.stripe_api_base {
+            builder = builder.url(base);
+        }
+        Ok(Some(Stripe {
+            client: builder.build()?,
+        }))
+    }
+
+    /// Creates the family's customer. The idempotency key comes from the family id;
+    /// callers serialise creation per family, since Stripe rejects concurrent reuse.
+    pub async fn create_customer(
+        &self,
+        family_id: Uuid,
+        family_name: &str,
+    ) -> Result<String, ApiError> {
+        let form = CustomerForm {
+            description: family_name,
+            metadata: family_metadata(family_id),
+        };
+        let key = IdempotencyKey::new(format!("family-customer-{family_id}"))
+            .map_err(ApiError::internal)?;
+        let created: Created = RequestBuilder::new(StripeMethod::Post, "/customers")
+            .form(&form)
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(key))
+            .send(&self.client)
+            .await
+            .map_err(stripe_error)?;
+        Ok(created.id)
+    }
+
+    /// Creates a Checkout session.
+    pub async fn create_checkout_session(&self, form: &CheckoutForm) -> Result<Session, ApiError> {
+        RequestBuilder::new(StripeMethod::Post, "/checkout/sessions")
+            .form(form)
+            .customize()
+            .send(&self.client)
+            .await
+            .map_err(stripe_error)
+    }
+
+    /// Creates a billing portal session; returns its URL.
+    pub async fn create_portal_session(
+        &self,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<String, ApiError> {
+        let session: Session = RequestBuilder::new(StripeMethod::Post, "/billing_portal/sessions")
+            .form(&PortalForm {
+                customer,
+                return_url,
+            })
+            .customize()
+            .send(&self.client)
+            .await
+            .map_err(stripe_error)?;
+        session
+            .url
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("portal session without a URL")))
+    }
+
+    /// The subscription as Stripe holds it now.
+    pub async fn subscription(&self, id: &str) -> Result<Subscription, ApiError> {
+        RequestBuilder::new(StripeMethod::Get, format!("/subscriptions/{id}"))
+            .customize()
+            .send(&self.client)
+            .await
+            .map_err(stripe_error)
+    }
+}
+
+/// `{"family_id": …}`, on customers, sessions and subscriptions.
+pub fn family_metadata(family_id: Uuid) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([("family_id", family_id.to_string())])
+}
+
+/// Stripe down, throttling or failing is worth a retry (503); a request Stripe refuses
+/// is our bug (500).
+fn stripe_error(e: ::stripe::StripeError) -> ApiError {
+    match &e {
+        ::stripe::StripeError::Stripe(_, status) if *status < 500 && *status != 429 => {
+            ApiError::Internal(anyhow::anyhow!("Stripe refused the request: {e}"))
+        }
+        _ => ApiError::Unavailable(anyhow::anyhow!("Stripe unavailable: {e}")),
+    }
+}
+
+/// Checks a `Stripe-Signature` header over the raw body: HMAC-SHA256 of `"{t}.{body}"`
+/// with the endpoint secret, any of several `v1` values, compared in constant time,
+/// `t` within [`SIGNATURE_TOLERANCE_SECONDS`] of `now` in either direction.
+pub fn verify_signature(secret: &SecretString, header: &str, body: &[u8], now: i64) -> bool {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", sig)) => signatures.extend(hex::decode(sig).ok()),
+            _ => {}
+        }
+    }
+    let Some(t) = timestamp else { return false };
+    if (now - t).abs() > SIGNATURE_TOLERANCE_SECONDS {
+        return false;
+    }
+    signatures.iter().any(|sig| {
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose_secret().as_bytes())
+        else {
+            return false;
+        };
+        mac.update(t.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac.verify_slice(sig).is_ok()
+    })
+}
+
+/// A `Stripe-Signature` header for `body` (tests and the local sample-event command).
+pub fn sign(secret: &str, body: &[u8], t: i64) -> String {
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) else {
+        unreachable!("HMAC takes any key length")
+    };
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_test";
+
+    fn ok(header: &str, body: &[u8], now: i64) -> bool {
+        verify_signature(&SecretString::from(SECRET), header, body, now)
+    }
+
+    #[test]
+    fn a_genuine_signature_passes_within_tolerance_either_way() {
+        let body = br#"{"id":"evt_1"}"#;
+        assert!(ok(&sign(SECRET, body, 1_000), body, 1_000));
+        assert!(ok(&sign(SECRET, body, 1_000), body, 1_300));
+        assert!(ok(&sign(SECRET, body, 1_000), body, 700));
+        assert!(!ok(&sign(SECRET, body, 1_000), body, 1_301));
+        assert!(!ok(&sign(SECRET, body, 1_000), body, 699));
+    }
+
+    #[test]
+    fn every_forgery_fails() {
+        let body = br#"{"id":"evt_1"}"#;
+        let good = sign(SECRET, body, 1_000);
+        let v1 = good.split("v1=").nth(1).expect("v1");
+        assert!(!ok("", body, 1_000), "missing");
+        assert!(!ok("garbage", body, 1_000), "malformed");
+        assert!(!ok(&format!("t=1000,v0={v1}"), body, 1_000), "only v0");
+        assert!(
+            !ok(&sign("whsec_other", body, 1_000), body, 1_000),
+            "wrong secret"
+        );
+        assert!(!ok(&good, br#"{"id":"evt_2"}"#, 1_000), "body changed");
+        assert!(!ok(&format!("v1={v1}"), body, 1_000), "no timestamp");
+        assert!(
+            ok(
+                &format!("t=1000,v1={},v1={v1}", "ab".repeat(32)),
+                body,
+                1_000
+            ),
+            "second v1 valid"
+        );
+    }
+}

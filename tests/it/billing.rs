@@ -1,0 +1,856 @@
+//! Billing: checkout, portal and the webhook, with Stripe's API played by a local
+//! server that records what it receives and holds the subscriptions' state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+use tests::TestDb;
+use tests::server::{Server, spawn};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+const WEBHOOK_SECRET: &str = "whsec_test_secret";
+
+/// What the Stripe stand-in saw and holds.
+#[derive(Default)]
+struct Stripe {
+    /// (Idempotency-Key, form) of each customer creation.
+    customers: Vec<(String, Vec<(String, String)>)>,
+    sessions: Vec<Vec<(String, String)>>,
+    portals: Vec<Vec<(String, String)>>,
+    subscriptions: HashMap<String, Value>,
+    fetches: usize,
+}
+
+type Shared = Arc<Mutex<Stripe>>;
+
+fn form(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn stripe_stub() -> (String, Shared) {
+    let state: Shared = Arc::default();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let router = axum::Router::new()
+        .route(
+            "/v1/customers",
+            axum::routing::post(|State((s, n)): State<(Shared, Arc<AtomicUsize>)>, h: http::HeaderMap, b: axum::body::Bytes| async move {
+                // Slow, as the real API can be: a race has room to show.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let key = h.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                s.lock().await.customers.push((key, form(&b)));
+                axum::Json(json!({"id": format!("cus_{}", n.fetch_add(1, Ordering::SeqCst) + 1), "object": "customer"}))
+            }),
+        )
+        .route(
+            "/v1/checkout/sessions",
+            axum::routing::post(|State((s, _)): State<(Shared, Arc<AtomicUsize>)>, b: axum::body::Bytes| async move {
+                s.lock().await.sessions.push(form(&b));
+                axum::Json(json!({"id": "cs_test_1", "url": "https://checkout.stripe.com/c/pay/cs_test_1"}))
+            }),
+        )
+        .route(
+            "/v1/billing_portal/sessions",
+            axum::routing::post(|State((s, _)): State<(Shared, Arc<AtomicUsize>)>, b: axum::body::Bytes| async move {
+                s.lock().await.portals.push(form(&b));
+                axum::Json(json!({"id": "bps_1", "url": "https://billing.stripe.com/p/session/test"}))
+            }),
+        )
+        .route(
+            "/v1/subscriptions/{id}",
+            axum::routing::get(|State((s, _)): State<(Shared, Arc<AtomicUsize>)>, Path(id): Path<String>| async move {
+                let mut s = s.lock().await;
+                s.fetches += 1;
+                match s.subscriptions.get(&id) {
+                    Some(sub) => (http::StatusCode::OK, axum::Json(sub.clone())),
+                    None => (
+                        http::StatusCode::NOT_FOUND,
+                        axum::Json(json!({"error": {"type": "invalid_request_error", "message": "No such subscription"}})),
+                    ),
+                }
+            }),
+        )
+        .with_state((state.clone(), counter));
+    (spawn(router).await, state)
+}
+
+struct Billing {
+    server: Server,
+    stripe: Shared,
+}
+
+async fn billing_with(overrides: &[(&str, &str)], sentry: bool) -> Billing {
+    let (base, stripe) = stripe_stub().await;
+    let api = format!("{base}/");
+    let mut vars = vec![
+        ("STRIPE_SECRET_KEY", "sk_test_123"),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("STRIPE_API_BASE", api.as_str()),
+        ("ALLOWED_REDIRECT_ORIGINS", "https://app.example.com"),
+    ];
+    vars.extend_from_slice(overrides);
+    let server = if sentry {
+        Server::start_with_sentry_and(&vars).await
+    } else {
+        Server::start_with(TestDb::new().await, &vars).await
+    };
+    server
+        .db
+        .admin()
+        .await
+        .batch_execute(
+            "INSERT INTO plan_prices (stripe_price_id, plan) VALUES ('price_family', 'family'), ('price_legacy', 'legacy')",
+        )
+        .await
+        .expect("prices");
+    Billing { server, stripe }
+}
+
+async fn billing() -> Billing {
+    billing_with(&[], false).await
+}
+
+fn checkout(family: Uuid) -> Value {
+    json!({"familyId": family, "priceId": "price_family",
+           "successUrl": "https://app.example.com/billing/done", "cancelUrl": "https://app.example.com/billing"})
+}
+
+async fn entitlement(
+    server: &Server,
+    family: Uuid,
+) -> (String, String, Option<String>, Option<String>) {
+    let row = server
+        .db
+        .admin()
+        .await
+        .query_one(
+            "SELECT plan, status, stripe_customer_id, stripe_subscription_id FROM entitlements WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("entitlement");
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+#[tokio::test]
+async fn checkout_refuses_storytellers_unknown_prices_foreign_redirects_and_subscribed_families() {
+    let b = billing().await;
+    let s = &b.server;
+    let (_, keeper) = s.user().await;
+    let family = s.family(&keeper).await;
+    let (teller, teller_token) = s.user().await;
+    tests::fixtures::add_member(&s.db.admin().await, family, teller, "storyteller").await;
+
+    let (status, body, _) = s
+        .post(
+            "create-checkout-session",
+            Some(&teller_token),
+            &checkout(family),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
+    let mut unknown = checkout(family);
+    unknown["priceId"] = json!("price_nope");
+    let (status, body, _) = s
+        .post("create-checkout-session", Some(&keeper), &unknown)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("VALIDATION_FAILED")),
+        "{body}"
+    );
+    for url in [
+        "https://evil.net/",
+        "https://app.example.com.evil.net/billing",
+        "http://app.example.com/billing",
+        "https://app.example.com@evil.net/",
+        "javascript:alert(1)",
+        "not a url",
+    ] {
+        for field in ["successUrl", "cancelUrl"] {
+            let mut body = checkout(family);
+            body[field] = json!(url);
+            let (status, response, _) = s
+                .post("create-checkout-session", Some(&keeper), &body)
+                .await;
+            assert_eq!(status, 400, "{field} = {url}: {response}");
+            assert!(
+                response["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with(field)
+            );
+        }
+    }
+    assert!(
+        b.stripe.lock().await.customers.is_empty(),
+        "Stripe was never asked"
+    );
+    assert_eq!(entitlement(s, family).await.2, None);
+
+    s.db.admin()
+        .await
+        .execute(
+            "UPDATE entitlements SET plan = 'family', status = 'active' WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("subscribed");
+    let (status, body, _) = s
+        .post("create-checkout-session", Some(&keeper), &checkout(family))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("CONFLICT"))
+    );
+}
+
+#[tokio::test]
+async fn two_concurrent_checkouts_create_one_customer_and_the_session_says_what_stripe_needs() {
+    let b = billing().await;
+    let s = &b.server;
+    let (_, keeper) = s.user().await;
+    let family = s.family(&keeper).await;
+    let body = checkout(family);
+    let (first, second) = tokio::join!(
+        s.post("create-checkout-session", Some(&keeper), &body),
+        s.post("create-checkout-session", Some(&keeper), &body),
+    );
+    for (status, body, _) in [&first, &second] {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(
+            body["data"]["url"],
+            "https://checkout.stripe.com/c/pay/cs_test_1"
+        );
+        assert_eq!(body["data"]["sessionId"], "cs_test_1");
+    }
+    let stripe = b.stripe.lock().await;
+    assert_eq!(stripe.customers.len(), 1, "one customer per family");
+    let (key, customer) = &stripe.customers[0];
+    assert_eq!(key, &format!("family-customer-{family}"));
+    assert_eq!(
+        field(customer, "metadata[family_id]"),
+        Some(family.to_string().as_str())
+    );
+    assert_eq!(entitlement(s, family).await.2.as_deref(), Some("cus_1"));
+
+    assert_eq!(stripe.sessions.len(), 2);
+    let session = &stripe.sessions[0];
+    let family = family.to_string();
+    assert_eq!(field(session, "mode"), Some("subscription"));
+    assert_eq!(field(session, "customer"), Some("cus_1"));
+    assert_eq!(field(session, "line_items[0][price]"), Some("price_family"));
+    assert_eq!(field(session, "line_items[0][quantity]"), Some("1"));
+    assert_eq!(field(session, "client_reference_id"), Some(family.as_str()));
+    assert_eq!(field(session, "metadata[family_id]"), Some(family.as_str()));
+    assert_eq!(
+        field(session, "subscription_data[metadata][family_id]"),
+        Some(family.as_str())
+    );
+    assert_eq!(
+        field(session, "success_url"),
+        Some("https://app.example.com/billing/done")
+    );
+}
+
+#[tokio::test]
+async fn without_a_stripe_key_billing_answers_503() {
+    let server = Server::start().await;
+    let (_, keeper) = server.user().await;
+    let family = server.family(&keeper).await;
+    for (function, body) in [
+        ("create-checkout-session", checkout(family)),
+        (
+            "create-portal-session",
+            json!({"familyId": family, "returnUrl": "https://app.example.com/"}),
+        ),
+    ] {
+        let (status, body, _) = server.post(function, Some(&keeper), &body).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (503, Some("SERVICE_UNAVAILABLE")),
+            "{function}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_portal_needs_a_keeper_a_customer_and_an_app_return_url() {
+    let b = billing().await;
+    let s = &b.server;
+    let (_, keeper) = s.user().await;
+    let family = s.family(&keeper).await;
+    let portal = |url: &str| json!({"familyId": family, "returnUrl": url});
+    let (status, _, _) = s
+        .post(
+            "create-portal-session",
+            Some(&keeper),
+            &portal("https://app.example.com/"),
+        )
+        .await;
+    assert_eq!(status, 404, "no customer yet");
+    s.db.admin()
+        .await
+        .execute(
+            "UPDATE entitlements SET stripe_customer_id = 'cus_42' WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("customer");
+    let (status, _, _) = s
+        .post(
+            "create-portal-session",
+            Some(&keeper),
+            &portal("https://app.example.com.evil.net/"),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (_, stranger) = s.user().await;
+    assert_eq!(
+        s.post(
+            "create-portal-session",
+            Some(&stranger),
+            &portal("https://app.example.com/")
+        )
+        .await
+        .0,
+        403
+    );
+    let (status, body, _) = s
+        .post(
+            "create-portal-session",
+            Some(&keeper),
+            &portal("https://app.example.com/settings"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["url"],
+        "https://billing.stripe.com/p/session/test"
+    );
+    let stripe = b.stripe.lock().await;
+    assert_eq!(stripe.portals.len(), 1);
+    assert_eq!(field(&stripe.portals[0], "customer"), Some("cus_42"));
+    assert_eq!(
+        field(&stripe.portals[0], "return_url"),
+        Some("https://app.example.com/settings")
+    );
+}
+
+// ---- the webhook ----
+
+fn event(id: &str, kind: &str, object: Value) -> Vec<u8> {
+    json!({"id": id, "object": "event", "type": kind, "created": chrono::Utc::now().timestamp(), "livemode": false,
+           "data": {"object": object}})
+    .to_string()
+    .into_bytes()
+}
+
+async fn deliver(server: &Server, body: &[u8], signature: Option<String>) -> (u16, Value) {
+    let mut req = server
+        .http
+        .post(server.url("stripe-webhook"))
+        .body(body.to_vec());
+    if let Some(sig) = signature {
+        req = req.header("stripe-signature", sig);
+    }
+    let resp = req.send().await.expect("deliver");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn deliver_signed(server: &Server, body: &[u8]) -> (u16, Value) {
+    deliver(
+        server,
+        body,
+        Some(shared::stripe::sign(
+            WEBHOOK_SECRET,
+            body,
+            chrono::Utc::now().timestamp(),
+        )),
+    )
+    .await
+}
+
+fn subscription(id: &str, customer: &str, status: &str, price: &str, family: Uuid) -> Value {
+    json!({"id": id, "object": "subscription", "customer": customer, "status": status,
+           "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": price}, "current_period_end": 1_900_000_000}]},
+           "metadata": {"family_id": family.to_string()}})
+}
+
+/// A family whose customer is `cus_{family}`, with Stripe holding `sub_1` in `status`.
+async fn subscribed(b: &Billing, status: &str, price: &str) -> (Uuid, String, String) {
+    let (_, keeper) = b.server.user().await;
+    let family = b.server.family(&keeper).await;
+    let customer = format!("cus_{}", family.simple());
+    b.server
+        .db
+        .admin()
+        .await
+        .execute(
+            "UPDATE entitlements SET stripe_customer_id = $2 WHERE family_id = $1",
+            &[&family, &customer],
+        )
+        .await
+        .expect("customer");
+    let sub = format!("sub_{}", family.simple());
+    b.stripe.lock().await.subscriptions.insert(
+        sub.clone(),
+        subscription(&sub, &customer, status, price, family),
+    );
+    (family, sub, keeper)
+}
+
+#[tokio::test]
+async fn every_bad_signature_is_a_400_and_writes_nothing() {
+    let b = billing().await;
+    let s = &b.server;
+    let (family, sub, _) = subscribed(&b, "active", "price_family").await;
+    let body = event(
+        "evt_sig",
+        "customer.subscription.updated",
+        json!({"id": sub}),
+    );
+    let now = chrono::Utc::now().timestamp();
+    let good = shared::stripe::sign(WEBHOOK_SECRET, &body, now);
+    let v1 = good.split("v1=").nth(1).expect("v1").to_owned();
+    let mut changed = body.clone();
+    changed[10] ^= 1;
+    let attacks = [
+        ("missing header", None, body.clone()),
+        (
+            "malformed header",
+            Some("nonsense".to_owned()),
+            body.clone(),
+        ),
+        ("only v0", Some(format!("t={now},v0={v1}")), body.clone()),
+        (
+            "wrong secret",
+            Some(shared::stripe::sign("whsec_wrong", &body, now)),
+            body.clone(),
+        ),
+        ("body changed by one byte", Some(good.clone()), changed),
+        (
+            "301 s old",
+            Some(shared::stripe::sign(WEBHOOK_SECRET, &body, now - 301)),
+            body.clone(),
+        ),
+        (
+            "301 s ahead",
+            Some(shared::stripe::sign(WEBHOOK_SECRET, &body, now + 301)),
+            body.clone(),
+        ),
+    ];
+    for (attack, header, payload) in attacks {
+        let (status, response) = deliver(s, &payload, header).await;
+        assert_eq!(status, 400, "{attack}: {response}");
+    }
+    assert_eq!(s.count("stripe_events").await, 0);
+    assert_eq!(entitlement(s, family).await.0, "free");
+
+    let two = format!("t={now},v1={},v1={v1}", "0".repeat(64));
+    let (status, response) = deliver(s, &body, Some(two)).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(entitlement(s, family).await.0, "family");
+}
+
+#[tokio::test]
+async fn the_same_event_ten_times_at_once_takes_effect_once() {
+    let b = billing().await;
+    let s = &b.server;
+    let (family, sub, _) = subscribed(&b, "active", "price_legacy").await;
+    let body = event(
+        "evt_once",
+        "customer.subscription.created",
+        json!({"id": sub}),
+    );
+    let deliveries = (0..10).map(|_| deliver_signed(s, &body));
+    let results = futures::future::join_all(deliveries).await;
+    assert!(
+        results.iter().all(|(status, _)| *status == 200),
+        "{results:?}"
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|(_, r)| r["data"]["duplicate"] == false)
+            .count(),
+        1
+    );
+    assert_eq!(s.count("stripe_events").await, 1);
+    assert_eq!(b.stripe.lock().await.fetches, 1, "applied once");
+    assert_eq!(entitlement(s, family).await.0, "legacy");
+}
+
+#[tokio::test]
+async fn whatever_the_delivery_order_the_entitlement_ends_as_stripe_holds_it() {
+    let b = billing().await;
+    let s = &b.server;
+    // Deleted arrives before the older update: Stripe holds canceled.
+    let (family, sub, _) = subscribed(&b, "canceled", "price_family").await;
+    let deleted = event(
+        "evt_del",
+        "customer.subscription.deleted",
+        json!({"id": sub, "status": "canceled"}),
+    );
+    let updated = event(
+        "evt_upd",
+        "customer.subscription.updated",
+        json!({"id": sub, "status": "active"}),
+    );
+    assert_eq!(deliver_signed(s, &deleted).await.0, 200);
+    assert_eq!(deliver_signed(s, &updated).await.0, 200);
+    let (plan, status, _, _) = entitlement(s, family).await;
+    assert_eq!((plan.as_str(), status.as_str()), ("free", "canceled"));
+
+    // Updates out of order: Stripe ends on legacy, active.
+    let (family, sub, _) = subscribed(&b, "active", "price_legacy").await;
+    for (id, payload_status) in [
+        ("evt_3", "active"),
+        ("evt_1", "incomplete"),
+        ("evt_2", "past_due"),
+    ] {
+        let body = event(
+            id,
+            "customer.subscription.updated",
+            json!({"id": sub, "status": payload_status}),
+        );
+        assert_eq!(deliver_signed(s, &body).await.0, 200);
+    }
+    let (plan, status, _, subscription) = entitlement(s, family).await;
+    assert_eq!((plan.as_str(), status.as_str()), ("legacy", "active"));
+    assert_eq!(subscription.as_deref(), Some(sub.as_str()));
+}
+
+#[tokio::test]
+async fn unknown_types_and_unknown_customers_are_200_the_latter_reported() {
+    let b = billing_with(&[], true).await;
+    let s = &b.server;
+    let (status, _) = deliver_signed(
+        s,
+        &event("evt_x", "customer.created", json!({"id": "cus_x"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    b.stripe.lock().await.subscriptions.insert(
+        "sub_orphan".into(),
+        json!({
+        "id": "sub_orphan", "customer": "cus_nobody", "status": "active",
+        "items": {"data": [{"price": {"id": "price_family"}}]}, "metadata": {}}),
+    );
+    let (status, _) = deliver_signed(
+        s,
+        &event(
+            "evt_y",
+            "customer.subscription.updated",
+            json!({"id": "sub_orphan"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(s.count("stripe_events").await, 2, "both recorded");
+    let events = s.sentry.as_ref().expect("sentry").fetch_and_clear_events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        events[0].tags.get("feature").map(String::as_str),
+        Some("billing")
+    );
+}
+
+/// Uploads and finalizes a recording of `size` bytes through the API; returns its id.
+async fn record(server: &Server, token: &str, family: Uuid, size: usize) -> String {
+    let (status, body, _) = server
+        .post(
+            "get-signed-upload-url",
+            Some(token),
+            &json!({"familyId": family, "durationSeconds": 5, "sizeBytes": size}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["data"]["upload"]["url"].as_str().expect("url");
+    let put = server
+        .http
+        .put(url)
+        .header("content-type", "audio/mp4")
+        .body(vec![7u8; size])
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 200);
+    let id = body["data"]["recordingId"].as_str().expect("id").to_owned();
+    let (status, body, _) = server
+        .post(
+            "finalize-recording",
+            Some(token),
+            &json!({"recordingId": id, "familyId": family}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    id
+}
+
+#[tokio::test]
+async fn a_failed_payment_or_an_ended_subscription_never_touches_a_recording() {
+    let b = billing().await;
+    let s = &b.server;
+    let (family, sub, keeper) = subscribed(&b, "active", "price_family").await;
+    assert_eq!(
+        deliver_signed(
+            s,
+            &event("evt_a", "customer.subscription.created", json!({"id": sub}))
+        )
+        .await
+        .0,
+        200
+    );
+    // Above what free allows, once the family is back on it.
+    s.db.admin()
+        .await
+        .execute(
+            "UPDATE plans SET storage_quota_bytes = 1000 WHERE code = 'free'",
+            &[],
+        )
+        .await
+        .expect("free");
+    let recordings = [
+        record(s, &keeper, family, 900).await,
+        record(s, &keeper, family, 900).await,
+    ];
+
+    b.stripe
+        .lock()
+        .await
+        .subscriptions
+        .get_mut(&sub)
+        .expect("sub")["status"] = json!("past_due");
+    let failed = event(
+        "evt_b",
+        "invoice.payment_failed",
+        json!({"id": "in_1", "subscription": sub}),
+    );
+    assert_eq!(deliver_signed(s, &failed).await.0, 200);
+    assert_eq!(entitlement(s, family).await.1, "past_due");
+    assert_eq!(s.count("recordings").await, 2);
+
+    b.stripe
+        .lock()
+        .await
+        .subscriptions
+        .get_mut(&sub)
+        .expect("sub")["status"] = json!("canceled");
+    let deleted = event("evt_c", "customer.subscription.deleted", json!({"id": sub}));
+    assert_eq!(deliver_signed(s, &deleted).await.0, 200);
+    let (plan, status, _, _) = entitlement(s, family).await;
+    assert_eq!((plan.as_str(), status.as_str()), ("free", "canceled"));
+
+    let (status, body, _) = s
+        .post(
+            "get-signed-upload-url",
+            Some(&keeper),
+            &json!({"familyId": family, "durationSeconds": 5, "sizeBytes": 10}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("QUOTA_EXCEEDED"))
+    );
+    for id in &recordings {
+        let (status, body, _) = s
+            .post(
+                "get-signed-playback-url",
+                Some(&keeper),
+                &json!({"recordingId": id}),
+            )
+            .await;
+        assert_eq!(status, 200, "playback never stops: {body}");
+        let audio = s
+            .http
+            .get(body["data"]["url"].as_str().expect("url"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(audio.bytes().await.expect("bytes").len(), 900);
+    }
+    let admin = s.db.admin().await;
+    assert_eq!(
+        tests::fixtures::accounting(&admin, family).await,
+        (1800, 1800, 1800)
+    );
+    let deleted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM recordings WHERE deleted_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("n")
+        .get(0);
+    assert_eq!(deleted, 0);
+}
+
+#[tokio::test]
+async fn a_webhook_while_the_database_is_down_is_a_503_and_redelivery_applies_it_once() {
+    let b = billing().await;
+    let s = &b.server;
+    let (family, sub, _) = subscribed(&b, "active", "price_family").await;
+    let body = event(
+        "evt_down",
+        "customer.subscription.updated",
+        json!({"id": sub}),
+    );
+
+    let admin = tests::connect(&tests::admin_url()).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            s.db.name
+        ))
+        .await
+        .expect("down");
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = 'functions_authenticator'",
+            &[&s.db.name],
+        )
+        .await
+        .expect("terminate");
+    let (status, response) = deliver_signed(s, &body).await;
+    assert_eq!(
+        (status, response["error"]["code"].as_str()),
+        (503, Some("SERVICE_UNAVAILABLE"))
+    );
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            s.db.name
+        ))
+        .await
+        .expect("up");
+    if std::env::var_os("TEST_POOLER_URL").is_some() {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    assert_eq!(s.count("stripe_events").await, 0, "no partial write");
+    assert_eq!(entitlement(s, family).await.0, "free");
+
+    let (status, response) = deliver_signed(s, &body).await;
+    assert_eq!(
+        (status, &response["data"]["duplicate"]),
+        (200, &json!(false)),
+        "{response}"
+    );
+    let (status, response) = deliver_signed(s, &body).await;
+    assert_eq!(
+        (status, &response["data"]["duplicate"]),
+        (200, &json!(true))
+    );
+    assert_eq!(entitlement(s, family).await.0, "family");
+}
+
+#[tokio::test]
+async fn the_webhook_tells_posthog_of_plan_changes_and_cancellations() {
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let store = received.clone();
+    let posthog = spawn(axum::Router::new().route(
+        "/batch/",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let store = store.clone();
+            async move {
+                store
+                    .lock()
+                    .await
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                "ok"
+            }
+        }),
+    ))
+    .await;
+    let b = billing_with(
+        &[("POSTHOG_API_KEY", "phc_test"), ("POSTHOG_HOST", &posthog)],
+        false,
+    )
+    .await;
+    let (family, sub, _) = subscribed(&b, "active", "price_family").await;
+    let keeper: Uuid = b
+        .server
+        .db
+        .admin()
+        .await
+        .query_one(
+            "SELECT user_id FROM family_members WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("keeper")
+        .get(0);
+    assert_eq!(
+        deliver_signed(
+            &b.server,
+            &event(
+                "evt_p1",
+                "customer.subscription.created",
+                json!({"id": sub})
+            )
+        )
+        .await
+        .0,
+        200
+    );
+    b.stripe
+        .lock()
+        .await
+        .subscriptions
+        .get_mut(&sub)
+        .expect("sub")["status"] = json!("canceled");
+    assert_eq!(
+        deliver_signed(
+            &b.server,
+            &event(
+                "evt_p2",
+                "customer.subscription.deleted",
+                json!({"id": sub})
+            )
+        )
+        .await
+        .0,
+        200
+    );
+
+    let batches = received.lock().await;
+    let events: Vec<&Value> = batches
+        .iter()
+        .flat_map(|b| b["batch"].as_array().into_iter().flatten())
+        .collect();
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "billing_plan_changed",
+            "billing_plan_changed",
+            "billing_subscription_canceled"
+        ]
+    );
+    assert_eq!(events[0]["properties"]["fromPlan"], "free");
+    assert_eq!(events[0]["properties"]["toPlan"], "family");
+    for e in &events {
+        assert_eq!(e["distinct_id"], keeper.to_string().as_str());
+        assert_eq!(
+            e["properties"]["$groups"]["family"],
+            family.to_string().as_str()
+        );
+    }
+    assert!(
+        !batches.iter().any(|b| b.to_string().contains('@')),
+        "no email"
+    );
+}
