@@ -8,7 +8,6 @@ need_var() { [ -n "${!1:-}" ] || die "environment variable $1 is not set${2:+ ($
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Builds outside the clone, shared between clones, keep rebuilds fast.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sfts-target}"
-export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 wait_for_postgres() {
   need_tool pg_isready "Debian package postgresql-client"

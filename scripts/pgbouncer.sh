@@ -2,9 +2,10 @@
 # Starts PgBouncer (transaction mode) on 127.0.0.1:6432 in front of the local
 # PostgreSQL, installing Debian's package first if it is missing. Idempotent.
 source "$(dirname "$0")/lib.sh"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 if ! command -v pgbouncer >/dev/null 2>&1; then
-  [ "$(id -u)" = 0 ] || die "pgbouncer is not installed (Debian package pgbouncer; run as root to install it)"
-  apt-get install -y -qq pgbouncer >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; } \
+  [ -z "$SUDO" ] || command -v sudo >/dev/null 2>&1 || die "pgbouncer is not installed (Debian package pgbouncer)"
+  $SUDO apt-get install -y -qq pgbouncer >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq pgbouncer >/dev/null; } \
     || die "could not install the Debian package pgbouncer"
 fi
 DIR="${PGBOUNCER_DIR:-/tmp/sfts-pgbouncer}"

@@ -2,14 +2,20 @@
 # Runs the whole test suite against the local PostgreSQL (DATABASE_URL, a superuser;
 # default postgres://postgres@127.0.0.1:5432/postgres), twice: once with the functions
 # connected directly, once through PgBouncer in transaction mode (how Supabase's
-# pooler runs them; started, and installed if missing, by scripts/pgbouncer.sh).
+# pooler runs them; started, and installed if missing, by scripts/pgbouncer.sh); and the
+# deploy checks of scripts/check-deploy.sh.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 need_tool cargo "install Rust with rustup"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 wait_for_postgres "$DATABASE_URL"
 "$ROOT/scripts/pgbouncer.sh"
 # A few threads: every test opens its own connections, and max_connections is 100.
 threads="${TEST_THREADS:-4}"
+
+echo "== deploy checks: workflows, template, deploy script, smoke check"
+cargo build --locked -p local
+"$ROOT/scripts/check-deploy.sh"
 
 echo "== tests, functions connected directly"
 cargo test --workspace --locked -- --test-threads="$threads"
