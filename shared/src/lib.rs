@@ -36,6 +36,33 @@ pub struct App {
 }
 
 impl App {
+    /// The invite code HMAC key, for the invite functions (checked at cold start).
+    pub fn invite_secret(&self) -> Result<&secrecy::SecretString, ApiError> {
+        self.config
+            .invite_code_secret
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("INVITE_CODE_SECRET is not set")))
+    }
+
+    /// Whether the caller belongs to the family, read as the caller (RLS decides).
+    pub async fn is_member(
+        &self,
+        user: &auth::User,
+        family_id: uuid::Uuid,
+    ) -> Result<bool, ApiError> {
+        self.db
+            .as_user(user, async |tx| {
+                let rows = tx
+                    .query_typed(
+                        "SELECT 1 FROM public.family_members WHERE family_id = $1 AND user_id = (SELECT auth.uid())",
+                        &[(&family_id, tokio_postgres::types::Type::UUID)],
+                    )
+                    .await?;
+                Ok(!rows.is_empty())
+            })
+            .await
+    }
+
     /// Stripe, for the billing functions: 503 when it is not configured.
     pub fn stripe(&self) -> Result<&stripe::Stripe, ApiError> {
         self.stripe

@@ -64,15 +64,7 @@ async fn a_failure_half_way_leaves_nothing_behind() {
     let server = Server::start().await;
     let (_, token) = server.user().await;
     // Break the third step: prompts can no longer be inserted.
-    server
-        .db
-        .admin()
-        .await
-        .batch_execute(
-            "ALTER TABLE prompts ADD CONSTRAINT broken_for_this_test CHECK (false) NOT VALID",
-        )
-        .await
-        .expect("break prompts");
+    tests::fixtures::break_prompts(&server.db.admin().await).await;
 
     let (status, body, _) = server
         .post(FUNCTION, Some(&token), &json!({"name": "Half Done"}))

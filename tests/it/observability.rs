@@ -21,23 +21,11 @@ fn events(server: &Server) -> Vec<sentry::protocol::Event<'static>> {
         .fetch_and_clear_events()
 }
 
-async fn break_prompts(server: &Server) {
-    server
-        .db
-        .admin()
-        .await
-        .batch_execute(
-            "ALTER TABLE prompts ADD CONSTRAINT broken_for_this_test CHECK (false) NOT VALID",
-        )
-        .await
-        .expect("break prompts");
-}
-
 #[tokio::test]
 async fn a_forced_500_sends_one_sentry_event_with_tags_extras_and_a_masked_email() {
     let server = Server::start_with_sentry().await;
     let (user, token) = server.user().await;
-    break_prompts(&server).await;
+    tests::fixtures::break_prompts(&server.db.admin().await).await;
 
     let (status, _, headers) = server
         .post(FUNCTION, Some(&token), &json!({"name": "Broken"}))
@@ -196,7 +184,7 @@ async fn tokens_emails_invite_codes_and_signed_urls_never_reach_the_logs() {
     let mut claims = server.claims(user);
     claims["email"] = json!("secret.person@example.com");
     let token = hs256(&claims);
-    break_prompts(&server).await;
+    tests::fixtures::break_prompts(&server.db.admin().await).await;
     let signed_url = "https://acct.r2.cloudflarestorage.com/audio/families/x.m4a?X-Amz-Signature=5ec7e7deadbeef0123456789";
     let body = json!({
         "name": "Leaky secret.person@example.com",

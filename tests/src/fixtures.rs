@@ -91,3 +91,13 @@ pub async fn accounting(admin: &Client, family: Uuid) -> (i64, i64, i64) {
         .expect("accounting");
     (row.get(0), row.get(1), row.get(2))
 }
+
+/// Makes inserting into `prompts` fail, so a transaction can be broken half-way.
+pub async fn break_prompts(admin: &Client) {
+    admin
+        .batch_execute(
+            "ALTER TABLE prompts ADD CONSTRAINT broken_for_this_test CHECK (false) NOT VALID",
+        )
+        .await
+        .expect("break prompts");
+}

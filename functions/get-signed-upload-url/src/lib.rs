@@ -95,19 +95,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
         telemetry::set_family(input.family_id);
 
         // 2. Membership, read as the caller (RLS decides).
-        let member = app
-            .db
-            .as_user(&user, async |tx| {
-                Ok(!tx
-                    .query_typed(
-                        "SELECT 1 FROM public.family_members WHERE family_id = $1 AND user_id = (SELECT auth.uid())",
-                        &[(&input.family_id, Type::UUID)],
-                    )
-                    .await?
-                    .is_empty())
-            })
-            .await?;
-        if !member {
+        if !app.is_member(&user, input.family_id).await? {
             return Err(ApiError::Forbidden("You are not a member of this family"));
         }
 

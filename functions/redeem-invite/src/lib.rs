@@ -38,11 +38,7 @@ pub struct Output {
 /// Handles one invocation.
 pub async fn handle(app: &App, req: Request) -> Response {
     serve(app, NAME, Methods::Post, &req, async |req| {
-        let secret = app
-            .config
-            .invite_code_secret
-            .as_ref()
-            .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("INVITE_CODE_SECRET is not set")))?;
+        let secret = app.invite_secret()?;
         // 1. Who is asking, and with what.
         let user = app.auth.verify(req.headers()).await?;
         let input: Input = json_body(req)?;
