@@ -854,3 +854,36 @@ async fn the_webhook_tells_posthog_of_plan_changes_and_cancellations() {
         "no email"
     );
 }
+
+#[tokio::test]
+async fn without_a_stripe_key_the_webhook_records_what_needs_no_stripe_and_defers_the_rest() {
+    let s = Server::start_with(
+        TestDb::new().await,
+        &[("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)],
+    )
+    .await;
+    let (status, _) = deliver_signed(
+        &s,
+        &event("evt_plain", "customer.created", json!({"id": "cus_1"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = deliver_signed(
+        &s,
+        &event(
+            "evt_sub",
+            "customer.subscription.updated",
+            json!({"id": "sub_1"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("SERVICE_UNAVAILABLE"))
+    );
+    assert_eq!(
+        s.count("stripe_events").await,
+        1,
+        "the deferred event is not recorded, so it applies when retried"
+    );
+}

@@ -12,7 +12,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use shared::analytics::Event as Analytics;
 use shared::http::serve;
-use shared::stripe::{Stripe, verify_signature};
+use shared::stripe::verify_signature;
 use shared::telemetry::{self, ErrorContext};
 use shared::{ApiError, App, Methods, Request, Response};
 use tokio_postgres::Transaction;
@@ -70,7 +70,6 @@ pub async fn handle(app: &App, req: Request) -> Response {
         }
         let event: Event = serde_json::from_slice(req.body().as_ref())
             .map_err(|_| ApiError::Validation("body: not a Stripe event".into()))?;
-        let stripe = app.stripe()?;
 
         // 2. Record and apply in one transaction (the service role: Stripe state).
         let outcome = app
@@ -95,7 +94,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
                 if recorded.is_empty() {
                     return Ok(Outcome::Duplicate);
                 }
-                apply(stripe, tx, &event).await
+                apply(app, tx, &event).await
             })
             .await?;
 
@@ -138,7 +137,7 @@ fn subscription_of(event: &Event) -> Option<Option<&str>> {
     Some(id)
 }
 
-async fn apply(stripe: &Stripe, tx: &Transaction<'_>, event: &Event) -> Result<Outcome, ApiError> {
+async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome, ApiError> {
     let Some(subscription) = subscription_of(event) else {
         return Ok(Outcome::Applied(Vec::new()));
     };
@@ -147,8 +146,9 @@ async fn apply(stripe: &Stripe, tx: &Transaction<'_>, event: &Event) -> Result<O
             "the event names no subscription".into(),
         ));
     };
-    // Stripe's state now, whatever order the events arrive in.
-    let sub = stripe.subscription(subscription).await?;
+    // Stripe's state now, whatever order the events arrive in (503 without Stripe
+    // configured: rolled back, so Stripe delivers it again later).
+    let sub = app.stripe()?.subscription(subscription).await?;
 
     // The family: by its customer, else by the metadata we put on the subscription.
     let metadata_family = sub
