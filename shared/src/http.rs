@@ -150,7 +150,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// The contract's error envelope; 5xx causes go to the log, never to the caller.
 pub fn error_response(e: &ApiError) -> Response {
     if e.status().is_server_error() {
-        tracing::error!(code = e.code(), error = ?anyhow_chain(e), "server error");
+        tracing::error!(code = e.code(), error = ?error_chain(e), "server error");
     } else {
         tracing::info!(code = e.code(), "request refused");
     }
@@ -169,7 +169,7 @@ pub fn error_response(e: &ApiError) -> Response {
     response
 }
 
-fn anyhow_chain(e: &ApiError) -> String {
+fn error_chain(e: &ApiError) -> String {
     let mut chain = e.code().to_owned();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
