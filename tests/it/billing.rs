@@ -710,36 +710,13 @@ async fn a_webhook_while_the_database_is_down_is_a_503_and_redelivery_applies_it
         json!({"id": sub}),
     );
 
-    let admin = tests::connect(&tests::admin_url()).await;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
-            s.db.name
-        ))
-        .await
-        .expect("down");
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = 'functions_authenticator'",
-            &[&s.db.name],
-        )
-        .await
-        .expect("terminate");
+    s.db.take_offline().await;
     let (status, response) = deliver_signed(s, &body).await;
     assert_eq!(
         (status, response["error"]["code"].as_str()),
         (503, Some("SERVICE_UNAVAILABLE"))
     );
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
-            s.db.name
-        ))
-        .await
-        .expect("up");
-    if std::env::var_os("TEST_POOLER_URL").is_some() {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    }
+    s.db.bring_online().await;
     assert_eq!(s.count("stripe_events").await, 0, "no partial write");
     assert_eq!(entitlement(s, family).await.0, "free");
 

@@ -6,7 +6,6 @@ use shared::auth::User;
 use shared::db::Db;
 use tests::TestDb;
 use tests::server::Server;
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 fn user(id: Uuid) -> User {
@@ -79,18 +78,6 @@ async fn two_users_on_the_same_pooled_connection_never_see_each_others_claims() 
     }
 }
 
-async fn kill_functions_connections(server: &Server) {
-    tests::connect(&tests::admin_url())
-        .await
-        .query_typed(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = $1 AND usename = 'functions_authenticator'",
-            &[(&server.db.name, Type::TEXT)],
-        )
-        .await
-        .expect("terminate");
-}
-
 #[tokio::test]
 async fn killed_connections_are_replaced_without_a_500() {
     let server = Server::start().await;
@@ -102,7 +89,7 @@ async fn killed_connections_are_replaced_without_a_500() {
             .0,
         200
     );
-    kill_functions_connections(&server).await;
+    server.db.kill_functions_connections().await;
     let (status, body, _) = server
         .post("create-family", Some(&token), &json!({"name": "After"}))
         .await;
@@ -121,16 +108,7 @@ async fn the_database_down_is_a_503_and_the_first_request_after_it_is_back_succe
         200
     );
 
-    // From the cluster's admin database: a database can't shut itself.
-    let admin = tests::connect(&tests::admin_url()).await;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
-            server.db.name
-        ))
-        .await
-        .expect("take down");
-    kill_functions_connections(&server).await;
+    server.db.take_offline().await;
     for _ in 0..3 {
         let (status, body, _) = server
             .post("create-family", Some(&token), &json!({"name": "Down"}))
@@ -139,17 +117,7 @@ async fn the_database_down_is_a_503_and_the_first_request_after_it_is_back_succe
         assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
     }
 
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
-            server.db.name
-        ))
-        .await
-        .expect("bring back");
-    if std::env::var_os("TEST_POOLER_URL").is_some() {
-        // PgBouncer waits server_login_retry (1 s in scripts/pgbouncer.ini) after a failed login.
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    }
+    server.db.bring_online().await;
     let (status, body, _) = server
         .post("create-family", Some(&token), &json!({"name": "Back"}))
         .await;

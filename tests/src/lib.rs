@@ -193,6 +193,49 @@ impl TestDb {
         connect(&self.admin_url()).await
     }
 
+    /// Takes the database down for the functions: no new connections, and the functions'
+    /// open ones killed (as a restart or a network cut would).
+    pub async fn take_offline(&self) {
+        let admin = connect(&admin_url()).await;
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+                self.name
+            ))
+            .await
+            .expect("take offline");
+        self.kill_functions_connections().await;
+    }
+
+    /// Brings the database back, and waits out PgBouncer's `server_login_retry` (1 s in
+    /// scripts/pgbouncer.ini) when the functions go through it.
+    pub async fn bring_online(&self) {
+        connect(&admin_url())
+            .await
+            .batch_execute(&format!(
+                "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+                self.name
+            ))
+            .await
+            .expect("bring online");
+        if std::env::var_os("TEST_POOLER_URL").is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        }
+    }
+
+    /// Kills the functions' connections to this database (from the cluster's admin database).
+    pub async fn kill_functions_connections(&self) {
+        connect(&admin_url())
+            .await
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND usename = 'functions_authenticator'",
+                &[&self.name],
+            )
+            .await
+            .expect("terminate");
+    }
+
     /// A session as the functions' login role: no privileges until a role is set.
     pub async fn login(&self) -> Client {
         connect(&self.login_url()).await
