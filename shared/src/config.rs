@@ -23,6 +23,10 @@ pub struct Config {
     /// `DATABASE_URL` (required): the functions' connection, as `functions_authenticator`;
     /// in production Supavisor's transaction mode.
     pub database_url: SecretString,
+    /// `DATABASE_POOL_SIZE` (1..=100, default 2): connections per process. A Lambda
+    /// instance serves one request at a time and keeps the default; the local runner
+    /// serving many requests at once (the benchmarks) raises it.
+    pub database_pool_size: usize,
     /// `SUPABASE_URL`: JWKS at `$SUPABASE_URL/auth/v1/.well-known/jwks.json`, and the
     /// expected `iss` (`$SUPABASE_URL/auth/v1`).
     pub supabase_url: Option<String>,
@@ -139,8 +143,20 @@ impl Config {
                     why: "expected 0.0..=1.0".to_owned(),
                 })?,
         };
+        let database_pool_size = match get("DATABASE_POOL_SIZE") {
+            None => 2,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "DATABASE_POOL_SIZE",
+                    why: "expected 1..=100".to_owned(),
+                })?,
+        };
         Ok(Config {
             database_url: SecretString::from(required("DATABASE_URL")?),
+            database_pool_size,
             supabase_url,
             jwt_secret,
             r2,
@@ -200,6 +216,21 @@ mod tests {
     fn a_missing_database_url_is_named() {
         let err = config(&[("SUPABASE_JWT_SECRET", "s")]).expect_err("required");
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_pool_size_defaults_to_two_and_refuses_nonsense() {
+        let base = [
+            ("DATABASE_URL", "postgres://x@127.0.0.1/db"),
+            ("SUPABASE_JWT_SECRET", "s"),
+        ];
+        assert_eq!(config(&base).expect("config").database_pool_size, 2);
+        let sized = config(&[base[0], base[1], ("DATABASE_POOL_SIZE", "64")]).expect("config");
+        assert_eq!(sized.database_pool_size, 64);
+        for bad in ["0", "101", "many"] {
+            let err = config(&[base[0], base[1], ("DATABASE_POOL_SIZE", bad)]).expect_err(bad);
+            assert!(err.to_string().contains("DATABASE_POOL_SIZE"), "{err}");
+        }
     }
 
     #[test]

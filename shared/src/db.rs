@@ -112,8 +112,6 @@ mod tests {
     }
 }
 
-/// Connections per instance: a Lambda instance serves one request at a time.
-const POOL_SIZE: usize = 2;
 /// A statement stuck longer than this is cancelled, so it can't hold a family's
 /// entitlement lock (and the caller gets a 503).
 const STATEMENT_TIMEOUT: &str = "8s";
@@ -125,8 +123,9 @@ pub struct Db {
 }
 
 impl Db {
-    /// Builds the pool for `url` (as the functions' login role). No connection yet.
-    pub fn new(url: &str) -> Result<Self> {
+    /// Builds a pool of at most `size` connections to `url` (as the functions' login
+    /// role). No connection yet.
+    pub fn new(url: &str, size: usize) -> Result<Self> {
         use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
         let (mut config, tls) = parse(url)?;
         config.connect_timeout(std::time::Duration::from_secs(3));
@@ -146,7 +145,7 @@ impl Db {
             recycle: Some(std::time::Duration::from_secs(2)),
         };
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(size)
             .timeouts(timeouts)
             .runtime(Runtime::Tokio1)
             .build()

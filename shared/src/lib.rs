@@ -98,7 +98,10 @@ impl App {
             .timeout(std::time::Duration::from_secs(10))
             .build()?;
         Ok(App {
-            db: db::Db::new(config.database_url.expose_secret())?,
+            db: db::Db::new(
+                config.database_url.expose_secret(),
+                config.database_pool_size,
+            )?,
             auth: auth::Verifier::new(&config, http.clone()),
             sentry: telemetry::sentry_client(&config, transport)?,
             mailer: email::Mailer::new(&config, http.clone())?,

@@ -36,7 +36,7 @@ async fn whoami(db: &Db, who: Option<&User>) -> (Option<Uuid>, i32, String) {
 #[tokio::test]
 async fn two_users_on_the_same_pooled_connection_never_see_each_others_claims() {
     let test_db = TestDb::new().await;
-    let db = Db::new(&test_db.login_url()).expect("pool");
+    let db = Db::new(&test_db.login_url(), 2).expect("pool");
     let (a, b) = (user(Uuid::new_v4()), user(Uuid::new_v4()));
 
     let mut pids = std::collections::HashSet::new();
