@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
-# Benchmarks (see BENCHMARKS.md): cold start of every function's x86_64 release binary
-# through a local Lambda Runtime API stand-in (init and first invocation apart, peak
-# RSS), and each binary's size.
-#   scripts/bench.sh [RUNS]       (default 20 starts per function)
+# Benchmarks (see BENCHMARKS.md), on release builds:
+#   cold start of every function's binary through a local Lambda Runtime API stand-in
+#   (init and first invocation apart, peak RSS) and each binary's size; then warm
+#   latency, throughput, floors, contention and peak RSS under load through the local
+#   runner, loaded by wrk, on a database of families with 1,000 recordings each.
+#   scripts/bench.sh [cold RUNS | warm SECONDS]   (default: both; 20 starts, 5 s per run)
+# Needs the test PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
+# and wrk (Debian package wrk; installed here when apt-get can).
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/functions.sh"
 cd "$ROOT"
 need_tool cargo "install Rust with rustup"
-packages=(); for f in "${FUNCTIONS[@]}"; do packages+=(-p "$f"); done
-cargo build --release --locked "${packages[@]}" -p bench
+what="${1:-all}"
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "== cold start (x86_64 release binaries, ${1:-20} starts each)"
-"$CARGO_TARGET_DIR/release/cold-start" "$CARGO_TARGET_DIR/release" "${1:-20}"
-echo "== release binary size (x86_64, stripped)"
-for f in "${FUNCTIONS[@]}"; do printf '%-26s %10s\n' "$f" "$(stat -c %s "$CARGO_TARGET_DIR/release/$f")"; done
+
+if [ "$what" = all ] || [ "$what" = cold ]; then
+  packages=(); for f in "${FUNCTIONS[@]}"; do packages+=(-p "$f"); done
+  cargo build --release --locked "${packages[@]}" -p bench --bin cold-start
+  echo "== cold start (x86_64 release binaries, ${2:-20} starts each)"
+  "$CARGO_TARGET_DIR/release/cold-start" "$CARGO_TARGET_DIR/release" "${2:-20}"
+  echo "== release binary size (x86_64, stripped)"
+  for f in "${FUNCTIONS[@]}"; do printf '%-26s %10s\n' "$f" "$(stat -c %s "$CARGO_TARGET_DIR/release/$f")"; done
+fi
+
+if [ "$what" = all ] || [ "$what" = warm ]; then
+  if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } || true
+  fi
+  need_tool wrk "Debian package wrk"
+  wait_for_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  cargo build --release --locked -p local -p bench --bin serve --bin warm
+  echo "== warm: the local runner under wrk (${2:-5} s per run)"
+  "$CARGO_TARGET_DIR/release/warm" "$CARGO_TARGET_DIR/release/serve" "${2:-5}"
+fi

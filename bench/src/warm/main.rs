@@ -1,0 +1,495 @@
+//! `warm SERVE_BIN [SECONDS]`: warm latency, throughput and footprint of every function
+//! through the local runner (the release `serve` binary), against the floors of the same
+//! work, on a database holding families of 1,000 recordings. See BENCHMARKS.md.
+//!
+//! For each function, a fresh runner process is loaded by wrk at 1, 8 and 64 concurrent
+//! connections, every request a success path done once (a new family, a new member, a
+//! new reservation, a new recording, a new Stripe event...). Then the floors: the same
+//! HTTP requests against an endpoint that does nothing, the same SQL over bare
+//! connections, and the JWT check, presigning, HeadObject and Stripe calls alone.
+
+// A benchmark: its report goes to the terminal.
+#![allow(clippy::print_stdout)]
+
+mod floor;
+mod stats;
+mod stubs;
+mod world;
+mod wrk;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use secrecy::SecretString;
+use shared::r2::{AUDIO_CONTENT_TYPE, R2, RecordingKey, URL_EXPIRY};
+use stats::{Latencies, ms, sequential};
+use world::{APP, Purpose, Spread, WEBHOOK_SECRET, World};
+
+const FUNCTIONS: [&str; 9] = [
+    "create-family",
+    "create-invite",
+    "redeem-invite",
+    "get-signed-upload-url",
+    "finalize-recording",
+    "get-signed-playback-url",
+    "create-checkout-session",
+    "create-portal-session",
+    // Last: its events put the billing families on a paid plan, which checkout refuses.
+    "stripe-webhook",
+];
+const CONCURRENCY: [usize; 3] = [1, 8, 64];
+/// Connections of the runner's pool: one per concurrent request at the highest
+/// concurrency, as 64 Lambda instances would hold.
+const POOL_SIZE: usize = 64;
+const INVITE_SECRET: &str = "bench-invite-secret";
+const BUCKET: &str = "bench";
+const S3_KEY: &str = "bench-access-key";
+const S3_SECRET: &str = "bench-secret-key";
+
+/// The calls besides SQL each success path makes, timed alone.
+#[derive(Default)]
+struct Calls {
+    jwt: Duration,
+    webhook_signature: Duration,
+    presign_put: Duration,
+    presign_get: Duration,
+    head_found: Duration,
+    head_missing: Duration,
+    stripe_post: Duration,
+    stripe_get: Duration,
+}
+
+impl Calls {
+    /// What `function` does besides its SQL, as the sum of the calls alone.
+    fn of(&self, function: &str) -> (Duration, &'static str) {
+        match function {
+            "get-signed-upload-url" => (self.jwt + self.presign_put, "JWT + presign PUT"),
+            "finalize-recording" => (self.jwt + self.head_found, "JWT + HeadObject"),
+            "get-signed-playback-url" => (
+                self.jwt + self.presign_get + self.head_missing,
+                "JWT + presign GET + HeadObject (no waveform)",
+            ),
+            "create-checkout-session" | "create-portal-session" => {
+                (self.jwt + self.stripe_post, "JWT + Stripe POST")
+            }
+            "stripe-webhook" => (
+                self.webhook_signature + self.stripe_get,
+                "signature + Stripe GET",
+            ),
+            _ => (self.jwt, "JWT"),
+        }
+    }
+}
+
+struct Measured {
+    load: Vec<(usize, wrk::Run)>,
+    sql: Vec<(usize, Latencies)>,
+    http_floor: wrk::Run,
+    peak_rss_kib: u64,
+}
+
+/// A runner process serving the functions, for one function's runs.
+struct Runner {
+    child: Child,
+    base: String,
+}
+
+impl Runner {
+    fn start(bin: &PathBuf, env: &BTreeMap<&str, String>, log: PathBuf) -> anyhow::Result<Runner> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::fs::File::create(log)?;
+        let child = Command::new(bin)
+            .env_clear()
+            .envs(env)
+            .env("PORT", port.to_string())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(Runner { child, base });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("the runner did not listen on {port}")
+    }
+
+    /// Peak resident set size so far, in KiB.
+    fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmHWM")
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let serve = PathBuf::from(args.next().context("usage: warm SERVE_BIN [SECONDS]")?);
+    let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let load_for = Duration::from_secs(seconds);
+    let floor_for = Duration::from_secs(seconds.div_ceil(2).max(1));
+    let work_dir = std::env::temp_dir().join(format!("sfts-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir)?;
+    let wrk = wrk::Wrk::new(&work_dir)?;
+
+    // What the runner talks to: its own database, a local S3, a Stripe stand-in.
+    let db = tests::TestDb::new().await;
+    let s3 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let s3_endpoint = format!("http://{}", s3.local_addr()?);
+    let s3_dir = work_dir.join("s3");
+    let root = s3_dir.clone();
+    tokio::spawn(async move { local::s3::serve(s3, &root, BUCKET, S3_KEY, S3_SECRET).await });
+    let stripe = stubs::spawn(stubs::stripe()).await?;
+    let nothing = stubs::spawn(stubs::nothing()).await?;
+    let env: BTreeMap<&str, String> = BTreeMap::from([
+        ("DATABASE_URL", db.login_url()),
+        ("DATABASE_POOL_SIZE", POOL_SIZE.to_string()),
+        (
+            "SUPABASE_JWT_SECRET",
+            tests::server::TEST_JWT_SECRET.to_owned(),
+        ),
+        ("INVITE_CODE_SECRET", INVITE_SECRET.to_owned()),
+        ("APP_URL", APP.to_owned()),
+        ("R2_BUCKET_NAME", BUCKET.to_owned()),
+        ("R2_ENDPOINT", s3_endpoint),
+        ("R2_ACCESS_KEY_ID", S3_KEY.to_owned()),
+        ("R2_SECRET_ACCESS_KEY", S3_SECRET.to_owned()),
+        ("STRIPE_SECRET_KEY", "sk_test_bench".to_owned()),
+        ("STRIPE_API_BASE", format!("{stripe}/")),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        (
+            "MAILBOX_DIR",
+            work_dir.join("mailbox").display().to_string(),
+        ),
+    ]);
+    let config = shared::config::Config::from_lookup(|k| env.get(k).cloned())?;
+    let r2 = Arc::new(R2::new(config.r2.as_ref().context("R2 config")?));
+
+    println!(
+        "== seeding: {} families of {} recordings",
+        world::FAMILIES,
+        world::RECORDINGS
+    );
+    let mut world = World::seed(db.admin().await, INVITE_SECRET, r2.clone()).await?;
+    let calls = calls_alone(&config, &r2, &world, &stripe).await?;
+
+    let mut results = BTreeMap::new();
+    let mut contention = Vec::new();
+    for function in FUNCTIONS {
+        println!("== {function}");
+        // Read-only success paths may replay their requests; the others never do.
+        let wrap = matches!(
+            function,
+            "get-signed-playback-url" | "create-checkout-session" | "create-portal-session"
+        );
+        let runner = Runner::start(&serve, &env, work_dir.join(format!("{function}.log")))?;
+        // Warm-up: connections opened, caches filled, and one answer looked at.
+        let cases = world
+            .prepare(function, Purpose::Http, Spread::Families)
+            .await?;
+        check_success(&runner.base, &cases[0].line).await?;
+        let file = wrk.write("warm-up", &lines(cases))?;
+        wrk.run(&runner.base, &file, 64, Duration::from_secs(2), wrap)?;
+        world.reset(function).await?;
+
+        let mut load = Vec::new();
+        let mut floor_file = None;
+        for c in CONCURRENCY {
+            let cases = world
+                .prepare(function, Purpose::Http, Spread::Families)
+                .await?;
+            let file = wrk.write(&format!("{function}-{c}"), &lines(cases))?;
+            let run = wrk.run(&runner.base, &file, c, load_for, wrap)?;
+            ensure_all_succeeded(function, c, &run)?;
+            println!(
+                "   c={c:<3} p50 {} ms  p99 {} ms  {:.0} req/s",
+                ms(run.p50()),
+                ms(run.p99()),
+                run.per_second()
+            );
+            load.push((c, run));
+            world.reset(function).await?;
+            floor_file.get_or_insert(file);
+        }
+        if function == "finalize-recording" {
+            for spread in [Spread::Families, Spread::OneFamily] {
+                let cases = world.prepare(function, Purpose::Http, spread).await?;
+                let file = wrk.write("contention", &lines(cases))?;
+                let run = wrk.run(&runner.base, &file, 64, load_for, false)?;
+                ensure_all_succeeded(function, 64, &run)?;
+                contention.push((spread, run));
+                world.reset(function).await?;
+            }
+        }
+        let peak_rss_kib = runner.peak_rss_kib()?;
+        drop(runner);
+
+        let floor_file = floor_file.context("no run")?;
+        let http_floor = wrk.run(&nothing, &floor_file, 1, floor_for, true)?;
+        let mut sql = Vec::new();
+        for c in CONCURRENCY {
+            let works = world
+                .prepare(function, Purpose::Sql, Spread::Families)
+                .await?
+                .into_iter()
+                .map(|case| case.work)
+                .collect();
+            sql.push((
+                c,
+                floor::measure(&db.login_url(), works, c, floor_for, wrap).await?,
+            ));
+            world.reset(function).await?;
+        }
+        results.insert(
+            function,
+            Measured {
+                load,
+                sql,
+                http_floor,
+                peak_rss_kib,
+            },
+        );
+    }
+    report(&results, &calls, &contention);
+    let _ = std::fs::remove_dir_all(&work_dir);
+    Ok(())
+}
+
+fn lines(cases: Vec<world::Case>) -> Vec<wrk::Line> {
+    cases.into_iter().map(|c| c.line).collect()
+}
+
+/// Sends one request and fails, showing the answer, unless it succeeds.
+async fn check_success(base: &str, line: &wrk::Line) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(line.method.as_bytes())?;
+    let mut req = http
+        .request(method, format!("{base}{}", line.path))
+        .header(line.header.0, &line.header.1)
+        .header("content-type", "application/json");
+    if !line.body.is_empty() {
+        req = req.body(line.body.clone());
+    }
+    let resp = req.send().await?;
+    let status = resp.status();
+    let body = resp.text().await?;
+    ensure!(
+        status.is_success(),
+        "{} answered {status}: {body}",
+        line.path
+    );
+    Ok(())
+}
+
+fn ensure_all_succeeded(function: &str, c: usize, run: &wrk::Run) -> anyhow::Result<()> {
+    ensure!(
+        run.non_2xx == 0,
+        "{function} at c={c}: {} of {} requests failed (see the runner's log)",
+        run.non_2xx,
+        run.requests
+    );
+    Ok(())
+}
+
+/// The JWT check, presigning, HeadObject, the webhook signature and the Stripe calls,
+/// each alone, one after another.
+async fn calls_alone(
+    config: &shared::config::Config,
+    r2: &R2,
+    world: &World,
+    stripe: &str,
+) -> anyhow::Result<Calls> {
+    const RUNS: usize = 2_000;
+    let http = reqwest::Client::new();
+    let verifier = shared::auth::Verifier::new(config, http.clone());
+    let user = world::User::new();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::AUTHORIZATION, user.token.parse()?);
+    let p50 = |l: Latencies| l.percentile(50.0);
+    let fail = |e: shared::ApiError| anyhow::anyhow!("{e:?}");
+
+    let key = RecordingKey {
+        family_id: world.family(),
+        recording_id: uuid::Uuid::new_v4(),
+    };
+    let put = r2
+        .presign_put(&key.audio(), AUDIO_CONTENT_TYPE, 4, URL_EXPIRY)
+        .await
+        .map_err(fail)?;
+    http.put(&put.url)
+        .header("content-type", AUDIO_CONTENT_TYPE)
+        .body("abcd")
+        .send()
+        .await?
+        .error_for_status()?;
+
+    let body = br#"{"id":"evt_bench","type":"customer.subscription.updated"}"#;
+    let now = chrono::Utc::now().timestamp();
+    let signature = shared::stripe::sign(WEBHOOK_SECRET, body, now);
+    let secret = SecretString::from(WEBHOOK_SECRET);
+    Ok(Calls {
+        jwt: p50(sequential(RUNS, async || {
+            verifier.verify(&headers).await.map(drop).map_err(fail)
+        })
+        .await?),
+        webhook_signature: p50(sequential(RUNS, async || {
+            ensure!(shared::stripe::verify_signature(
+                &secret, &signature, body, now
+            ));
+            Ok(())
+        })
+        .await?),
+        presign_put: p50(sequential(RUNS, async || {
+            r2.presign_put(&key.audio(), AUDIO_CONTENT_TYPE, 1_843_200, URL_EXPIRY)
+                .await
+                .map(drop)
+                .map_err(fail)
+        })
+        .await?),
+        presign_get: p50(sequential(RUNS, async || {
+            r2.presign_get(&key.audio(), URL_EXPIRY)
+                .await
+                .map(drop)
+                .map_err(fail)
+        })
+        .await?),
+        head_found: p50(sequential(RUNS, async || {
+            ensure!(r2.head(&key.audio()).await.map_err(fail)?.is_some());
+            Ok(())
+        })
+        .await?),
+        head_missing: p50(sequential(RUNS, async || {
+            ensure!(r2.head(&key.waveform()).await.map_err(fail)?.is_none());
+            Ok(())
+        })
+        .await?),
+        stripe_post: p50(sequential(RUNS, async || {
+            http.post(format!("{stripe}/v1/checkout/sessions"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("mode=subscription&customer=cus_bench_0")
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            Ok(())
+        })
+        .await?),
+        stripe_get: p50(sequential(RUNS, async || {
+            http.get(format!("{stripe}/v1/subscriptions/sub_bench_0"))
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            Ok(())
+        })
+        .await?),
+    })
+}
+
+fn report(results: &BTreeMap<&str, Measured>, calls: &Calls, contention: &[(Spread, wrk::Run)]) {
+    println!("\n### Warm latency and throughput (through the runner; SQL floor beside)\n");
+    println!(
+        "| function | c | p50 ms | p99 ms | req/s | SQL floor p50 ms | SQL floor p99 ms | SQL floor tx/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for function in FUNCTIONS {
+        let m = &results[function];
+        for ((c, run), (_, sql)) in m.load.iter().zip(&m.sql) {
+            println!(
+                "| {function} | {c} | {} | {} | {:.0} | {} | {} | {:.0} |",
+                ms(run.p50()),
+                ms(run.p99()),
+                run.per_second(),
+                ms(sql.percentile(50.0)),
+                ms(sql.percentile(99.0)),
+                sql.per_second()
+            );
+        }
+    }
+
+    println!("\n### Overhead above the floor (p50, concurrency 1)\n");
+    println!(
+        "| function | runner | HTTP floor | SQL floor | other calls alone | floor | overhead |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for function in FUNCTIONS {
+        let m = &results[function];
+        let runner = m.load[0].1.p50();
+        let sql = m.sql[0].1.percentile(50.0);
+        let (other, what) = calls.of(function);
+        let floor = m.http_floor.p50() + sql + other;
+        let overhead = runner.as_secs_f64() * 1000.0 - floor.as_secs_f64() * 1000.0;
+        println!(
+            "| {function} | {} | {} | {} | {} ({what}) | {} | {overhead:.2} |",
+            ms(runner),
+            ms(m.http_floor.p50()),
+            ms(sql),
+            ms(other),
+            ms(floor)
+        );
+    }
+
+    println!("\n### Calls alone (p50 of 2,000 in a row)\n");
+    println!("| call | p50 µs |");
+    println!("|---|---|");
+    for (name, d) in [
+        ("JWT check (HS256)", calls.jwt),
+        ("Stripe webhook signature", calls.webhook_signature),
+        ("presign PUT", calls.presign_put),
+        ("presign GET", calls.presign_get),
+        ("HeadObject, found (local S3)", calls.head_found),
+        ("HeadObject, missing (local S3)", calls.head_missing),
+        ("Stripe stand-in POST", calls.stripe_post),
+        ("Stripe stand-in GET", calls.stripe_get),
+    ] {
+        println!("| {name} | {:.1} |", d.as_secs_f64() * 1e6);
+    }
+
+    println!("\n### finalize-recording contention (64 concurrent uploads)\n");
+    println!("| into | p50 ms | p99 ms | req/s |");
+    println!("|---|---|---|---|");
+    for (spread, run) in contention {
+        let into = match spread {
+            Spread::Families => "64 families",
+            Spread::OneFamily => "one family",
+        };
+        println!(
+            "| {into} | {} | {} | {:.0} |",
+            ms(run.p50()),
+            ms(run.p99()),
+            run.per_second()
+        );
+    }
+
+    println!("\n### Peak RSS of the runner process under this load\n");
+    println!("| function | peak RSS MiB |");
+    println!("|---|---|");
+    for function in FUNCTIONS {
+        println!(
+            "| {function} | {:.1} |",
+            results[function].peak_rss_kib as f64 / 1024.0
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! The benchmark's data: families with 1,000 recordings each, and, for every run, fresh
+//! requests that take each function down its success path exactly once.
+
+use std::sync::Arc;
+
+use anyhow::{Context, ensure};
+use futures::{StreamExt, TryStreamExt};
+use secrecy::SecretString;
+use serde_json::json;
+use shared::invite::InviteCode;
+use shared::r2::{AUDIO_CONTENT_TYPE, R2, RecordingKey};
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use crate::floor::Work;
+use crate::wrk::Line;
+
+/// Families whose recordings are played, uploaded and finalized.
+pub const FAMILIES: usize = 64;
+/// Recordings in each of them.
+pub const RECORDINGS: usize = 1_000;
+/// Members of each: a keeper and three storytellers.
+const MEMBERS: usize = 4;
+/// Free-plan families with a Stripe customer, for invites and billing: create-invite
+/// allows 20 invites per family per hour.
+const BILLING_FAMILIES: usize = 2_000;
+/// Requests prepared for one run (more than any run here gets through).
+pub const PER_RUN: usize = 20_000;
+/// For finalize-recording, whose every request needs an object in the bucket.
+const FINALIZE_PER_RUN: usize = 10_000;
+/// Size of each uploaded object.
+const OBJECT_BYTES: usize = 4_096;
+
+pub const PRICE: &str = "price_bench";
+pub const APP: &str = "https://app.example.com";
+pub const WEBHOOK_SECRET: &str = "whsec_bench";
+
+/// A user and a token for them.
+pub struct User {
+    pub id: Uuid,
+    pub token: String,
+    /// The claims as the functions hand them to Postgres.
+    pub claims: String,
+}
+
+impl User {
+    pub fn new() -> User {
+        let id = Uuid::new_v4();
+        let now = chrono::Utc::now().timestamp();
+        let claims = json!({
+            "sub": id, "role": "authenticated", "aud": "authenticated",
+            "email": format!("bench-{}@example.com", id.simple()), "iat": now, "exp": now + 12 * 3600,
+        });
+        User {
+            id,
+            token: format!("Bearer {}", tests::server::hs256(&claims)),
+            claims: claims.to_string(),
+        }
+    }
+}
+
+struct Family {
+    id: Uuid,
+    /// The keeper first.
+    members: Vec<User>,
+    recordings: Vec<Uuid>,
+}
+
+/// Which families finalize-recording's uploads go to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Spread {
+    /// Each request to the next family, round robin.
+    Families,
+    /// Every request to the same family: they queue on its entitlement row.
+    OneFamily,
+}
+
+/// What a run's requests are for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// HTTP through the runner: uploads need their objects in the bucket.
+    Http,
+    /// The SQL floor: the database rows are enough.
+    Sql,
+}
+
+/// One request: as wrk sends it, and as the SQL floor replays it.
+pub struct Case {
+    pub line: Line,
+    pub work: Work,
+}
+
+pub struct World {
+    admin: Client,
+    families: Vec<Family>,
+    billing: Vec<User>,
+    billing_ids: Vec<Uuid>,
+    newcomers: Vec<User>,
+    invite_secret: SecretString,
+    r2: Arc<R2>,
+    http: reqwest::Client,
+    runs: usize,
+}
+
+fn ids(users: &[User]) -> Vec<Uuid> {
+    users.iter().map(|u| u.id).collect()
+}
+
+impl World {
+    /// Seeds the database behind `admin` (a superuser session).
+    pub async fn seed(admin: Client, invite_secret: &str, r2: Arc<R2>) -> anyhow::Result<World> {
+        let families: Vec<Family> = (0..FAMILIES)
+            .map(|_| Family {
+                id: Uuid::new_v4(),
+                members: (0..MEMBERS).map(|_| User::new()).collect(),
+                recordings: Vec::new(),
+            })
+            .collect();
+        let billing: Vec<User> = (0..BILLING_FAMILIES).map(|_| User::new()).collect();
+        let billing_ids: Vec<Uuid> = (0..BILLING_FAMILIES).map(|_| Uuid::new_v4()).collect();
+        let newcomers: Vec<User> = (0..PER_RUN).map(|_| User::new()).collect();
+
+        let mut users = ids(&billing);
+        users.extend(ids(&newcomers));
+        let (mut family_ids, mut member_families, mut member_users, mut roles) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for f in &families {
+            family_ids.push(f.id);
+            for (i, m) in f.members.iter().enumerate() {
+                users.push(m.id);
+                member_families.push(f.id);
+                member_users.push(m.id);
+                roles.push(if i == 0 { "keeper" } else { "storyteller" });
+            }
+        }
+        let keepers: Vec<Uuid> = families.iter().map(|f| f.members[0].id).collect();
+        for (family, keeper) in billing_ids.iter().zip(&billing) {
+            member_families.push(*family);
+            member_users.push(keeper.id);
+            roles.push("keeper");
+        }
+        let customers: Vec<String> = (0..BILLING_FAMILIES)
+            .map(|i| format!("cus_bench_{i}"))
+            .collect();
+
+        admin
+            .execute(
+                "INSERT INTO auth.users (id, email) SELECT u, 'bench-' || u || '@example.com' FROM unnest($1::uuid[]) u",
+                &[&users],
+            )
+            .await?;
+        let all_families: Vec<Uuid> = family_ids.iter().chain(&billing_ids).copied().collect();
+        let creators: Vec<Uuid> = keepers.iter().chain(&ids(&billing)).copied().collect();
+        admin
+            .execute(
+                "INSERT INTO families (id, name, created_by)
+                 SELECT f, 'The Bench family', k FROM unnest($1::uuid[], $2::uuid[]) t(f, k)",
+                &[&all_families, &creators],
+            )
+            .await?;
+        admin
+            .execute(
+                "INSERT INTO family_members (family_id, user_id, role)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])",
+                &[&member_families, &member_users, &roles],
+            )
+            .await?;
+        admin
+            .execute(
+                "INSERT INTO entitlements (family_id, plan, status, current_period_end)
+                 SELECT f, 'family', 'active', now() + interval '30 days' FROM unnest($1::uuid[]) f",
+                &[&family_ids],
+            )
+            .await?;
+        admin
+            .execute(
+                "INSERT INTO entitlements (family_id, stripe_customer_id)
+                 SELECT * FROM unnest($1::uuid[], $2::text[])",
+                &[&billing_ids, &customers],
+            )
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "INSERT INTO prompts (family_id, text, position, is_default)
+                 SELECT f.id, d.text, d.position, true FROM families f JOIN default_prompts d ON d.language = f.language;
+                 INSERT INTO plan_prices (stripe_price_id, plan) VALUES ('{PRICE}', 'family');"
+            ))
+            .await?;
+        // A family's 1,000 recordings: two years of stories, of 1–10 minutes.
+        admin
+            .execute(
+                "INSERT INTO recordings (id, family_id, created_by, title, duration_seconds, audio_size_bytes, created_at)
+                 SELECT gen_random_uuid(), f, k, 'Story ' || g, 60 + (g * 7) % 540, 500000 + (g * 7919) % 4500000,
+                        now() - g * interval '17 hours'
+                 FROM unnest($1::uuid[], $2::uuid[]) t(f, k), generate_series(1, $3::int) g",
+                &[&family_ids, &keepers, &(RECORDINGS as i32)],
+            )
+            .await?;
+        admin
+            .batch_execute(
+                "UPDATE entitlements e SET storage_used_bytes = r.total
+                 FROM (SELECT family_id, sum(size_bytes)::bigint AS total FROM recordings GROUP BY family_id) r
+                 WHERE r.family_id = e.family_id;
+                 INSERT INTO usage_ledger (family_id, delta_bytes, balance_after, operation, description)
+                 SELECT family_id, storage_used_bytes, storage_used_bytes, 'adjustment', 'benchmark seed'
+                 FROM entitlements WHERE storage_used_bytes > 0;
+                 ANALYZE;",
+            )
+            .await?;
+        let mut families = families;
+        for f in &mut families {
+            f.recordings = admin
+                .query("SELECT id FROM recordings WHERE family_id = $1", &[&f.id])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        }
+        Ok(World {
+            admin,
+            families,
+            billing,
+            billing_ids,
+            newcomers,
+            invite_secret: SecretString::from(invite_secret.to_owned()),
+            r2,
+            http: reqwest::Client::new(),
+            runs: 0,
+        })
+    }
+
+    /// Fresh requests for one run of `function`.
+    pub async fn prepare(
+        &mut self,
+        function: &str,
+        purpose: Purpose,
+        spread: Spread,
+    ) -> anyhow::Result<Vec<Case>> {
+        self.runs += 1;
+        let run = self.runs;
+        let post = |path: &str, user: &User, body: serde_json::Value| Line {
+            method: "POST",
+            path: format!("/functions/v1/{path}"),
+            header: ("Authorization", user.token.clone()),
+            body: body.to_string(),
+        };
+        let member = |j: usize| {
+            let f = &self.families[j % FAMILIES];
+            (f, &f.members[(j / FAMILIES) % MEMBERS])
+        };
+        let billing = |j: usize| {
+            (
+                self.billing_ids[j % BILLING_FAMILIES],
+                &self.billing[j % BILLING_FAMILIES],
+                j % BILLING_FAMILIES,
+            )
+        };
+        let cases = match function {
+            "create-family" => (0..PER_RUN)
+                .map(|j| {
+                    // Ten a day per user: each user's quota is spent once per run.
+                    let user = &self.newcomers[j / 10];
+                    let name = format!("The Bench family {run}-{j}");
+                    Case {
+                        line: post(function, user, json!({"name": name, "language": "en"})),
+                        work: Work::CreateFamily { user: user.id, name },
+                    }
+                })
+                .collect(),
+            "create-invite" => (0..PER_RUN)
+                .map(|j| {
+                    let (family, keeper, _) = billing(j);
+                    let code = InviteCode::generate().context("random")?;
+                    Ok(Case {
+                        line: post(function, keeper, json!({"familyId": family})),
+                        work: Work::CreateInvite {
+                            user: keeper.id,
+                            claims: keeper.claims.clone(),
+                            family,
+                            code_hmac: code.hmac(&self.invite_secret),
+                        },
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+            "redeem-invite" => {
+                // Twenty uses per code; each newcomer joins once.
+                let codes = (0..PER_RUN / 20)
+                    .map(|_| InviteCode::generate().context("random"))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let hmacs: Vec<Vec<u8>> = codes.iter().map(|c| c.hmac(&self.invite_secret)).collect();
+                let families: Vec<Uuid> = (0..codes.len()).map(|i| self.families[i % FAMILIES].id).collect();
+                let keepers: Vec<Uuid> = (0..codes.len()).map(|i| self.families[i % FAMILIES].members[0].id).collect();
+                self.admin
+                    .execute(
+                        "INSERT INTO invites (family_id, code_hmac, created_by, expires_at, max_uses)
+                         SELECT f, c, k, now() + interval '7 days', 20 FROM unnest($1::uuid[], $2::bytea[], $3::uuid[]) t(f, c, k)",
+                        &[&families, &hmacs, &keepers],
+                    )
+                    .await?;
+                self.newcomers
+                    .iter()
+                    .enumerate()
+                    .map(|(j, user)| Case {
+                        line: post(function, user, json!({"code": codes[j % codes.len()].to_string()})),
+                        work: Work::RedeemInvite { user: user.id, code_hmac: hmacs[j % codes.len()].clone() },
+                    })
+                    .collect()
+            }
+            "get-signed-upload-url" => (0..PER_RUN)
+                .map(|j| {
+                    let (family, user) = member(j);
+                    let (size, duration) = (1_843_200, 95.5);
+                    Case {
+                        line: post(
+                            function,
+                            user,
+                            json!({"familyId": family.id, "durationSeconds": duration, "sizeBytes": size, "contentType": AUDIO_CONTENT_TYPE}),
+                        ),
+                        work: Work::UploadUrl {
+                            user: user.id,
+                            claims: user.claims.clone(),
+                            family: family.id,
+                            size,
+                            duration,
+                        },
+                    }
+                })
+                .collect(),
+            "finalize-recording" => {
+                let pick = |j: usize| match spread {
+                    Spread::Families => member(j),
+                    Spread::OneFamily => (&self.families[0], &self.families[0].members[j % MEMBERS]),
+                };
+                let picked: Vec<(Uuid, Uuid, Uuid)> = (0..FINALIZE_PER_RUN)
+                    .map(|j| {
+                        let (f, u) = pick(j);
+                        (Uuid::new_v4(), f.id, u.id)
+                    })
+                    .collect();
+                let column = |k: fn(&(Uuid, Uuid, Uuid)) -> Uuid| picked.iter().map(k).collect::<Vec<_>>();
+                self.admin
+                    .execute(
+                        "INSERT INTO upload_reservations (id, family_id, user_id, audio_size_bytes, duration_seconds, expires_at)
+                         SELECT r, f, u, $4, 95.5, now() + interval '15 minutes' FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) t(r, f, u)",
+                        &[&column(|p| p.0), &column(|p| p.1), &column(|p| p.2), &(OBJECT_BYTES as i64)],
+                    )
+                    .await?;
+                if purpose == Purpose::Http {
+                    self.upload(&picked).await?;
+                }
+                (0..FINALIZE_PER_RUN)
+                    .map(|j| {
+                        let (_, user) = pick(j);
+                        let (recording, family, _) = picked[j];
+                        let title = "The summer we drove to the coast".to_owned();
+                        Case {
+                            line: post(function, user, json!({"recordingId": recording, "familyId": family, "title": title})),
+                            work: Work::Finalize { user: user.id, claims: user.claims.clone(), family, recording, title },
+                        }
+                    })
+                    .collect()
+            }
+            "get-signed-playback-url" => (0..PER_RUN)
+                .map(|j| {
+                    let (family, user) = member(j);
+                    let recording = family.recordings[(j / FAMILIES) % family.recordings.len()];
+                    Case {
+                        line: Line {
+                            method: "GET",
+                            path: format!("/functions/v1/{function}?recordingId={recording}"),
+                            header: ("Authorization", user.token.clone()),
+                            body: String::new(),
+                        },
+                        work: Work::Playback { claims: user.claims.clone(), recording },
+                    }
+                })
+                .collect(),
+            "create-checkout-session" => (0..PER_RUN)
+                .map(|j| {
+                    let (family, keeper, _) = billing(j);
+                    Case {
+                        line: post(
+                            function,
+                            keeper,
+                            json!({"familyId": family, "priceId": PRICE,
+                                   "successUrl": format!("{APP}/billing/done"), "cancelUrl": format!("{APP}/billing")}),
+                        ),
+                        work: Work::Checkout { claims: keeper.claims.clone(), family, price: PRICE.to_owned() },
+                    }
+                })
+                .collect(),
+            "create-portal-session" => (0..PER_RUN)
+                .map(|j| {
+                    let (family, keeper, _) = billing(j);
+                    Case {
+                        line: post(function, keeper, json!({"familyId": family, "returnUrl": format!("{APP}/billing")})),
+                        work: Work::Portal { claims: keeper.claims.clone(), family },
+                    }
+                })
+                .collect(),
+            "stripe-webhook" => {
+                let now = chrono::Utc::now().timestamp();
+                (0..PER_RUN)
+                    .map(|j| {
+                        let (_, _, i) = billing(j);
+                        let (event, subscription, customer) =
+                            (format!("evt_bench_{run}_{j}"), format!("sub_bench_{i}"), format!("cus_bench_{i}"));
+                        let body = json!({"id": event, "object": "event", "type": "customer.subscription.updated",
+                                          "created": now, "livemode": false,
+                                          "data": {"object": {"id": subscription, "object": "subscription", "customer": customer}}})
+                        .to_string();
+                        Case {
+                            line: Line {
+                                method: "POST",
+                                path: format!("/functions/v1/{function}"),
+                                header: ("Stripe-Signature", shared::stripe::sign(WEBHOOK_SECRET, body.as_bytes(), now)),
+                                body,
+                            },
+                            work: Work::Webhook { event, customer, subscription, price: PRICE.to_owned() },
+                        }
+                    })
+                    .collect()
+            }
+            other => anyhow::bail!("no benchmark for {other}"),
+        };
+        Ok(cases)
+    }
+
+    /// Puts each reservation's object in the bucket, as the app would.
+    async fn upload(&self, picked: &[(Uuid, Uuid, Uuid)]) -> anyhow::Result<()> {
+        let body = vec![7u8; OBJECT_BYTES];
+        futures::stream::iter(picked)
+            .map(|(recording, family, _)| {
+                let body = body.clone();
+                async move {
+                    let key = RecordingKey {
+                        family_id: *family,
+                        recording_id: *recording,
+                    }
+                    .audio();
+                    let url = self
+                        .r2
+                        .presign_put(
+                            &key,
+                            AUDIO_CONTENT_TYPE,
+                            OBJECT_BYTES as i64,
+                            std::time::Duration::from_secs(900),
+                        )
+                        .await
+                        .map_err(|e| anyhow::anyhow!("presign: {e:?}"))?;
+                    let status = self
+                        .http
+                        .put(&url.url)
+                        .header("content-type", AUDIO_CONTENT_TYPE)
+                        .body(body)
+                        .send()
+                        .await?
+                        .status();
+                    ensure!(status.is_success(), "upload to the local S3: {status}");
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await
+    }
+
+    /// Undoes what a run of `function` leaves that would change the next run: rate
+    /// limit counters, joined members, open reservations.
+    pub async fn reset(&self, function: &str) -> anyhow::Result<()> {
+        let sql = match function {
+            "create-family" | "create-invite" => "DELETE FROM rate_limits",
+            "redeem-invite" => {
+                "DELETE FROM family_members WHERE invite_id IS NOT NULL;
+                 DELETE FROM invites WHERE max_uses = 20;
+                 DELETE FROM rate_limits"
+            }
+            "get-signed-upload-url" | "finalize-recording" => {
+                "DELETE FROM upload_reservations WHERE finalized_at IS NULL"
+            }
+            _ => return Ok(()),
+        };
+        self.admin.batch_execute(sql).await?;
+        Ok(())
+    }
+
+    /// A recording the bucket holds, for the HeadObject floor.
+    pub fn family(&self) -> Uuid {
+        self.families[0].id
+    }
+}
