@@ -16,7 +16,7 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 
 if [ "$what" = all ] || [ "$what" = cold ]; then
   packages=(); for f in "${FUNCTIONS[@]}"; do packages+=(-p "$f"); done
-  cargo build --release --locked "${packages[@]}" -p bench --bin cold-start
+  cargo build --release --locked "${packages[@]}" -p bench
   echo "== cold start (x86_64 release binaries, ${2:-20} starts each)"
   "$CARGO_TARGET_DIR/release/cold-start" "$CARGO_TARGET_DIR/release" "${2:-20}"
   echo "== release binary size (x86_64, stripped)"

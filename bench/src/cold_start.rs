@@ -18,18 +18,6 @@ use anyhow::{Context, bail};
 use axum::extract::State;
 use tokio::sync::mpsc;
 
-const FUNCTIONS: [&str; 9] = [
-    "create-family",
-    "create-invite",
-    "redeem-invite",
-    "get-signed-upload-url",
-    "finalize-recording",
-    "get-signed-playback-url",
-    "create-checkout-session",
-    "create-portal-session",
-    "stripe-webhook",
-];
-
 /// What the runtime stand-in saw: the first poll and the first response.
 #[derive(Debug)]
 enum Seen {
@@ -190,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         "{:<26} {:>10} {:>10} {:>12} {:>12} {:>8}",
         "function", "init p50", "init max", "1st inv p50", "peak RSS", "status"
     );
-    for function in FUNCTIONS {
+    for (function, _) in local::functions() {
         let bin = dir.join(function);
         let mut samples = Vec::new();
         for _ in 0..runs {

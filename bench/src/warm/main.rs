@@ -18,7 +18,7 @@ mod world;
 mod wrk;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,18 +29,6 @@ use shared::r2::{AUDIO_CONTENT_TYPE, R2, RecordingKey, URL_EXPIRY};
 use stats::{Latencies, ms, sequential};
 use world::{APP, Purpose, Spread, WEBHOOK_SECRET, World};
 
-const FUNCTIONS: [&str; 9] = [
-    "create-family",
-    "create-invite",
-    "redeem-invite",
-    "get-signed-upload-url",
-    "finalize-recording",
-    "get-signed-playback-url",
-    "create-checkout-session",
-    "create-portal-session",
-    // Last: its events put the billing families on a paid plan, which checkout refuses.
-    "stripe-webhook",
-];
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 /// Connections of the runner's pool: one per concurrent request at the highest
 /// concurrency, as 64 Lambda instances would hold.
@@ -51,7 +39,6 @@ const S3_KEY: &str = "bench-access-key";
 const S3_SECRET: &str = "bench-secret-key";
 
 /// The calls besides SQL each success path makes, timed alone.
-#[derive(Default)]
 struct Calls {
     jwt: Duration,
     webhook_signature: Duration,
@@ -99,7 +86,7 @@ struct Runner {
 }
 
 impl Runner {
-    fn start(bin: &PathBuf, env: &BTreeMap<&str, String>, log: PathBuf) -> anyhow::Result<Runner> {
+    fn start(bin: &Path, env: &BTreeMap<&str, String>, log: PathBuf) -> anyhow::Result<Runner> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -146,11 +133,25 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let serve = PathBuf::from(args.next().context("usage: warm SERVE_BIN [SECONDS]")?);
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
-    let load_for = Duration::from_secs(seconds);
-    let floor_for = Duration::from_secs(seconds.div_ceil(2).max(1));
     let work_dir = std::env::temp_dir().join(format!("sfts-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work_dir)?;
-    let wrk = wrk::Wrk::new(&work_dir)?;
+    match bench(&serve, seconds, &work_dir).await {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&work_dir);
+            Ok(())
+        }
+        Err(e) => {
+            println!("the runners' logs are kept in {}", work_dir.display());
+            Err(e)
+        }
+    }
+}
+
+/// Every measurement, with files (runner logs, wrk requests, the local S3) in `work_dir`.
+async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()> {
+    let load_for = Duration::from_secs(seconds);
+    let floor_for = Duration::from_secs(seconds.div_ceil(2).max(1));
+    let wrk = wrk::Wrk::new(work_dir)?;
 
     // What the runner talks to: its own database, a local S3, a Stripe stand-in.
     let db = tests::TestDb::new().await;
@@ -193,16 +194,23 @@ async fn main() -> anyhow::Result<()> {
     let mut world = World::seed(db.admin().await, INVITE_SECRET, r2.clone()).await?;
     let calls = calls_alone(&config, &r2, &world, &stripe).await?;
 
+    let mut functions: Vec<&str> = local::functions()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    // The webhook last: its events put the billing families on a paid plan, which
+    // checkout refuses.
+    functions.sort_by_key(|name| *name == stripe_webhook::NAME);
     let mut results = BTreeMap::new();
     let mut contention = Vec::new();
-    for function in FUNCTIONS {
+    for &function in &functions {
         println!("== {function}");
         // Read-only success paths may replay their requests; the others never do.
         let wrap = matches!(
             function,
             "get-signed-playback-url" | "create-checkout-session" | "create-portal-session"
         );
-        let runner = Runner::start(&serve, &env, work_dir.join(format!("{function}.log")))?;
+        let runner = Runner::start(serve, &env, work_dir.join(format!("{function}.log")))?;
         // Warm-up: connections opened, caches filled, and one answer looked at.
         let cases = world
             .prepare(function, Purpose::Http, Spread::Families)
@@ -270,8 +278,7 @@ async fn main() -> anyhow::Result<()> {
             },
         );
     }
-    report(&results, &calls, &contention);
-    let _ = std::fs::remove_dir_all(&work_dir);
+    report(&functions, &results, &calls, &contention);
     Ok(())
 }
 
@@ -408,13 +415,18 @@ async fn calls_alone(
     })
 }
 
-fn report(results: &BTreeMap<&str, Measured>, calls: &Calls, contention: &[(Spread, wrk::Run)]) {
+fn report(
+    functions: &[&str],
+    results: &BTreeMap<&str, Measured>,
+    calls: &Calls,
+    contention: &[(Spread, wrk::Run)],
+) {
     println!("\n### Warm latency and throughput (through the runner; SQL floor beside)\n");
     println!(
         "| function | c | p50 ms | p99 ms | req/s | SQL floor p50 ms | SQL floor p99 ms | SQL floor tx/s |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for function in FUNCTIONS {
+    for &function in functions {
         let m = &results[function];
         for ((c, run), (_, sql)) in m.load.iter().zip(&m.sql) {
             println!(
@@ -434,7 +446,7 @@ fn report(results: &BTreeMap<&str, Measured>, calls: &Calls, contention: &[(Spre
         "| function | runner | HTTP floor | SQL floor | other calls alone | floor | overhead |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for function in FUNCTIONS {
+    for &function in functions {
         let m = &results[function];
         let runner = m.load[0].1.p50();
         let sql = m.sql[0].1.percentile(50.0);
@@ -486,7 +498,7 @@ fn report(results: &BTreeMap<&str, Measured>, calls: &Calls, contention: &[(Spre
     println!("\n### Peak RSS of the runner process under this load\n");
     println!("| function | peak RSS MiB |");
     println!("|---|---|");
-    for function in FUNCTIONS {
+    for &function in functions {
         println!(
             "| {function} | {:.1} |",
             results[function].peak_rss_kib as f64 / 1024.0
