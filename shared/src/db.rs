@@ -112,6 +112,11 @@ mod tests {
     }
 }
 
+/// How long a transaction may take to start (BEGIN and the role/claims prologue). A
+/// pooler whose database is down holds the query while it waits for a server
+/// (PgBouncer's `query_wait_timeout` is two minutes): this turns that into a 503 well
+/// within the function's own timeout, instead of a hang Lambda kills without an answer.
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// A statement stuck longer than this is cancelled, so it can't hold a family's
 /// entitlement lock (and the caller gets a 503).
 const STATEMENT_TIMEOUT: &str = "8s";
@@ -180,19 +185,31 @@ impl Db {
         f: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // Unnamed statements only (query_typed): the connection may sit behind a
-        // transaction-mode pooler, where named prepared statements don't survive.
-        tx.query_typed(
-            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
+        let Ok(begun) = tokio::time::timeout(START_TIMEOUT, async {
+            let tx = client.transaction().await?;
+            // Unnamed statements only (query_typed): the connection may sit behind a
+            // transaction-mode pooler, where named prepared statements don't survive.
+            tx.query_typed(
+                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
                     set_config('statement_timeout', $3, true)",
-            &[
-                (&role, Type::TEXT),
-                (&claims, Type::TEXT),
-                (&STATEMENT_TIMEOUT, Type::TEXT),
-            ],
-        )
-        .await?;
+                &[
+                    (&role, Type::TEXT),
+                    (&claims, Type::TEXT),
+                    (&STATEMENT_TIMEOUT, Type::TEXT),
+                ],
+            )
+            .await?;
+            Ok::<_, tokio_postgres::Error>(tx)
+        })
+        .await
+        else {
+            // Its late answer may still arrive: the connection is never reused.
+            drop(deadpool_postgres::Object::take(client));
+            return Err(ApiError::Unavailable(anyhow::anyhow!(
+                "the database did not start a transaction within {START_TIMEOUT:?}"
+            )));
+        };
+        let tx = begun?;
         match f(&tx).await {
             Ok(value) => {
                 tx.commit().await?;

@@ -128,3 +128,108 @@ async fn the_database_down_is_a_503_and_the_first_request_after_it_is_back_succe
         "nothing written while down"
     );
 }
+
+/// A TCP proxy to the test PostgreSQL that lets each connection's startup through and
+/// then holds everything the client sends: a pooler waiting for a server that never comes.
+async fn stalling_proxy(target: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&target)
+                .await
+                .expect("connect to PostgreSQL");
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            let (ready, started) = tokio::sync::watch::channel(false);
+            // Server to client: everything, noting the first ReadyForQuery ('Z') before
+            // the client can see it.
+            tokio::spawn(async move {
+                let (mut seen, mut chunk) = (Vec::new(), [0u8; 8192]);
+                while let Ok(n @ 1..) = from_server.read(&mut chunk).await {
+                    if !*ready.borrow() {
+                        seen.extend_from_slice(&chunk[..n]);
+                        while seen.len() >= 5 {
+                            let len =
+                                u32::from_be_bytes([seen[1], seen[2], seen[3], seen[4]]) as usize;
+                            if seen.len() < 1 + len {
+                                break;
+                            }
+                            if seen[0] == b'Z' {
+                                let _ = ready.send(true);
+                            }
+                            seen.drain(..1 + len);
+                        }
+                    }
+                    if to_client.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            // Client to server: the startup, then nothing.
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n @ 1..) = from_client.read(&mut chunk).await {
+                    if *started.borrow() {
+                        return std::future::pending::<()>().await;
+                    }
+                    if to_server.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_transaction_that_cannot_start_is_a_503_within_seconds_not_a_hang() {
+    let test_db = TestDb::new().await;
+    let config: tokio_postgres::Config = test_db.login_url().parse().expect("url");
+    let (host, port) = match (config.get_hosts().first(), config.get_ports().first()) {
+        (Some(tokio_postgres::config::Host::Tcp(h)), Some(p)) => (h.clone(), *p),
+        _ => panic!("the test PostgreSQL is reached over TCP"),
+    };
+    let proxy = stalling_proxy(format!("{host}:{port}")).await;
+    let url = test_db
+        .login_url()
+        .replace(&format!("@{host}:{port}/"), &format!("@{proxy}/"));
+    let db = Db::new(&url, 2).expect("pool");
+
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        db.as_service(async |tx| {
+            tx.batch_execute("CREATE TABLE written_while_stalled ()")
+                .await?;
+            Ok(())
+        }),
+    )
+    .await
+    .expect("the request hung instead of answering");
+    let error = result.expect_err("nothing can run through the stalled connection");
+    assert_eq!(
+        (error.status().as_u16(), error.code()),
+        (503, "SERVICE_UNAVAILABLE")
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let written: i64 = test_db
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 'written_while_stalled'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(written, 0);
+}
