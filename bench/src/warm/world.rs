@@ -488,7 +488,7 @@ impl World {
         Ok(())
     }
 
-    /// A recording the bucket holds, for the HeadObject floor.
+    /// One of the families with recordings (the calls-alone floors upload into it).
     pub fn family(&self) -> Uuid {
         self.families[0].id
     }
