@@ -224,6 +224,14 @@ fn service(
     transaction(client, "service_role", SERVICE_CLAIMS, statements)
 }
 
+fn as_user<'a>(
+    client: &'a mut Client,
+    claims: &'a str,
+    statements: &'a [(&'a str, Params<'a>)],
+) -> impl Future<Output = anyhow::Result<Vec<tokio_postgres::Row>>> + 'a {
+    transaction(client, "authenticated", claims, statements)
+}
+
 /// One request's SQL, as its function sends it.
 pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
     let expiry = "900 seconds";
@@ -269,13 +277,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             family,
             code_hmac,
         } => {
-            transaction(
-                client,
-                "authenticated",
-                claims,
-                &[(INVITER, &[(family, Type::UUID)])],
-            )
-            .await?;
+            as_user(client, claims, &[(INVITER, &[(family, Type::UUID)])]).await?;
             let key = format!("create-invite:{family}");
             let (limit, days, uses) = (20_i32, 7_i32, 1_i32);
             service(
@@ -340,13 +342,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             size,
             duration,
         } => {
-            transaction(
-                client,
-                "authenticated",
-                claims,
-                &[(IS_MEMBER, &[(family, Type::UUID)])],
-            )
-            .await?;
+            as_user(client, claims, &[(IS_MEMBER, &[(family, Type::UUID)])]).await?;
             let id = Uuid::new_v4();
             service(
                 client,
@@ -391,13 +387,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             .await?;
             let row = rows.first().context("no reservation")?;
             let (size, duration): (i64, f64) = (row.get(1), row.get(3));
-            transaction(
-                client,
-                "authenticated",
-                claims,
-                &[(IS_MEMBER, &[(family, Type::UUID)])],
-            )
-            .await?;
+            as_user(client, claims, &[(IS_MEMBER, &[(family, Type::UUID)])]).await?;
             let title = Some(title.clone());
             service(
                 client,
@@ -422,13 +412,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             .await?;
         }
         Work::Playback { claims, recording } => {
-            let rows = transaction(
-                client,
-                "authenticated",
-                claims,
-                &[(PLAYABLE, &[(recording, Type::UUID)])],
-            )
-            .await?;
+            let rows = as_user(client, claims, &[(PLAYABLE, &[(recording, Type::UUID)])]).await?;
             if rows.is_empty() {
                 bail!("recording {recording} is not visible");
             }
@@ -438,13 +422,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             family,
             price,
         } => {
-            transaction(
-                client,
-                "authenticated",
-                claims,
-                &[(KEEPER_OF, &[(family, Type::UUID)])],
-            )
-            .await?;
+            as_user(client, claims, &[(KEEPER_OF, &[(family, Type::UUID)])]).await?;
             service(
                 client,
                 &[
@@ -455,13 +433,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             .await?;
         }
         Work::Portal { claims, family } => {
-            transaction(
-                client,
-                "authenticated",
-                claims,
-                &[(KEEPER_OF, &[(family, Type::UUID)])],
-            )
-            .await?;
+            as_user(client, claims, &[(KEEPER_OF, &[(family, Type::UUID)])]).await?;
         }
         Work::Webhook {
             event,

@@ -391,28 +391,25 @@ async fn calls_alone(
         })
         .await?),
         stripe_post: p50(sequential(RUNS, async || {
-            http.post(format!("{stripe}/v1/checkout/sessions"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body("mode=subscription&customer=cus_bench_0")
-                .send()
-                .await?
-                .error_for_status()?
-                .bytes()
-                .await?;
-            Ok(())
+            fetch(
+                http.post(format!("{stripe}/v1/checkout/sessions"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body("mode=subscription&customer=cus_bench_0"),
+            )
+            .await
         })
         .await?),
         stripe_get: p50(sequential(RUNS, async || {
-            http.get(format!("{stripe}/v1/subscriptions/sub_bench_0"))
-                .send()
-                .await?
-                .error_for_status()?
-                .bytes()
-                .await?;
-            Ok(())
+            fetch(http.get(format!("{stripe}/v1/subscriptions/sub_bench_0"))).await
         })
         .await?),
     })
+}
+
+/// Sends a request and reads its whole answer, which must be a success.
+async fn fetch(request: reqwest::RequestBuilder) -> anyhow::Result<()> {
+    request.send().await?.error_for_status()?.bytes().await?;
+    Ok(())
 }
 
 fn report(
