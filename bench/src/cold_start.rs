@@ -178,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         "{:<26} {:>10} {:>10} {:>12} {:>12} {:>8}",
         "function", "init p50", "init max", "1st inv p50", "peak RSS", "status"
     );
-    for (function, _) in local::functions() {
+    for function in local::functions().into_iter().map(|f| f.name) {
         let bin = dir.join(function);
         let mut samples = Vec::new();
         for _ in 0..runs {

@@ -5,34 +5,11 @@ use std::sync::Arc;
 
 use axum::body::Body as AxumBody;
 use axum::extract::{Path, Request as AxumRequest, State};
-use futures::future::BoxFuture;
 use lambda_http::Body;
-use shared::{ApiError, App, Request, Response};
+use shared::function::Handler;
+use shared::{ApiError, App, Response};
 
-/// A function's handler, as the runner calls it.
-pub type Handler = for<'a> fn(&'a App, Request) -> BoxFuture<'a, Response>;
-
-/// Each function crate's name and handler.
-macro_rules! handlers {
-    ($($krate:ident),* $(,)?) => {
-        vec![$(($krate::NAME, (|app, req| Box::pin($krate::handle(app, req))) as Handler)),*]
-    };
-}
-
-/// Every function crate of the workspace, by its routed name.
-pub fn functions() -> Vec<(&'static str, Handler)> {
-    handlers![
-        create_family,
-        create_invite,
-        redeem_invite,
-        get_signed_upload_url,
-        finalize_recording,
-        get_signed_playback_url,
-        create_checkout_session,
-        create_portal_session,
-        stripe_webhook,
-    ]
-}
+include!(concat!(env!("OUT_DIR"), "/functions.rs"));
 
 /// Bodies larger than this are cut off here; the handler answers 413 for anything over 64 KiB.
 const RUNNER_BODY_LIMIT: usize = 1024 * 1024;
@@ -54,7 +31,14 @@ async fn invoke(
     Path(name): Path<String>,
     req: AxumRequest,
 ) -> axum::response::Response {
-    let Some((_, handler)) = functions().into_iter().find(|(n, _)| *n == name) else {
+    let handler = functions()
+        .into_iter()
+        .find(|f| f.name == name)
+        .and_then(|f| match f.handler {
+            Handler::Http(handle) => Some(handle),
+            Handler::Event(_) => None,
+        });
+    let Some(handle) = handler else {
         return convert(shared::http::error_response(&ApiError::NotFound(
             "No such function",
         )));
@@ -65,7 +49,7 @@ async fn invoke(
         Ok(bytes) => Body::Binary(bytes.to_vec()),
         Err(_) => return convert(shared::http::error_response(&ApiError::PayloadTooLarge)),
     };
-    convert(handler(&app, http::Request::from_parts(parts, body)).await)
+    convert(handle(&app, http::Request::from_parts(parts, body)).await)
 }
 
 fn convert(response: Response) -> axum::response::Response {

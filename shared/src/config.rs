@@ -184,9 +184,13 @@ impl Config {
     }
 }
 
-/// The value of an optional variable a function can't work without, checked at cold start.
-pub fn require<'a, T>(value: Option<&'a T>, name: &'static str) -> Result<&'a T, ConfigError> {
-    value.ok_or(ConfigError::Missing(name))
+/// A variable a function can't start without (see `Function::requires`), checked at
+/// cold start.
+pub fn require_var(name: &'static str) -> Result<(), ConfigError> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(()),
+        _ => Err(ConfigError::Missing(name)),
+    }
 }
 
 /// The origin (`scheme://host[:port]`) of an http(s) URL, parsed the way browsers

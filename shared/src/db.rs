@@ -190,8 +190,7 @@ impl Db {
             // Unnamed statements only (query_typed): the connection may sit behind a
             // transaction-mode pooler, where named prepared statements don't survive.
             tx.query_typed(
-                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
-                    set_config('statement_timeout', $3, true)",
+                crate::sql::PROLOGUE,
                 &[
                     (&role, Type::TEXT),
                     (&claims, Type::TEXT),
@@ -221,5 +220,33 @@ impl Db {
                 Err(e)
             }
         }
+    }
+}
+
+/// Takes one hit of the fixed-window rate limit `key` (at most `limit` per `window`, an
+/// interval such as `1 hour`) in the caller's transaction: 429 with `Retry-After` when
+/// the window is full. The counter row is locked, so concurrent callers can't slip past.
+pub async fn rate_limit(
+    tx: &Transaction<'_>,
+    key: &str,
+    limit: i32,
+    window: &str,
+) -> Result<(), ApiError> {
+    let retry_after: i32 = tx
+        .query_typed(
+            crate::sql::RATE_LIMIT_TAKE,
+            &[
+                (&key, Type::TEXT),
+                (&limit, Type::INT4),
+                (&window, Type::TEXT),
+            ],
+        )
+        .await?[0]
+        .get(0);
+    match retry_after {
+        0 => Ok(()),
+        seconds => Err(ApiError::RateLimit {
+            retry_after_seconds: seconds.unsigned_abs(),
+        }),
     }
 }

@@ -7,14 +7,28 @@ pub mod config;
 pub mod db;
 pub mod email;
 pub mod error;
+pub mod function;
 pub mod http;
 pub mod invite;
 pub mod r2;
+pub mod sql;
 pub mod stripe;
 pub mod telemetry;
 
 pub use error::ApiError;
+pub use function::{Function, Kind};
 pub use http::{Methods, Request, Response};
+use tokio_postgres::types::Type;
+
+/// The caller's place in a family, and what the functions need of the family.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub is_keeper: bool,
+    pub family_name: String,
+    /// `en` or `es`: the language of its prompts and emails.
+    pub language: String,
+    pub stripe_customer_id: Option<String>,
+}
 
 /// What a function needs, built once per cold start and borrowed by every invocation.
 pub struct App {
@@ -53,14 +67,46 @@ impl App {
         self.db
             .as_user(user, async |tx| {
                 let rows = tx
-                    .query_typed(
-                        "SELECT 1 FROM public.family_members WHERE family_id = $1 AND user_id = (SELECT auth.uid())",
-                        &[(&family_id, tokio_postgres::types::Type::UUID)],
-                    )
+                    .query_typed(sql::IS_MEMBER, &[(&family_id, Type::UUID)])
                     .await?;
                 Ok(!rows.is_empty())
             })
             .await
+    }
+
+    /// The caller's membership of the family, read as the caller (RLS decides): None
+    /// when they don't belong to it.
+    pub async fn membership(
+        &self,
+        user: &auth::User,
+        family_id: uuid::Uuid,
+    ) -> Result<Option<Membership>, ApiError> {
+        self.db
+            .as_user(user, async |tx| {
+                let rows = tx
+                    .query_typed(sql::MEMBERSHIP, &[(&family_id, Type::UUID)])
+                    .await?;
+                Ok(rows.first().map(|r| Membership {
+                    is_keeper: r.get::<_, &str>(0) == "keeper",
+                    family_name: r.get(1),
+                    language: r.get(2),
+                    stripe_customer_id: r.get(3),
+                }))
+            })
+            .await
+    }
+
+    /// The caller's membership, if they keep the family; otherwise 403 with `refusal`.
+    pub async fn keeper(
+        &self,
+        user: &auth::User,
+        family_id: uuid::Uuid,
+        refusal: &'static str,
+    ) -> Result<Membership, ApiError> {
+        match self.membership(user, family_id).await? {
+            Some(m) if m.is_keeper => Ok(m),
+            _ => Err(ApiError::Forbidden(refusal)),
+        }
     }
 
     /// Stripe, for the billing functions: 503 when it is not configured.

@@ -13,10 +13,16 @@ use uuid::Uuid;
 
 use crate::config::Config;
 
-/// Installs the global log subscriber once (a second call is a no-op): JSON lines
-/// on Lambda (AWS_LAMBDA_FUNCTION_NAME is set there), human-readable elsewhere.
+/// Installs the global log subscriber once (a second call is a no-op). The format is
+/// `AWS_LAMBDA_LOG_FORMAT` (`JSON` or `Text`, Lambda's own logging control), else JSON
+/// lines on Lambda (AWS_LAMBDA_FUNCTION_NAME is set there) and human-readable
+/// elsewhere; the level is `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else `info`.
 pub fn init() {
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+    let json = match std::env::var("AWS_LAMBDA_LOG_FORMAT") {
+        Ok(format) => format.eq_ignore_ascii_case("json"),
+        Err(_) => std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some(),
+    };
+    if json {
         init_json(std::io::stdout);
     } else {
         let _ = tracing_subscriber::fmt()
@@ -40,7 +46,23 @@ pub fn init_json<W: for<'a> MakeWriter<'a> + Send + Sync + 'static>(writer: W) {
 }
 
 fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
+    let rust_log = std::env::var("RUST_LOG").ok();
+    EnvFilter::try_new(log_directive(lambda_level.as_deref(), rust_log.as_deref()))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// The filter directive: Lambda's log level (its `FATAL` is our `error`) before
+/// `RUST_LOG`, before `info`.
+fn log_directive(lambda_level: Option<&str>, rust_log: Option<&str>) -> String {
+    match lambda_level.map(str::to_ascii_lowercase).as_deref() {
+        Some("fatal") => "error".to_owned(),
+        Some(level @ ("trace" | "debug" | "info" | "warn" | "error")) => level.to_owned(),
+        _ => rust_log
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or("info")
+            .to_owned(),
+    }
 }
 
 /// What is known about the invocation in progress.
@@ -104,6 +126,15 @@ pub const IGNORED_ERRORS: &[&str] = &[
     "TypeError: Failed to fetch",
 ];
 
+/// The release Sentry files events under: the crate version and the git revision the
+/// binary was built from.
+pub const RELEASE: &str = concat!(
+    "stories-backend@",
+    env!("CARGO_PKG_VERSION"),
+    "+",
+    env!("GIT_REVISION")
+);
+
 /// The Sentry client of a cold start: None without `SENTRY_DSN`. `transport` replaces
 /// the HTTP transport (tests pass Sentry's test transport).
 pub fn sentry_client(
@@ -116,7 +147,7 @@ pub fn sentry_client(
     };
     let mut options = sentry::ClientOptions::new()
         .environment(config.sentry_environment.clone())
-        .release(concat!("stories-backend@", env!("CARGO_PKG_VERSION")))
+        .release(RELEASE)
         .traces_sample_rate(config.sentry_traces_sample_rate)
         .send_default_pii(false)
         .before_send(|event| (!is_ignored(&event)).then_some(event));
@@ -215,6 +246,15 @@ pub async fn flush(client: Option<&Arc<sentry::Client>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lambdas_log_level_comes_before_rust_log() {
+        assert_eq!(log_directive(Some("DEBUG"), Some("warn")), "debug");
+        assert_eq!(log_directive(Some("FATAL"), None), "error");
+        assert_eq!(log_directive(Some("nonsense"), Some("warn")), "warn");
+        assert_eq!(log_directive(None, Some("shared=debug")), "shared=debug");
+        assert_eq!(log_directive(None, None), "info");
+    }
 
     #[test]
     fn emails_are_masked_the_seed_way() {

@@ -4,8 +4,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tests::TestDb;
-use tests::server::{Server, es256, hs256, rs256};
+use testkit::TestDb;
+use testkit::server::{Server, es256, hs256, rs256};
 
 const FUNCTION: &str = "create-family";
 
@@ -52,7 +52,7 @@ async fn every_token_attack_is_a_401_and_writes_nothing() {
         (
             "HS256 signed with the EC public key",
             Some(hmac_with(
-                include_bytes!("../fixtures/es256.pub.pem"),
+                include_bytes!("../../testkit/fixtures/es256.pub.pem"),
                 "test-es256",
                 &good,
             )),
@@ -60,7 +60,7 @@ async fn every_token_attack_is_a_401_and_writes_nothing() {
         (
             "HS256 signed with the RSA public key",
             Some(hmac_with(
-                include_bytes!("../fixtures/rs256.pub.pem"),
+                include_bytes!("../../testkit/fixtures/rs256.pub.pem"),
                 "test-rs256",
                 &good,
             )),

@@ -1,96 +1,25 @@
 //! Billing: checkout, portal and the webhook, with Stripe's API played by a local
 //! server that records what it receives and holds the subscriptions' state.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::extract::{Path, State};
 use serde_json::{Value, json};
-use tests::TestDb;
-use tests::server::{Server, spawn};
+use testkit::TestDb;
+use testkit::server::Server;
+use testkit::stubs::{self, StripeState, field};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 const WEBHOOK_SECRET: &str = "whsec_test_secret";
 
-/// What the Stripe stand-in saw and holds.
-#[derive(Default)]
-struct Stripe {
-    /// (Idempotency-Key, form) of each customer creation.
-    customers: Vec<(String, Vec<(String, String)>)>,
-    sessions: Vec<Vec<(String, String)>>,
-    portals: Vec<Vec<(String, String)>>,
-    subscriptions: HashMap<String, Value>,
-    fetches: usize,
-}
-
-type Shared = Arc<Mutex<Stripe>>;
-
-fn form(body: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(body).into_owned().collect()
-}
-
-fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    form.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-async fn stripe_stub() -> (String, Shared) {
-    let state: Shared = Arc::default();
-    let counter = Arc::new(AtomicUsize::new(0));
-    let router = axum::Router::new()
-        .route(
-            "/v1/customers",
-            axum::routing::post(|State((s, n)): State<(Shared, Arc<AtomicUsize>)>, h: http::HeaderMap, b: axum::body::Bytes| async move {
-                // Slow, as the real API can be: a race has room to show.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                let key = h.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                s.lock().await.customers.push((key, form(&b)));
-                axum::Json(json!({"id": format!("cus_{}", n.fetch_add(1, Ordering::SeqCst) + 1), "object": "customer"}))
-            }),
-        )
-        .route(
-            "/v1/checkout/sessions",
-            axum::routing::post(|State((s, _)): State<(Shared, Arc<AtomicUsize>)>, b: axum::body::Bytes| async move {
-                s.lock().await.sessions.push(form(&b));
-                axum::Json(json!({"id": "cs_test_1", "url": "https://checkout.stripe.com/c/pay/cs_test_1"}))
-            }),
-        )
-        .route(
-            "/v1/billing_portal/sessions",
-            axum::routing::post(|State((s, _)): State<(Shared, Arc<AtomicUsize>)>, b: axum::body::Bytes| async move {
-                s.lock().await.portals.push(form(&b));
-                axum::Json(json!({"id": "bps_1", "url": "https://billing.stripe.com/p/session/test"}))
-            }),
-        )
-        .route(
-            "/v1/subscriptions/{id}",
-            axum::routing::get(|State((s, _)): State<(Shared, Arc<AtomicUsize>)>, Path(id): Path<String>| async move {
-                let mut s = s.lock().await;
-                s.fetches += 1;
-                match s.subscriptions.get(&id) {
-                    Some(sub) => (http::StatusCode::OK, axum::Json(sub.clone())),
-                    None => (
-                        http::StatusCode::NOT_FOUND,
-                        axum::Json(json!({"error": {"type": "invalid_request_error", "message": "No such subscription"}})),
-                    ),
-                }
-            }),
-        )
-        .with_state((state.clone(), counter));
-    (spawn(router).await, state)
-}
-
 struct Billing {
     server: Server,
-    stripe: Shared,
+    stripe: Arc<Mutex<StripeState>>,
 }
 
 async fn billing_with(overrides: &[(&str, &str)], sentry: bool) -> Billing {
-    let (base, stripe) = stripe_stub().await;
-    let api = format!("{base}/");
+    let stub = stubs::stripe().await;
+    let api = format!("{}/", stub.base);
     let mut vars = vec![
         ("STRIPE_SECRET_KEY", "sk_test_123"),
         ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
@@ -112,7 +41,10 @@ async fn billing_with(overrides: &[(&str, &str)], sentry: bool) -> Billing {
         )
         .await
         .expect("prices");
-    Billing { server, stripe }
+    Billing {
+        server,
+        stripe: stub.state,
+    }
 }
 
 async fn billing() -> Billing {
@@ -148,7 +80,7 @@ async fn checkout_refuses_storytellers_unknown_prices_foreign_redirects_and_subs
     let (_, keeper) = s.user().await;
     let family = s.family(&keeper).await;
     let (teller, teller_token) = s.user().await;
-    tests::fixtures::add_member(&s.db.admin().await, family, teller, "storyteller").await;
+    testkit::fixtures::add_member(&s.db.admin().await, family, teller, "storyteller").await;
 
     let (status, body, _) = s
         .post(
@@ -359,16 +291,8 @@ fn event(id: &str, kind: &str, object: Value) -> Vec<u8> {
 }
 
 async fn deliver(server: &Server, body: &[u8], signature: Option<String>) -> (u16, Value) {
-    let mut req = server
-        .http
-        .post(server.url("stripe-webhook"))
-        .body(body.to_vec());
-    if let Some(sig) = signature {
-        req = req.header("stripe-signature", sig);
-    }
-    let resp = req.send().await.expect("deliver");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    let reply = server.stripe_webhook(body, signature.as_deref()).await;
+    (reply.status, reply.body)
 }
 
 async fn deliver_signed(server: &Server, body: &[u8]) -> (u16, Value) {
@@ -385,9 +309,7 @@ async fn deliver_signed(server: &Server, body: &[u8]) -> (u16, Value) {
 }
 
 fn subscription(id: &str, customer: &str, status: &str, price: &str, family: Uuid) -> Value {
-    json!({"id": id, "object": "subscription", "customer": customer, "status": status,
-           "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": price}, "current_period_end": 1_900_000_000}]},
-           "metadata": {"family_id": family.to_string()}})
+    stubs::subscription(id, customer, status, price, &family.to_string())
 }
 
 /// A family whose customer is `cus_{family}`, with Stripe holding `sub_1` in `status`.
@@ -685,7 +607,7 @@ async fn a_failed_payment_or_an_ended_subscription_never_touches_a_recording() {
     }
     let admin = s.db.admin().await;
     assert_eq!(
-        tests::fixtures::accounting(&admin, family).await,
+        testkit::fixtures::accounting(&admin, family).await,
         (1800, 1800, 1800)
     );
     let deleted: i64 = admin
@@ -736,22 +658,7 @@ async fn a_webhook_while_the_database_is_down_is_a_503_and_redelivery_applies_it
 
 #[tokio::test]
 async fn the_webhook_tells_posthog_of_plan_changes_and_cancellations() {
-    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let store = received.clone();
-    let posthog = spawn(axum::Router::new().route(
-        "/batch/",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let store = store.clone();
-            async move {
-                store
-                    .lock()
-                    .await
-                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                "ok"
-            }
-        }),
-    ))
-    .await;
+    let (posthog, received, _) = stubs::posthog(std::time::Duration::ZERO).await;
     let b = billing_with(
         &[("POSTHOG_API_KEY", "phc_test"), ("POSTHOG_HOST", &posthog)],
         false,

@@ -1,6 +1,6 @@
 //! The cluster bootstrap and the Supabase stand-in of migration 0001.
 
-use tests::{As, TEST_FUNCTIONS_PASSWORD, TestDb, admin_url, begin_as, connect};
+use testkit::{As, TEST_FUNCTIONS_PASSWORD, TestDb, admin_url, begin_as, connect};
 use uuid::Uuid;
 
 #[tokio::test]

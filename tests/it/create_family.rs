@@ -1,7 +1,7 @@
 //! create-family end to end.
 
 use serde_json::json;
-use tests::server::Server;
+use testkit::server::Server;
 use uuid::Uuid;
 
 const FUNCTION: &str = "create-family";
@@ -64,7 +64,7 @@ async fn a_failure_half_way_leaves_nothing_behind() {
     let server = Server::start().await;
     let (_, token) = server.user().await;
     // Break the third step: prompts can no longer be inserted.
-    tests::fixtures::break_prompts(&server.db.admin().await).await;
+    testkit::fixtures::break_prompts(&server.db.admin().await).await;
 
     let (status, body, _) = server
         .post(FUNCTION, Some(&token), &json!({"name": "Half Done"}))

@@ -4,8 +4,8 @@
 use serde_json::json;
 use shared::auth::User;
 use shared::db::Db;
-use tests::TestDb;
-use tests::server::Server;
+use testkit::TestDb;
+use testkit::server::Server;
 use uuid::Uuid;
 
 fn user(id: Uuid) -> User {

@@ -2,7 +2,7 @@
 
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use tests::server::Server;
+use testkit::server::Server;
 
 const FUNCTION: &str = "create-family";
 

@@ -1,6 +1,6 @@
 //! The harness itself: databases of their own, really isolated.
 
-use tests::TestDb;
+use testkit::TestDb;
 use uuid::Uuid;
 
 async fn write_and_count(db: &TestDb, id: Uuid) -> i64 {
@@ -38,7 +38,7 @@ async fn a_test_database_is_dropped_when_the_test_ends() {
         let db = TestDb::new().await;
         db.name.clone()
     };
-    let admin = tests::connect(&tests::admin_url()).await;
+    let admin = testkit::connect(&testkit::admin_url()).await;
     let left: i64 = admin
         .query_one(
             "SELECT count(*) FROM pg_database WHERE datname = $1",

@@ -1,11 +1,9 @@
 //! create-invite and redeem-invite.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
-use tests::TestDb;
-use tests::server::{Server, spawn};
-use tokio::sync::Mutex;
+use testkit::TestDb;
+use testkit::server::Server;
+use testkit::stubs;
 use uuid::Uuid;
 
 async fn invite(server: &Server, token: &str, body: Value) -> (u16, Value) {
@@ -145,7 +143,7 @@ async fn the_plaintext_code_is_stored_nowhere_and_logged_nowhere() {
     for form in [code.as_str(), bare.as_str(), &bare.to_lowercase()] {
         assert!(!dump.contains(form), "{form} is in the database");
         assert!(
-            !tests::logs::captured().contains(form),
+            !testkit::logs::captured().contains(form),
             "{form} is in the logs"
         );
     }
@@ -167,39 +165,9 @@ async fn the_plaintext_code_is_stored_nowhere_and_logged_nowhere() {
     std::fs::remove_dir_all(&mailbox).ok();
 }
 
-/// A stand-in for Resend's API: records each request, answers with `status`.
-async fn resend(status: u16) -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let store = received.clone();
-    let router = axum::Router::new().route(
-        "/emails",
-        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
-            let store = store.clone();
-            async move {
-                let auth = headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                store
-                    .lock()
-                    .await
-                    .push((auth, serde_json::from_slice(&body).unwrap_or(Value::Null)));
-                let code = http::StatusCode::from_u16(status).expect("status");
-                (
-                    code,
-                    [("content-type", "application/json")],
-                    r#"{"id":"email_123"}"#,
-                )
-            }
-        }),
-    );
-    (spawn(router).await, received)
-}
-
 #[tokio::test]
 async fn the_invite_email_goes_to_resend_with_recipient_sender_subject_and_link() {
-    let (base, received) = resend(200).await;
+    let (base, received) = stubs::resend(200).await;
     let server = Server::start_with(
         TestDb::new().await,
         &[
@@ -244,7 +212,7 @@ async fn the_invite_email_goes_to_resend_with_recipient_sender_subject_and_link(
 
 #[tokio::test]
 async fn a_resend_failure_still_creates_the_invite_and_is_reported() {
-    let (base, received) = resend(500).await;
+    let (base, received) = stubs::resend(500).await;
     let server = Server::start_with_sentry_and(&[
         ("RESEND_API_KEY", "re_test_key"),
         ("RESEND_BASE_URL", &base),
@@ -332,7 +300,7 @@ async fn unknown_expired_revoked_and_used_up_codes_give_byte_identical_404s() {
     // The keeper revokes it the way the app would: through RLS, as themselves.
     let keeper_id = keeper_id(&server, family).await;
     let mut login = server.db.login().await;
-    let tx = tests::begin_as(&mut login, tests::As::User(keeper_id)).await;
+    let tx = testkit::begin_as(&mut login, testkit::As::User(keeper_id)).await;
     let revoked_rows = tx
         .execute(
             "UPDATE invites SET revoked_at = now() WHERE family_id = $1",

@@ -1,14 +1,12 @@
 //! Sentry reports, log lines and PostHog events, as the engineer paged at 2am needs them.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shared::analytics::{Analytics, Event};
 use shared::{ApiError, Methods};
-use tests::server::{Server, hs256, spawn};
-use tokio::sync::Mutex;
+use testkit::server::{Server, hs256};
+use testkit::stubs;
 use uuid::Uuid;
 
 const FUNCTION: &str = "create-family";
@@ -25,7 +23,7 @@ fn events(server: &Server) -> Vec<sentry::protocol::Event<'static>> {
 async fn a_forced_500_sends_one_sentry_event_with_tags_extras_and_a_masked_email() {
     let server = Server::start_with_sentry().await;
     let (user, token) = server.user().await;
-    tests::fixtures::break_prompts(&server.db.admin().await).await;
+    testkit::fixtures::break_prompts(&server.db.admin().await).await;
 
     let (status, _, headers) = server
         .post(FUNCTION, Some(&token), &json!({"name": "Broken"}))
@@ -150,7 +148,7 @@ async fn a_panic_in_a_handler_becomes_a_500_and_one_sentry_event() {
 }
 
 fn lines_with(needle: &str) -> Vec<Value> {
-    tests::logs::captured()
+    testkit::logs::captured()
         .lines()
         .filter(|l| l.contains(needle))
         .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
@@ -184,7 +182,7 @@ async fn tokens_emails_invite_codes_and_signed_urls_never_reach_the_logs() {
     let mut claims = server.claims(user);
     claims["email"] = json!("secret.person@example.com");
     let token = hs256(&claims);
-    tests::fixtures::break_prompts(&server.db.admin().await).await;
+    testkit::fixtures::break_prompts(&server.db.admin().await).await;
     let signed_url = "https://acct.r2.cloudflarestorage.com/audio/families/x.m4a?X-Amz-Signature=5ec7e7deadbeef0123456789";
     let body = json!({
         "name": "Leaky secret.person@example.com",
@@ -196,7 +194,7 @@ async fn tokens_emails_invite_codes_and_signed_urls_never_reach_the_logs() {
     assert_eq!(status, 500);
     let request_id = headers["x-request-id"].to_str().expect("id").to_owned();
 
-    let logs = tests::logs::captured();
+    let logs = testkit::logs::captured();
     assert!(logs.contains(&request_id), "the failing request was logged");
     for secret in [
         token.as_str(),
@@ -218,32 +216,9 @@ async fn tokens_emails_invite_codes_and_signed_urls_never_reach_the_logs() {
     }
 }
 
-/// A stand-in for PostHog's batch endpoint: records each request body, answers after `delay`.
-async fn posthog(delay: Duration) -> (String, Arc<Mutex<Vec<Value>>>, Arc<AtomicUsize>) {
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let hits = Arc::new(AtomicUsize::new(0));
-    let (store, count) = (received.clone(), hits.clone());
-    let router = axum::Router::new().route(
-        "/batch/",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let (store, count) = (store.clone(), count.clone());
-            async move {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(delay).await;
-                store
-                    .lock()
-                    .await
-                    .push(serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null));
-                "ok"
-            }
-        }),
-    );
-    (spawn(router).await, received, hits)
-}
-
 #[tokio::test]
 async fn posthog_receives_typed_events_with_the_family_group_and_no_email() {
-    let (host, received, _) = posthog(Duration::ZERO).await;
+    let (host, received, _) = stubs::posthog(Duration::ZERO).await;
     let key = secrecy::SecretString::from("phc_test_key");
     let analytics =
         Analytics::new(Some(&key), &host, reqwest::Client::new()).expect("on with a key");
@@ -310,10 +285,10 @@ async fn posthog_receives_typed_events_with_the_family_group_and_no_email() {
 async fn posthog_down_or_slow_neither_fails_nor_holds_an_invocation_past_the_flush_timeout() {
     for (what, host) in [
         ("down", "http://127.0.0.1:9".to_owned()),
-        ("slow", posthog(Duration::from_secs(30)).await.0),
+        ("slow", stubs::posthog(Duration::from_secs(30)).await.0),
     ] {
         let server = Server::start_with(
-            tests::TestDb::new().await,
+            testkit::TestDb::new().await,
             &[("POSTHOG_API_KEY", "phc_k"), ("POSTHOG_HOST", &host)],
         )
         .await;

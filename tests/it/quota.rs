@@ -1,7 +1,7 @@
 //! Storage accounting: update_storage_quota and finalize_recording_tx under concurrency,
 //! the append-only ledger, and updated_at.
 
-use tests::{As, TestDb, begin_as, fixtures};
+use testkit::{As, TestDb, begin_as, fixtures};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 use shared::r2::RecordingKey;
-use tests::fixtures;
-use tests::server::Server;
+use testkit::fixtures;
+use testkit::server::Server;
 use uuid::Uuid;
 
 const UPLOAD: &str = "get-signed-upload-url";
@@ -621,7 +621,7 @@ async fn playback_is_a_404_for_another_family_and_for_a_soft_deleted_recording()
 
     // Soft-deleted by the keeper, through RLS, as the app would.
     let mut login = server.db.login().await;
-    let tx = tests::begin_as(&mut login, tests::As::User(keeper)).await;
+    let tx = testkit::begin_as(&mut login, testkit::As::User(keeper)).await;
     tx.execute(
         "UPDATE recordings SET deleted_at = now() WHERE id = $1::text::uuid",
         &[&recording],

@@ -3,7 +3,7 @@
 //! superuser), and `anon`. Every operation runs in a transaction that is rolled back,
 //! so each cell sees the same arranged rows.
 
-use tests::{As, TestDb, begin_as, fixtures};
+use testkit::{As, TestDb, begin_as, fixtures};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;

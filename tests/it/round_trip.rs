@@ -1,7 +1,7 @@
 //! Migrations round trip: up -> down -> up gives the schema up gave, and down leaves
 //! none of our objects behind.
 
-use tests::TestDb;
+use testkit::TestDb;
 
 /// `pg_dump --schema-only` of the database's own objects (the runner's bookkeeping
 /// excluded), without the random `\restrict` lines of pg_dump 15.14+.

@@ -1,7 +1,7 @@
 //! The migration runner against real PostgreSQL.
 
 use migrations::{Error, State};
-use tests::TestDb;
+use testkit::TestDb;
 
 fn project() -> Vec<migrations::Migration> {
     migrations::load(&migrations::default_dir()).expect("migrations load")
@@ -135,7 +135,7 @@ async fn a_down_that_would_drop_a_table_holding_rows_refuses_without_the_flag() 
     let mut client = db.admin().await;
     let all = project();
     migrations::up(&mut client, &all).await.expect("up");
-    tests::create_user(&client, "grandma@example.com").await;
+    testkit::create_user(&client, "grandma@example.com").await;
 
     // Rolling everything back would drop auth.users, which now holds a row.
     let err = migrations::down(&mut client, &all, all.len(), false)

@@ -2,8 +2,8 @@
 //!
 //! The SQL floor sends a function's statements, in its transactions and in its order,
 //! over bare tokio-postgres connections (one per concurrent worker, as the runner's pool
-//! has one per concurrent request). The statements are copied from the handlers; the
-//! test at the bottom fails when a handler's SQL changes and this copy does not.
+//! has one per concurrent request). The statements are the functions' own constants
+//! (each crate's `sql` module and `shared::sql`), so they cannot drift apart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,117 +16,17 @@ use uuid::Uuid;
 
 use crate::stats::Latencies;
 
-/// `shared::db`: every transaction starts with the role, the claims and a timeout.
-const PROLOGUE: &str =
-    "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
-                    set_config('statement_timeout', $3, true)";
+use local::create_checkout_session::sql as checkout;
+use local::create_family::{self, sql as family};
+use local::create_invite::{self, sql as invite};
+use local::finalize_recording::sql as finalize;
+use local::get_signed_playback_url::sql as playback;
+use local::get_signed_upload_url::sql as upload;
+use local::redeem_invite::{self, sql as redeem};
+use local::stripe_webhook::sql as webhook;
+use shared::sql::{IS_MEMBER, MEMBERSHIP, PROLOGUE, RATE_LIMIT_TAKE};
+
 const SERVICE_CLAIMS: &str = r#"{"role":"service_role"}"#;
-
-// `shared`: membership, and the keeper check of the billing functions.
-const IS_MEMBER: &str =
-    "SELECT 1 FROM public.family_members WHERE family_id = $1 AND user_id = (SELECT auth.uid())";
-const KEEPER_OF: &str = "SELECT f.name, m.role, e.stripe_customer_id FROM public.families f
-                     JOIN public.family_members m ON m.family_id = f.id AND m.user_id = (SELECT auth.uid())
-                     LEFT JOIN public.entitlements e ON e.family_id = f.id
-                     WHERE f.id = $1";
-
-// create-family
-const FAMILY_RATE_LIMIT: &str = "SELECT rate_limit_take($1, $2, interval '1 day')";
-const INSERT_FAMILY: &str =
-    "INSERT INTO public.families (name, language, created_by) VALUES ($1, $2, $3)
-                         RETURNING id, name, created_at";
-const INSERT_KEEPER: &str =
-    "INSERT INTO public.family_members (family_id, user_id, role) VALUES ($1, $2, 'keeper')";
-const INSERT_PROMPTS: &str = "INSERT INTO public.prompts (family_id, text, position, is_default)
-                     SELECT $1, d.text, d.position, true FROM public.default_prompts d WHERE d.language = $2";
-const INSERT_ENTITLEMENT: &str = "WITH e AS (INSERT INTO public.entitlements (family_id, plan, status) VALUES ($1, 'free', 'active')
-                                    RETURNING plan, status, storage_used_bytes)
-                         SELECT e.plan, e.status, p.storage_quota_bytes, e.storage_used_bytes, p.max_recording_seconds
-                         FROM e JOIN public.plans p ON p.code = e.plan";
-
-// create-invite
-const INVITER: &str = "SELECT f.name, f.language, m.role FROM public.families f
-                         JOIN public.family_members m ON m.family_id = f.id AND m.user_id = (SELECT auth.uid())
-                         WHERE f.id = $1";
-const HOURLY_RATE_LIMIT: &str = "SELECT public.rate_limit_take($1, $2, interval '1 hour')";
-const SAVEPOINT: &str = "SAVEPOINT new_code";
-const INSERT_INVITE: &str =
-    "INSERT INTO public.invites (family_id, code_hmac, email, created_by, expires_at, max_uses)
-                             VALUES ($1, $2, $3, $4, now() + make_interval(days => $5), $6)
-                             RETURNING id, expires_at";
-
-// redeem-invite
-const LOCK_INVITE: &str = "SELECT i.id, i.family_id, f.name,
-                                i.revoked_at IS NULL AND i.expires_at > now() AND i.use_count < i.max_uses
-                         FROM public.invites i JOIN public.families f ON f.id = i.family_id
-                         WHERE i.code_hmac = $1
-                         FOR UPDATE OF i";
-const MEMBER_ROLE: &str =
-    "SELECT role FROM public.family_members WHERE family_id = $1 AND user_id = $2";
-const INSERT_STORYTELLER: &str =
-    "INSERT INTO public.family_members (family_id, user_id, role, invite_id)
-                         VALUES ($1, $2, 'storyteller', $3)
-                         ON CONFLICT ON CONSTRAINT family_members_family_user_key DO NOTHING
-                         RETURNING role";
-const REFUND: &str = "SELECT public.rate_limit_refund($1, interval '1 hour')";
-const USE_INVITE: &str = "UPDATE public.invites SET use_count = use_count + 1 WHERE id = $1";
-
-// get-signed-upload-url
-const LOCK_ENTITLEMENT_FOR_UPLOAD: &str = "SELECT e.status, p.is_paid, e.current_period_end > now() - interval '3 days',
-                                p.storage_quota_bytes, p.max_recording_seconds,
-                                e.storage_used_bytes + coalesce((
-                                  SELECT sum(r.audio_size_bytes + coalesce(r.waveform_size_bytes, 0))
-                                  FROM public.upload_reservations r
-                                  WHERE r.family_id = e.family_id AND r.finalized_at IS NULL AND r.expires_at > now()
-                                ), 0)::bigint
-                         FROM public.entitlements e JOIN public.plans p ON p.code = e.plan
-                         WHERE e.family_id = $1
-                         FOR UPDATE OF e";
-const INSERT_RESERVATION: &str = "INSERT INTO public.upload_reservations
-                       (id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
-                        duration_seconds, content_type, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::interval)";
-
-// finalize-recording
-const RESERVATION: &str = "SELECT prompt_id, audio_size_bytes, waveform_size_bytes, duration_seconds, content_type
-                         FROM public.upload_reservations WHERE id = $1 AND family_id = $2 AND user_id = $3";
-const FINALIZE: &str = "SELECT public.finalize_recording_tx($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-const FINALIZED: &str =
-    "SELECT id, family_id, created_by, prompt_id, title, duration_seconds, size_bytes, created_at
-                         FROM public.recordings WHERE id = $1 AND family_id = $2";
-
-// get-signed-playback-url
-const PLAYABLE: &str =
-    "SELECT family_id FROM public.recordings WHERE id = $1 AND deleted_at IS NULL";
-
-// create-checkout-session
-const PRICE_OFFERED: &str =
-    "SELECT 1 FROM public.plan_prices pp JOIN public.plans p ON p.code = pp.plan
-                         WHERE pp.stripe_price_id = $1 AND p.is_paid";
-const LOCK_ENTITLEMENT_FOR_CHECKOUT: &str =
-    "SELECT e.stripe_customer_id, p.is_paid AND e.status IN ('active', 'trialing', 'past_due')
-                         FROM public.entitlements e JOIN public.plans p ON p.code = e.plan
-                         WHERE e.family_id = $1 FOR UPDATE OF e";
-
-// stripe-webhook
-const RECORD_EVENT: &str =
-    "INSERT INTO public.stripe_events (stripe_event_id, event_type, livemode, stripe_created_at)
-                         VALUES ($1, $2, $3, to_timestamp($4))
-                         ON CONFLICT ON CONSTRAINT stripe_events_stripe_event_id_key DO NOTHING
-                         RETURNING id";
-const LOCK_ENTITLEMENT_OF_CUSTOMER: &str =
-    "SELECT family_id, plan, status, stripe_subscription_id FROM public.entitlements
-             WHERE stripe_customer_id = $1 OR (stripe_customer_id IS NULL AND family_id = $2)
-             ORDER BY stripe_customer_id IS NULL LIMIT 1
-             FOR UPDATE";
-const PLAN_OF_PRICE: &str = "SELECT plan FROM public.plan_prices WHERE stripe_price_id = $1";
-const APPLY_SUBSCRIPTION: &str = "UPDATE public.entitlements
-         SET plan = $2, status = $3, stripe_subscription_id = $4,
-             stripe_customer_id = coalesce(stripe_customer_id, $5), current_period_end = to_timestamp($6)
-         WHERE family_id = $1";
-const FIRST_KEEPER: &str =
-    "SELECT user_id FROM public.family_members WHERE family_id = $1 AND role = 'keeper'
-             ORDER BY joined_at LIMIT 1";
 
 /// What one request's SQL needs: the same values the function would bind.
 #[derive(Clone)]
@@ -242,16 +142,20 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
     match work {
         Work::CreateFamily { user, name } => {
             let key = format!("create-family:{user}");
-            let (limit, language) = (10_i32, "en");
+            let (limit, language) = (create_family::DAILY_LIMIT, "en");
             let tx = begin(client, "service_role", SERVICE_CLAIMS).await?;
             tx.query_typed(
-                FAMILY_RATE_LIMIT,
-                &[(&key, Type::TEXT), (&limit, Type::INT4)],
+                RATE_LIMIT_TAKE,
+                &[
+                    (&key, Type::TEXT),
+                    (&limit, Type::INT4),
+                    (&"1 day", Type::TEXT),
+                ],
             )
             .await?;
             let family: Uuid = tx
                 .query_typed(
-                    INSERT_FAMILY,
+                    family::INSERT_FAMILY,
                     &[
                         (name, Type::TEXT),
                         (&language, Type::TEXT),
@@ -260,14 +164,17 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
                 )
                 .await?[0]
                 .get(0);
-            tx.query_typed(INSERT_KEEPER, &[(&family, Type::UUID), (user, Type::UUID)])
-                .await?;
             tx.query_typed(
-                INSERT_PROMPTS,
+                family::INSERT_KEEPER,
+                &[(&family, Type::UUID), (user, Type::UUID)],
+            )
+            .await?;
+            tx.query_typed(
+                family::INSERT_PROMPTS,
                 &[(&family, Type::UUID), (&language, Type::TEXT)],
             )
             .await?;
-            tx.query_typed(INSERT_ENTITLEMENT, &[(&family, Type::UUID)])
+            tx.query_typed(family::INSERT_ENTITLEMENT, &[(&family, Type::UUID)])
                 .await?;
             tx.commit().await?;
         }
@@ -277,19 +184,24 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             family,
             code_hmac,
         } => {
-            as_user(client, claims, &[(INVITER, &[(family, Type::UUID)])]).await?;
+            as_user(client, claims, &[(MEMBERSHIP, &[(family, Type::UUID)])]).await?;
             let key = format!("create-invite:{family}");
-            let (limit, days, uses) = (20_i32, 7_i32, 1_i32);
+            let (limit, days, uses) = (create_invite::HOURLY_LIMIT, 7_i32, 1_i32);
+            let hour = "1 hour";
             service(
                 client,
                 &[
                     (
-                        HOURLY_RATE_LIMIT,
-                        &[(&key, Type::TEXT), (&limit, Type::INT4)],
+                        RATE_LIMIT_TAKE,
+                        &[
+                            (&key, Type::TEXT),
+                            (&limit, Type::INT4),
+                            (&hour, Type::TEXT),
+                        ],
                     ),
-                    (SAVEPOINT, &[]),
+                    (invite::SAVEPOINT, &[]),
                     (
-                        INSERT_INVITE,
+                        invite::INSERT_INVITE,
                         &[
                             (family, Type::UUID),
                             (code_hmac, Type::BYTEA),
@@ -305,25 +217,32 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
         }
         Work::RedeemInvite { user, code_hmac } => {
             let key = format!("redeem-invite:{user}");
-            let limit = 10_i32;
+            let (limit, hour) = (redeem_invite::HOURLY_ATTEMPTS, "1 hour");
             service(
                 client,
                 &[(
-                    HOURLY_RATE_LIMIT,
-                    &[(&key, Type::TEXT), (&limit, Type::INT4)],
+                    RATE_LIMIT_TAKE,
+                    &[
+                        (&key, Type::TEXT),
+                        (&limit, Type::INT4),
+                        (&hour, Type::TEXT),
+                    ],
                 )],
             )
             .await?;
             let tx = begin(client, "service_role", SERVICE_CLAIMS).await?;
             let rows = tx
-                .query_typed(LOCK_INVITE, &[(code_hmac, Type::BYTEA)])
+                .query_typed(redeem::LOCK_INVITE, &[(code_hmac, Type::BYTEA)])
                 .await?;
             let row = rows.first().context("the invite is gone")?;
             let (invite, family): (Uuid, Uuid) = (row.get(0), row.get(1));
-            tx.query_typed(MEMBER_ROLE, &[(&family, Type::UUID), (user, Type::UUID)])
-                .await?;
             tx.query_typed(
-                INSERT_STORYTELLER,
+                redeem::MEMBER_ROLE,
+                &[(&family, Type::UUID), (user, Type::UUID)],
+            )
+            .await?;
+            tx.query_typed(
+                redeem::INSERT_STORYTELLER,
                 &[
                     (&family, Type::UUID),
                     (user, Type::UUID),
@@ -331,8 +250,10 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
                 ],
             )
             .await?;
-            tx.query_typed(REFUND, &[(&key, Type::TEXT)]).await?;
-            tx.query_typed(USE_INVITE, &[(&invite, Type::UUID)]).await?;
+            tx.query_typed(redeem::REFUND_ATTEMPT, &[(&key, Type::TEXT)])
+                .await?;
+            tx.query_typed(redeem::USE_INVITE, &[(&invite, Type::UUID)])
+                .await?;
             tx.commit().await?;
         }
         Work::UploadUrl {
@@ -347,9 +268,9 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             service(
                 client,
                 &[
-                    (LOCK_ENTITLEMENT_FOR_UPLOAD, &[(family, Type::UUID)]),
+                    (upload::LOCK_ENTITLEMENT, &[(family, Type::UUID)]),
                     (
-                        INSERT_RESERVATION,
+                        upload::INSERT_RESERVATION,
                         &[
                             (&id, Type::UUID),
                             (family, Type::UUID),
@@ -376,7 +297,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             let rows = service(
                 client,
                 &[(
-                    RESERVATION,
+                    finalize::RESERVATION,
                     &[
                         (recording, Type::UUID),
                         (family, Type::UUID),
@@ -393,7 +314,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
                 client,
                 &[
                     (
-                        FINALIZE,
+                        finalize::FINALIZE,
                         &[
                             (recording, Type::UUID),
                             (family, Type::UUID),
@@ -406,13 +327,21 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
                             (&none_i64, Type::INT8),
                         ],
                     ),
-                    (FINALIZED, &[(recording, Type::UUID), (family, Type::UUID)]),
+                    (
+                        finalize::FINALIZED,
+                        &[(recording, Type::UUID), (family, Type::UUID)],
+                    ),
                 ],
             )
             .await?;
         }
         Work::Playback { claims, recording } => {
-            let rows = as_user(client, claims, &[(PLAYABLE, &[(recording, Type::UUID)])]).await?;
+            let rows = as_user(
+                client,
+                claims,
+                &[(playback::PLAYABLE, &[(recording, Type::UUID)])],
+            )
+            .await?;
             if rows.is_empty() {
                 bail!("recording {recording} is not visible");
             }
@@ -422,18 +351,18 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             family,
             price,
         } => {
-            as_user(client, claims, &[(KEEPER_OF, &[(family, Type::UUID)])]).await?;
+            as_user(client, claims, &[(MEMBERSHIP, &[(family, Type::UUID)])]).await?;
             service(
                 client,
                 &[
-                    (PRICE_OFFERED, &[(price, Type::TEXT)]),
-                    (LOCK_ENTITLEMENT_FOR_CHECKOUT, &[(family, Type::UUID)]),
+                    (checkout::PRICE_OFFERED, &[(price, Type::TEXT)]),
+                    (checkout::LOCK_ENTITLEMENT, &[(family, Type::UUID)]),
                 ],
             )
             .await?;
         }
         Work::Portal { claims, family } => {
-            as_user(client, claims, &[(KEEPER_OF, &[(family, Type::UUID)])]).await?;
+            as_user(client, claims, &[(MEMBERSHIP, &[(family, Type::UUID)])]).await?;
         }
         Work::Webhook {
             event,
@@ -448,7 +377,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             );
             let tx = begin(client, "service_role", SERVICE_CLAIMS).await?;
             tx.query_typed(
-                RECORD_EVENT,
+                webhook::RECORD_EVENT,
                 &[
                     (event, Type::TEXT),
                     (&kind, Type::TEXT),
@@ -459,18 +388,18 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             .await?;
             let rows = tx
                 .query_typed(
-                    LOCK_ENTITLEMENT_OF_CUSTOMER,
+                    webhook::LOCK_ENTITLEMENT_OF_CUSTOMER,
                     &[(customer, Type::TEXT), (&none_uuid, Type::UUID)],
                 )
                 .await?;
             let family: Uuid = rows.first().context("no family for customer")?.get(0);
             let plan: String = tx
-                .query_typed(PLAN_OF_PRICE, &[(price, Type::TEXT)])
+                .query_typed(webhook::PLAN_OF_PRICE, &[(price, Type::TEXT)])
                 .await?[0]
                 .get(0);
             let (status, period_end) = ("active", 1_900_000_000_f64);
             tx.query_typed(
-                APPLY_SUBSCRIPTION,
+                webhook::APPLY_SUBSCRIPTION,
                 &[
                     (&family, Type::UUID),
                     (&plan, Type::TEXT),
@@ -481,7 +410,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
                 ],
             )
             .await?;
-            tx.query_typed(FIRST_KEEPER, &[(&family, Type::UUID)])
+            tx.query_typed(webhook::FIRST_KEEPER, &[(&family, Type::UUID)])
                 .await?;
             tx.commit().await?;
         }
@@ -530,88 +459,4 @@ pub async fn measure(
         samples.extend(worker.await??);
     }
     Ok(Latencies::new(samples, started.elapsed().max(duration)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn squeeze(s: &str) -> String {
-        s.split_whitespace().collect::<Vec<_>>().join(" ")
-    }
-
-    /// Every statement of the floor, and the sources it was copied from.
-    #[test]
-    fn the_floor_sends_the_statements_the_functions_send() {
-        let shared = [
-            include_str!("../../../shared/src/db.rs"),
-            include_str!("../../../shared/src/lib.rs"),
-            include_str!("../../../shared/src/billing.rs"),
-        ]
-        .concat();
-        let catalog: [(&str, &[&str]); 9] = [
-            (
-                include_str!("../../../functions/create-family/src/lib.rs"),
-                &[
-                    FAMILY_RATE_LIMIT,
-                    INSERT_FAMILY,
-                    INSERT_KEEPER,
-                    INSERT_PROMPTS,
-                    INSERT_ENTITLEMENT,
-                ],
-            ),
-            (
-                include_str!("../../../functions/create-invite/src/lib.rs"),
-                &[INVITER, HOURLY_RATE_LIMIT, SAVEPOINT, INSERT_INVITE],
-            ),
-            (
-                include_str!("../../../functions/redeem-invite/src/lib.rs"),
-                &[
-                    HOURLY_RATE_LIMIT,
-                    LOCK_INVITE,
-                    MEMBER_ROLE,
-                    INSERT_STORYTELLER,
-                    REFUND,
-                    USE_INVITE,
-                ],
-            ),
-            (
-                include_str!("../../../functions/get-signed-upload-url/src/lib.rs"),
-                &[LOCK_ENTITLEMENT_FOR_UPLOAD, INSERT_RESERVATION],
-            ),
-            (
-                include_str!("../../../functions/finalize-recording/src/lib.rs"),
-                &[RESERVATION, FINALIZE, FINALIZED],
-            ),
-            (
-                include_str!("../../../functions/get-signed-playback-url/src/lib.rs"),
-                &[PLAYABLE],
-            ),
-            (
-                include_str!("../../../functions/create-checkout-session/src/lib.rs"),
-                &[PRICE_OFFERED, LOCK_ENTITLEMENT_FOR_CHECKOUT],
-            ),
-            (
-                include_str!("../../../functions/stripe-webhook/src/lib.rs"),
-                &[
-                    RECORD_EVENT,
-                    LOCK_ENTITLEMENT_OF_CUSTOMER,
-                    PLAN_OF_PRICE,
-                    APPLY_SUBSCRIPTION,
-                    FIRST_KEEPER,
-                ],
-            ),
-            (shared.as_str(), &[PROLOGUE, IS_MEMBER, KEEPER_OF]),
-        ];
-        for (source, statements) in catalog {
-            let source = squeeze(source);
-            for sql in statements {
-                assert!(
-                    source.contains(&squeeze(sql)),
-                    "the floor's copy of this statement no longer matches its function:\n{sql}"
-                );
-            }
-        }
-        assert_eq!(squeeze(SERVICE_CLAIMS), r#"{"role":"service_role"}"#);
-    }
 }

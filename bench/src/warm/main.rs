@@ -13,7 +13,6 @@
 
 mod floor;
 mod stats;
-mod stubs;
 mod world;
 mod wrk;
 
@@ -154,20 +153,20 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
     let wrk = wrk::Wrk::new(work_dir)?;
 
     // What the runner talks to: its own database, a local S3, a Stripe stand-in.
-    let db = tests::TestDb::new().await;
+    let db = testkit::TestDb::new().await;
     let s3 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let s3_endpoint = format!("http://{}", s3.local_addr()?);
     let s3_dir = work_dir.join("s3");
     let root = s3_dir.clone();
     tokio::spawn(async move { local::s3::serve(s3, &root, BUCKET, S3_KEY, S3_SECRET).await });
-    let stripe = stubs::spawn(stubs::stripe()).await?;
-    let nothing = stubs::spawn(stubs::nothing()).await?;
+    let stripe = testkit::stubs::stripe().await;
+    let nothing = testkit::stubs::spawn(testkit::stubs::nothing()).await;
     let env: BTreeMap<&str, String> = BTreeMap::from([
         ("DATABASE_URL", db.login_url()),
         ("DATABASE_POOL_SIZE", POOL_SIZE.to_string()),
         (
             "SUPABASE_JWT_SECRET",
-            tests::server::TEST_JWT_SECRET.to_owned(),
+            testkit::server::TEST_JWT_SECRET.to_owned(),
         ),
         ("INVITE_CODE_SECRET", INVITE_SECRET.to_owned()),
         ("APP_URL", APP.to_owned()),
@@ -176,7 +175,7 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
         ("R2_ACCESS_KEY_ID", S3_KEY.to_owned()),
         ("R2_SECRET_ACCESS_KEY", S3_SECRET.to_owned()),
         ("STRIPE_SECRET_KEY", "sk_test_bench".to_owned()),
-        ("STRIPE_API_BASE", format!("{stripe}/")),
+        ("STRIPE_API_BASE", format!("{}/", stripe.base)),
         ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
         (
             "MAILBOX_DIR",
@@ -191,16 +190,17 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
         world::FAMILIES,
         world::RECORDINGS
     );
-    let mut world = World::seed(db.admin().await, INVITE_SECRET, r2.clone()).await?;
-    let calls = calls_alone(&config, &r2, &world, &stripe).await?;
+    let mut world = World::seed(db.admin().await, INVITE_SECRET, r2.clone(), &stripe).await?;
+    let calls = calls_alone(&config, &r2, &world, &stripe.base).await?;
 
     let mut functions: Vec<&str> = local::functions()
         .into_iter()
-        .map(|(name, _)| name)
+        .filter(|f| f.kind == shared::Kind::Http)
+        .map(|f| f.name)
         .collect();
     // The webhook last: its events put the billing families on a paid plan, which
     // checkout refuses.
-    functions.sort_by_key(|name| *name == stripe_webhook::NAME);
+    functions.sort_by_key(|name| *name == local::stripe_webhook::NAME);
     let mut results = BTreeMap::new();
     let mut contention = Vec::new();
     for &function in &functions {

@@ -53,7 +53,7 @@ impl User {
         });
         User {
             id,
-            token: format!("Bearer {}", tests::server::hs256(&claims)),
+            token: format!("Bearer {}", testkit::server::hs256(&claims)),
             claims: claims.to_string(),
         }
     }
@@ -108,7 +108,12 @@ fn ids(users: &[User]) -> Vec<Uuid> {
 
 impl World {
     /// Seeds the database behind `admin` (a superuser session).
-    pub async fn seed(admin: Client, invite_secret: &str, r2: Arc<R2>) -> anyhow::Result<World> {
+    pub async fn seed(
+        admin: Client,
+        invite_secret: &str,
+        r2: Arc<R2>,
+        stripe: &testkit::stubs::Stripe,
+    ) -> anyhow::Result<World> {
         let families: Vec<Family> = (0..FAMILIES)
             .map(|_| Family {
                 id: Uuid::new_v4(),
@@ -142,6 +147,16 @@ impl World {
         let customers: Vec<String> = (0..BILLING_FAMILIES)
             .map(|i| format!("cus_bench_{i}"))
             .collect();
+        // Stripe holds subscription `sub_bench_N` of customer `cus_bench_N`, active on
+        // the benchmark's price: what the webhook's events re-fetch.
+        let mut held = stripe.state.lock().await;
+        for (i, (customer, family)) in customers.iter().zip(&billing_ids).enumerate() {
+            let id = format!("sub_bench_{i}");
+            let sub =
+                testkit::stubs::subscription(&id, customer, "active", PRICE, &family.to_string());
+            held.subscriptions.insert(id, sub);
+        }
+        drop(held);
 
         admin
             .execute(

@@ -1,11 +1,6 @@
-//! The create-family Lambda: wiring only; the handler lives in the library.
+//! The create-family Lambda: wiring only; the function lives in the library.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
-    let app = shared::App::from_env()?;
-    lambda_http::run(lambda_http::service_fn(async |req| {
-        Ok::<_, std::convert::Infallible>(create_family::handle(&app, req).await)
-    }))
-    .await
+    shared::function::run(create_family::function()).await
 }

@@ -2,23 +2,26 @@
 //! code's HMAC is stored; the code itself is returned once and, if an email is given,
 //! sent through Resend (a failed send never fails the invite).
 
+pub mod sql;
+
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
+use shared::db::rate_limit;
 use shared::email::{Delivery, Email, escape_html};
 use shared::http::{json_body, serve};
 use shared::invite::InviteCode;
 use shared::telemetry::{self, ErrorContext};
-use shared::{ApiError, App, Methods, Request, Response};
+use shared::{ApiError, App, Function, Membership, Methods, Request, Response};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
-pub const NAME: &str = "create-invite";
+pub const NAME: &str = env!("CARGO_PKG_NAME");
 
 /// Invites one family may create per hour.
-const HOURLY_LIMIT: i32 = 20;
+pub const HOURLY_LIMIT: i32 = 20;
 
 #[derive(Debug, Deserialize, Validate)]
 #[serde(rename_all = "camelCase")]
@@ -59,134 +62,121 @@ pub struct Invite {
     pub max_uses: i32,
 }
 
+/// This function, as its Lambda binary and the local runner serve it.
+pub fn function() -> Function {
+    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["INVITE_CODE_SECRET"])
+}
+
 /// Handles one invocation.
 pub async fn handle(app: &App, req: Request) -> Response {
     serve(app, NAME, Methods::Post, &req, async |req| {
-        let secret = app.invite_secret()?;
-        // 1. Who is asking, and for what.
-        let user = app.auth.verify(req.headers()).await?;
-        let input: Input = json_body(req)?;
-        telemetry::set_family(input.family_id);
-
-        // 2. Keepers only: read as the caller, so RLS decides what they can see.
-        let family = app
-            .db
-            .as_user(&user, async |tx| {
-                let rows = tx
-                    .query_typed(
-                        "SELECT f.name, f.language, m.role FROM public.families f
-                         JOIN public.family_members m ON m.family_id = f.id AND m.user_id = (SELECT auth.uid())
-                         WHERE f.id = $1",
-                        &[(&input.family_id, Type::UUID)],
-                    )
-                    .await?;
-                Ok(rows.first().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2))))
-            })
-            .await?;
-        let (family_name, language) = match family {
-            Some((name, language, role)) if role == "keeper" => (name, language),
-            _ => return Err(ApiError::Forbidden("Only a keeper of this family can invite")),
-        };
-
-        // 3. The invite, within the family's hourly limit (the service role: users may
-        //    not create invites themselves, contract §4).
-        let (id, code, expires_at) = app
-            .db
-            .as_service(async |tx| {
-                let key = format!("{NAME}:{}", input.family_id);
-                let retry_after: i32 = tx
-                    .query_typed(
-                        "SELECT public.rate_limit_take($1, $2, interval '1 hour')",
-                        &[(&key, Type::TEXT), (&HOURLY_LIMIT, Type::INT4)],
-                    )
-                    .await?[0]
-                    .get(0);
-                if retry_after > 0 {
-                    return Err(ApiError::RateLimit { retry_after_seconds: retry_after.unsigned_abs() });
-                }
-                // A new code on the (astronomically rare) collision with an existing one.
-                for _ in 0..3 {
-                    let code = InviteCode::generate().map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
-                    tx.batch_execute("SAVEPOINT new_code").await?;
-                    let inserted = tx
-                        .query_typed(
-                            "INSERT INTO public.invites (family_id, code_hmac, email, created_by, expires_at, max_uses)
-                             VALUES ($1, $2, $3, $4, now() + make_interval(days => $5), $6)
-                             RETURNING id, expires_at",
-                            &[
-                                (&input.family_id, Type::UUID),
-                                (&code.hmac(secret), Type::BYTEA),
-                                (&input.email, Type::TEXT),
-                                (&user.id, Type::UUID),
-                                (&input.expires_in_days, Type::INT4),
-                                (&input.max_uses, Type::INT4),
-                            ],
-                        )
-                        .await;
-                    match inserted {
-                        Ok(rows) => return Ok((rows[0].get::<_, Uuid>(0), code, rows[0].get::<_, DateTime<Utc>>(1))),
-                        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                            tx.batch_execute("ROLLBACK TO SAVEPOINT new_code").await?;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Err(ApiError::internal(anyhow::anyhow!("three invite codes in a row collided")))
-            })
-            .await?;
-
-        // 4. The email, if asked for. A failure is reported, never fatal.
-        let email_sent = match &input.email {
-            None => false,
-            Some(to) => {
-                let email = invite_email(app, to, &family_name, &language, &code, input.expires_in_days);
-                match app.mailer.send(&email).await {
-                    Ok(Delivery::Sent) => true,
-                    Ok(Delivery::Mailbox(_)) => false,
-                    Err(e) => {
-                        let context = ErrorContext { feature: "invitations", action: "send_email", ..Default::default() };
-                        telemetry::report_error(app.sentry.as_ref(), e.as_ref(), context);
-                        tracing::warn!("invite email not sent");
-                        false
-                    }
-                }
-            }
-        };
-
-        Ok(Output {
-            invite: Invite { id, code: code.to_string(), expires_at, max_uses: input.max_uses },
-            email_sent,
-        })
+        run(app, req).await
     })
     .await
 }
 
+async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+    let secret = app.invite_secret()?;
+    // 1. Who is asking, and for what.
+    let user = app.auth.verify(req.headers()).await?;
+    let input: Input = json_body(req)?;
+    telemetry::set_family(input.family_id);
+
+    // 2. Keepers only: read as the caller, so RLS decides what they can see.
+    let family = app
+        .keeper(
+            &user,
+            input.family_id,
+            "Only a keeper of this family can invite",
+        )
+        .await?;
+
+    // 3. The invite, within the family's hourly limit (the service role: users may not
+    //    create invites themselves, contract §4).
+    let (id, code, expires_at) = app
+        .db
+        .as_service(async |tx| {
+            let key = format!("{NAME}:{}", input.family_id);
+            rate_limit(tx, &key, HOURLY_LIMIT, "1 hour").await?;
+            // A new code on the (astronomically rare) collision with an existing one.
+            for _ in 0..3 {
+                let code = InviteCode::generate().map_err(ApiError::internal)?;
+                tx.batch_execute(sql::SAVEPOINT).await?;
+                let params = [
+                    (&input.family_id as _, Type::UUID),
+                    (&code.hmac(secret) as _, Type::BYTEA),
+                    (&input.email as _, Type::TEXT),
+                    (&user.id as _, Type::UUID),
+                    (&input.expires_in_days as _, Type::INT4),
+                    (&input.max_uses as _, Type::INT4),
+                ];
+                match tx.query_typed(sql::INSERT_INVITE, &params).await {
+                    Ok(rows) => return Ok((rows[0].get::<_, Uuid>(0), code, rows[0].get(1))),
+                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                        tx.batch_execute(sql::ROLLBACK_TO_SAVEPOINT).await?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(ApiError::internal(anyhow::anyhow!(
+                "three invite codes in a row collided"
+            )))
+        })
+        .await?;
+
+    // 4. The email, if asked for. A failure is reported, never fatal.
+    let email_sent = match &input.email {
+        None => false,
+        Some(to) => {
+            let email = invite_email(app, to, &family, &code, input.expires_in_days);
+            match app.mailer.send(&email).await {
+                Ok(Delivery::Sent) => true,
+                Ok(Delivery::Mailbox(_)) => false,
+                Err(e) => {
+                    let context = ErrorContext {
+                        feature: "invitations",
+                        action: "send_email",
+                        ..Default::default()
+                    };
+                    telemetry::report_error(app.sentry.as_ref(), e.as_ref(), context);
+                    tracing::warn!("invite email not sent");
+                    false
+                }
+            }
+        }
+    };
+
+    Ok(Output {
+        invite: Invite {
+            id,
+            code: code.to_string(),
+            expires_at,
+            max_uses: input.max_uses,
+        },
+        email_sent,
+    })
+}
+
 /// The invitation, in the family's language.
-fn invite_email(
-    app: &App,
-    to: &str,
-    family: &str,
-    language: &str,
-    code: &InviteCode,
-    days: i32,
-) -> Email {
+fn invite_email(app: &App, to: &str, family: &Membership, code: &InviteCode, days: i32) -> Email {
+    let (name, language) = (&family.family_name, family.language.as_str());
     let link = format!(
         "{}/join?code={code}",
         app.config.app_url.trim_end_matches('/')
     );
     let (subject, intro, action, expiry) = match language {
         "es" => (
-            format!("Te invitaron a unirte a {family} en Stories From the Sun"),
+            format!("Te invitaron a unirte a {name} en Stories From the Sun"),
             format!(
-                "Te invitaron a unirte a la familia {family} para grabar y escuchar sus historias."
+                "Te invitaron a unirte a la familia {name} para grabar y escuchar sus historias."
             ),
             "Únete con este enlace",
             format!("o escribe el código {code} en la app. La invitación vence en {days} días."),
         ),
         _ => (
-            format!("You're invited to join {family} on Stories From the Sun"),
+            format!("You're invited to join {name} on Stories From the Sun"),
             format!(
-                "You've been invited to join the {family} family to record and hear its stories."
+                "You've been invited to join the {name} family to record and hear its stories."
             ),
             "Join with this link",
             format!("or enter the code {code} in the app. The invitation expires in {days} days."),

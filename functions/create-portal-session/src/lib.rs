@@ -2,13 +2,13 @@
 
 use garde::Validate;
 use serde::{Deserialize, Serialize};
-use shared::billing::{allowed_redirect, keeper_of};
+use shared::billing::{BILLING_IS_FOR_KEEPERS, allowed_redirect};
 use shared::http::{json_body, serve};
-use shared::{ApiError, App, Methods, Request, Response, telemetry};
+use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
-pub const NAME: &str = "create-portal-session";
+pub const NAME: &str = env!("CARGO_PKG_NAME");
 
 #[derive(Debug, Deserialize, Validate)]
 #[serde(rename_all = "camelCase")]
@@ -24,25 +24,37 @@ pub struct Output {
     pub url: String,
 }
 
+/// This function, as its Lambda binary and the local runner serve it.
+pub fn function() -> Function {
+    Function::http(NAME, |app, req| Box::pin(handle(app, req)))
+}
+
 /// Handles one invocation.
 pub async fn handle(app: &App, req: Request) -> Response {
     serve(app, NAME, Methods::Post, &req, async |req| {
-        // 1. Who is asking, and for what.
-        let user = app.auth.verify(req.headers()).await?;
-        let stripe = app.stripe()?;
-        let input: Input = json_body(req)?;
-        telemetry::set_family(input.family_id);
-        // 2. Keepers only, back to the app only, and only once there is a customer.
-        let (_, customer) = keeper_of(app, &user, input.family_id).await?;
-        allowed_redirect(app, "returnUrl", &input.return_url)?;
-        let customer =
-            customer.ok_or(ApiError::NotFound("This family has no billing account yet"))?;
-        // 3. The session.
-        Ok(Output {
-            url: stripe
-                .create_portal_session(&customer, &input.return_url)
-                .await?,
-        })
+        run(app, req).await
     })
     .await
+}
+
+async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+    // 1. Who is asking, and for what.
+    let user = app.auth.verify(req.headers()).await?;
+    let stripe = app.stripe()?;
+    let input: Input = json_body(req)?;
+    telemetry::set_family(input.family_id);
+    // 2. Keepers only, back to the app only, and only once there is a customer.
+    let family = app
+        .keeper(&user, input.family_id, BILLING_IS_FOR_KEEPERS)
+        .await?;
+    allowed_redirect(app, "returnUrl", &input.return_url)?;
+    let customer = family
+        .stripe_customer_id
+        .ok_or(ApiError::NotFound("This family has no billing account yet"))?;
+    // 3. The session.
+    Ok(Output {
+        url: stripe
+            .create_portal_session(&customer, &input.return_url)
+            .await?,
+    })
 }

@@ -5,17 +5,19 @@
 //! written and the object and reservation are kept, so the same call succeeds after an
 //! upgrade.
 
+pub mod sql;
+
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use shared::http::{json_body, serve};
 use shared::r2::{RecordingKey, WAVEFORM_CONTENT_TYPE};
-use shared::{ApiError, App, Methods, Request, Response, telemetry};
+use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
-pub const NAME: &str = "finalize-recording";
+pub const NAME: &str = env!("CARGO_PKG_NAME");
 
 #[derive(Debug, Deserialize, Validate)]
 #[serde(rename_all = "camelCase")]
@@ -57,109 +59,127 @@ struct Reservation {
     content_type: String,
 }
 
+/// This function, as its Lambda binary and the local runner serve it.
+pub fn function() -> Function {
+    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
+}
+
 /// Handles one invocation.
 pub async fn handle(app: &App, req: Request) -> Response {
     serve(app, NAME, Methods::Post, &req, async |req| {
-        let r2 = app.r2()?;
-        // 1. Who is asking, and for what.
-        let user = app.auth.verify(req.headers()).await?;
-        let input: Input = json_body(req)?;
-        telemetry::set_family(input.family_id);
-        telemetry::set_recording(input.recording_id);
-
-        // 2. The reservation for this recording, family and caller (an expired one
-        //    still counts: the URL expired, the upload may not have).
-        let reservation = app
-            .db
-            .as_service(async |tx| {
-                let rows = tx
-                    .query_typed(
-                        "SELECT prompt_id, audio_size_bytes, waveform_size_bytes, duration_seconds, content_type
-                         FROM public.upload_reservations WHERE id = $1 AND family_id = $2 AND user_id = $3",
-                        &[(&input.recording_id, Type::UUID), (&input.family_id, Type::UUID), (&user.id, Type::UUID)],
-                    )
-                    .await?;
-                Ok(rows.first().map(|r| Reservation {
-                    prompt_id: r.get(0),
-                    audio_size: r.get(1),
-                    waveform_size: r.get(2),
-                    duration_seconds: r.get(3),
-                    content_type: r.get(4),
-                }))
-            })
-            .await?
-            .ok_or(ApiError::NotFound("Recording not found"))?;
-
-        // 3. Still a member, read as the caller.
-        if !app.is_member(&user, input.family_id).await? {
-            return Err(ApiError::Forbidden("You are not a member of this family"));
-        }
-
-        // 4. The objects as R2 has them: the sizes charged are theirs.
-        let key = RecordingKey { family_id: input.family_id, recording_id: input.recording_id };
-        let audio = r2.head(&key.audio()).await?.ok_or(ApiError::NotFound("Upload not found"))?;
-        if audio.size != reservation.audio_size || audio.content_type.as_deref() != Some(&reservation.content_type) {
-            return Err(ApiError::Validation("upload: does not match the size or type that was declared".into()));
-        }
-        let waveform_size = match reservation.waveform_size {
-            None => None,
-            // A waveform is optional: without one the recording still plays.
-            Some(declared) => match r2.head(&key.waveform()).await? {
-                None => None,
-                Some(w) if w.size == declared && w.content_type.as_deref() == Some(WAVEFORM_CONTENT_TYPE) => Some(w.size),
-                Some(_) => {
-                    return Err(ApiError::Validation(
-                        "waveform: does not match the size or type that was declared".into(),
-                    ));
-                }
-            },
-        };
-
-        // 5. One transaction: entitlement lock, quota and ledger, the recording, the
-        //    reservation marked finalized (the service role: users may not create
-        //    recordings). P0001 (over quota) becomes 403 QUOTA_EXCEEDED, nothing written.
-        app.db
-            .as_service(async |tx| {
-                let created: bool = tx
-                    .query_typed(
-                        "SELECT public.finalize_recording_tx($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        &[
-                            (&input.recording_id, Type::UUID),
-                            (&input.family_id, Type::UUID),
-                            (&user.id, Type::UUID),
-                            (&reservation.prompt_id, Type::UUID),
-                            (&input.title, Type::TEXT),
-                            (&reservation.duration_seconds, Type::FLOAT8),
-                            (&reservation.content_type, Type::TEXT),
-                            (&audio.size, Type::INT8),
-                            (&waveform_size, Type::INT8),
-                        ],
-                    )
-                    .await?[0]
-                    .get(0);
-                let rows = tx
-                    .query_typed(
-                        "SELECT id, family_id, created_by, prompt_id, title, duration_seconds, size_bytes, created_at
-                         FROM public.recordings WHERE id = $1 AND family_id = $2",
-                        &[(&input.recording_id, Type::UUID), (&input.family_id, Type::UUID)],
-                    )
-                    .await?;
-                let r = rows.first().ok_or(ApiError::NotFound("Recording not found"))?;
-                Ok(Output {
-                    recording: Recording {
-                        id: r.get(0),
-                        family_id: r.get(1),
-                        created_by: r.get(2),
-                        prompt_id: r.get(3),
-                        title: r.get(4),
-                        duration_seconds: r.get(5),
-                        size_bytes: r.get(6),
-                        created_at: r.get(7),
-                    },
-                    created,
-                })
-            })
-            .await
+        run(app, req).await
     })
     .await
+}
+
+async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+    let r2 = app.r2()?;
+    // 1. Who is asking, and for what.
+    let user = app.auth.verify(req.headers()).await?;
+    let input: Input = json_body(req)?;
+    telemetry::set_family(input.family_id);
+    telemetry::set_recording(input.recording_id);
+
+    // 2. The reservation for this recording, family and caller (an expired one still
+    //    counts: the URL expired, the upload may not have).
+    let reservation = app
+        .db
+        .as_service(async |tx| {
+            let params = [
+                (&input.recording_id as _, Type::UUID),
+                (&input.family_id as _, Type::UUID),
+                (&user.id as _, Type::UUID),
+            ];
+            let rows = tx.query_typed(sql::RESERVATION, &params).await?;
+            Ok(rows.first().map(|r| Reservation {
+                prompt_id: r.get(0),
+                audio_size: r.get(1),
+                waveform_size: r.get(2),
+                duration_seconds: r.get(3),
+                content_type: r.get(4),
+            }))
+        })
+        .await?
+        .ok_or(ApiError::NotFound("Recording not found"))?;
+
+    // 3. Still a member, read as the caller.
+    if !app.is_member(&user, input.family_id).await? {
+        return Err(ApiError::Forbidden("You are not a member of this family"));
+    }
+
+    // 4. The objects as R2 has them: the sizes charged are theirs.
+    let key = RecordingKey {
+        family_id: input.family_id,
+        recording_id: input.recording_id,
+    };
+    let audio = r2
+        .head(&key.audio())
+        .await?
+        .ok_or(ApiError::NotFound("Upload not found"))?;
+    if audio.size != reservation.audio_size
+        || audio.content_type.as_deref() != Some(&reservation.content_type)
+    {
+        return Err(ApiError::Validation(
+            "upload: does not match the size or type that was declared".into(),
+        ));
+    }
+    let waveform_size = match reservation.waveform_size {
+        None => None,
+        // A waveform is optional: without one the recording still plays.
+        Some(declared) => match r2.head(&key.waveform()).await? {
+            None => None,
+            Some(w)
+                if w.size == declared
+                    && w.content_type.as_deref() == Some(WAVEFORM_CONTENT_TYPE) =>
+            {
+                Some(w.size)
+            }
+            Some(_) => {
+                return Err(ApiError::Validation(
+                    "waveform: does not match the size or type that was declared".into(),
+                ));
+            }
+        },
+    };
+
+    // 5. One transaction: entitlement lock, quota and ledger, the recording, the
+    //    reservation marked finalized (the service role: users may not create
+    //    recordings). P0001 (over quota) becomes 403 QUOTA_EXCEEDED, nothing written.
+    app.db
+        .as_service(async |tx| {
+            let params = [
+                (&input.recording_id as _, Type::UUID),
+                (&input.family_id as _, Type::UUID),
+                (&user.id as _, Type::UUID),
+                (&reservation.prompt_id as _, Type::UUID),
+                (&input.title as _, Type::TEXT),
+                (&reservation.duration_seconds as _, Type::FLOAT8),
+                (&reservation.content_type as _, Type::TEXT),
+                (&audio.size as _, Type::INT8),
+                (&waveform_size as _, Type::INT8),
+            ];
+            let created: bool = tx.query_typed(sql::FINALIZE, &params).await?[0].get(0);
+            let params = [
+                (&input.recording_id as _, Type::UUID),
+                (&input.family_id as _, Type::UUID),
+            ];
+            let rows = tx.query_typed(sql::FINALIZED, &params).await?;
+            let r = rows
+                .first()
+                .ok_or(ApiError::NotFound("Recording not found"))?;
+            Ok(Output {
+                recording: Recording {
+                    id: r.get(0),
+                    family_id: r.get(1),
+                    created_by: r.get(2),
+                    prompt_id: r.get(3),
+                    title: r.get(4),
+                    duration_seconds: r.get(5),
+                    size_bytes: r.get(6),
+                    created_at: r.get(7),
+                },
+                created,
+            })
+        })
+        .await
 }

@@ -2,17 +2,19 @@
 //! Whether the caller may see it is decided by RLS, reading as the caller; anything
 //! else, or a soft-deleted recording, is a 404 that reveals nothing.
 
+pub mod sql;
+
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use shared::http::{json_body, parse_value, serve};
 use shared::r2::{RecordingKey, URL_EXPIRY};
-use shared::{ApiError, App, Methods, Request, Response, telemetry};
+use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
-pub const NAME: &str = "get-signed-playback-url";
+pub const NAME: &str = env!("CARGO_PKG_NAME");
 
 #[derive(Debug, Deserialize, Validate)]
 #[serde(rename_all = "camelCase")]
@@ -30,52 +32,65 @@ pub struct Output {
     pub waveform_url: Option<String>,
 }
 
-/// `GET ?recordingId=…` as the same object a POST body would be.
+/// `GET ?recordingId=…` as the same object a POST body would be (percent-decoded).
 fn query_input(req: &Request) -> Result<Input, ApiError> {
-    let params: serde_json::Map<String, serde_json::Value> = req
-        .uri()
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
-        .collect();
+    let params: serde_json::Map<String, serde_json::Value> =
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+            .collect();
     parse_value(serde_json::Value::Object(params))
+}
+
+/// This function, as its Lambda binary and the local runner serve it.
+pub fn function() -> Function {
+    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
 }
 
 /// Handles one invocation.
 pub async fn handle(app: &App, req: Request) -> Response {
     serve(app, NAME, Methods::GetOrPost, &req, async |req| {
-        let r2 = app.r2()?;
-        // 1. Who is asking, and for what.
-        let user = app.auth.verify(req.headers()).await?;
-        let input: Input = if req.method() == http::Method::GET { query_input(req)? } else { json_body(req)? };
-        telemetry::set_recording(input.recording_id);
-
-        // 2. The recording, if the caller's families hold it (RLS).
-        let family_id: Uuid = app
-            .db
-            .as_user(&user, async |tx| {
-                let rows = tx
-                    .query_typed(
-                        "SELECT family_id FROM public.recordings WHERE id = $1 AND deleted_at IS NULL",
-                        &[(&input.recording_id, Type::UUID)],
-                    )
-                    .await?;
-                Ok(rows.first().map(|r| r.get(0)))
-            })
-            .await?
-            .ok_or(ApiError::NotFound("Recording not found"))?;
-        telemetry::set_family(family_id);
-
-        // 3. The URLs; the waveform's only if it was uploaded.
-        let key = RecordingKey { family_id, recording_id: input.recording_id };
-        let audio = r2.presign_get(&key.audio(), URL_EXPIRY).await?;
-        let waveform_url = match r2.head(&key.waveform()).await? {
-            Some(_) => Some(r2.presign_get(&key.waveform(), URL_EXPIRY).await?.url),
-            None => None,
-        };
-        Ok(Output { url: audio.url, expires_at: audio.expires_at, waveform_url })
+        run(app, req).await
     })
     .await
+}
+
+async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+    let r2 = app.r2()?;
+    // 1. Who is asking, and for what.
+    let user = app.auth.verify(req.headers()).await?;
+    let input: Input = if req.method() == http::Method::GET {
+        query_input(req)?
+    } else {
+        json_body(req)?
+    };
+    telemetry::set_recording(input.recording_id);
+
+    // 2. The recording, if the caller's families hold it (RLS).
+    let family_id: Uuid = app
+        .db
+        .as_user(&user, async |tx| {
+            let rows = tx
+                .query_typed(sql::PLAYABLE, &[(&input.recording_id, Type::UUID)])
+                .await?;
+            Ok(rows.first().map(|r| r.get(0)))
+        })
+        .await?
+        .ok_or(ApiError::NotFound("Recording not found"))?;
+    telemetry::set_family(family_id);
+
+    // 3. The URLs; the waveform's only if it was uploaded.
+    let key = RecordingKey {
+        family_id,
+        recording_id: input.recording_id,
+    };
+    let audio = r2.presign_get(&key.audio(), URL_EXPIRY).await?;
+    let waveform_url = match r2.head(&key.waveform()).await? {
+        Some(_) => Some(r2.presign_get(&key.waveform(), URL_EXPIRY).await?.url),
+        None => None,
+    };
+    Ok(Output {
+        url: audio.url,
+        expires_at: audio.expires_at,
+        waveform_url,
+    })
 }

@@ -1,12 +1,6 @@
-//! The get-signed-playback-url Lambda: wiring only; the handler lives in the library.
+//! The get-signed-playback-url Lambda: wiring only; the function lives in the library.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
-    let app = shared::App::from_env()?;
-    shared::config::require(app.r2.as_ref(), "R2_BUCKET_NAME")?;
-    lambda_http::run(lambda_http::service_fn(async |req| {
-        Ok::<_, std::convert::Infallible>(get_signed_playback_url::handle(&app, req).await)
-    }))
-    .await
+    shared::function::run(get_signed_playback_url::function()).await
 }

@@ -4,17 +4,19 @@
 //! → duration. Then an upload reservation and a PUT URL binding the content type and
 //! the exact length.
 
+pub mod sql;
+
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use shared::http::{json_body, serve};
 use shared::r2::{AUDIO_CONTENT_TYPE, Presigned, RecordingKey, URL_EXPIRY, WAVEFORM_CONTENT_TYPE};
-use shared::{ApiError, App, Methods, Request, Response, telemetry};
+use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
-pub const NAME: &str = "get-signed-upload-url";
+pub const NAME: &str = env!("CARGO_PKG_NAME");
 
 #[derive(Debug, Deserialize, Validate)]
 #[serde(rename_all = "camelCase")]
@@ -85,109 +87,122 @@ fn allows_uploads(status: &str) -> bool {
     matches!(status, "active" | "trialing" | "past_due" | "canceled")
 }
 
+/// This function, as its Lambda binary and the local runner serve it.
+pub fn function() -> Function {
+    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
+}
+
 /// Handles one invocation.
 pub async fn handle(app: &App, req: Request) -> Response {
     serve(app, NAME, Methods::Post, &req, async |req| {
-        let r2 = app.r2()?;
-        // 1. Who is asking, and for what.
-        let user = app.auth.verify(req.headers()).await?;
-        let input: Input = json_body(req)?;
-        telemetry::set_family(input.family_id);
-
-        // 2. Membership, read as the caller (RLS decides).
-        if !app.is_member(&user, input.family_id).await? {
-            return Err(ApiError::Forbidden("You are not a member of this family"));
-        }
-
-        // 3. The remaining checks and the reservation in one transaction (the service
-        //    role: reservations are not the user's to write), under the entitlement
-        //    lock, so concurrent requests can't reserve the same free bytes twice.
-        let recording_id = Uuid::new_v4();
-        let key = RecordingKey { family_id: input.family_id, recording_id };
-        let audio_type = AUDIO_CONTENT_TYPE;
-        app.db
-            .as_service(async |tx| {
-                let rows = tx
-                    .query_typed(
-                        "SELECT e.status, p.is_paid, e.current_period_end > now() - interval '3 days',
-                                p.storage_quota_bytes, p.max_recording_seconds,
-                                e.storage_used_bytes + coalesce((
-                                  SELECT sum(r.audio_size_bytes + coalesce(r.waveform_size_bytes, 0))
-                                  FROM public.upload_reservations r
-                                  WHERE r.family_id = e.family_id AND r.finalized_at IS NULL AND r.expires_at > now()
-                                ), 0)::bigint
-                         FROM public.entitlements e JOIN public.plans p ON p.code = e.plan
-                         WHERE e.family_id = $1
-                         FOR UPDATE OF e",
-                        &[(&input.family_id, Type::UUID)],
-                    )
-                    .await?;
-                let Some(e) = rows.first() else {
-                    return Err(ApiError::Forbidden("This family has no plan that allows uploads"));
-                };
-                let (status, is_paid, period_current): (String, bool, Option<bool>) = (e.get(0), e.get(1), e.get(2));
-                let (quota, max_seconds, committed): (i64, i32, i64) = (e.get(3), e.get(4), e.get(5));
-                if !allows_uploads(&status) {
-                    return Err(ApiError::Forbidden("Your subscription does not allow uploads right now"));
-                }
-                if is_paid && (status == "canceled" || period_current == Some(false)) {
-                    return Err(ApiError::Forbidden("Your subscription is not current"));
-                }
-                let wanted = input.size_bytes + input.waveform_size_bytes.unwrap_or(0);
-                if committed + wanted > quota {
-                    return Err(ApiError::QuotaExceeded);
-                }
-                if input.duration_seconds > f64::from(max_seconds) {
-                    return Err(ApiError::Forbidden("This recording is longer than your plan allows"));
-                }
-                if let Some(prompt) = input.prompt_id {
-                    let found = tx
-                        .query_typed(
-                            "SELECT 1 FROM public.prompts WHERE id = $1 AND family_id = $2 AND deleted_at IS NULL",
-                            &[(&prompt, Type::UUID), (&input.family_id, Type::UUID)],
-                        )
-                        .await?;
-                    if found.is_empty() {
-                        return Err(ApiError::Validation("promptId: not a prompt of this family".into()));
-                    }
-                }
-                let expiry = format!("{} seconds", URL_EXPIRY.as_secs());
-                tx.query_typed(
-                    "INSERT INTO public.upload_reservations
-                       (id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
-                        duration_seconds, content_type, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::interval)",
-                    &[
-                        (&recording_id, Type::UUID),
-                        (&input.family_id, Type::UUID),
-                        (&user.id, Type::UUID),
-                        (&input.prompt_id, Type::UUID),
-                        (&input.size_bytes, Type::INT8),
-                        (&input.waveform_size_bytes, Type::INT8),
-                        (&input.duration_seconds, Type::FLOAT8),
-                        (&audio_type, Type::TEXT),
-                        (&expiry, Type::TEXT),
-                    ],
-                )
-                .await?;
-                // Signed before commit: a URL that can't be signed leaves no reservation.
-                let audio = r2.presign_put(&key.audio(), audio_type, input.size_bytes, URL_EXPIRY).await?;
-                let waveform = match input.waveform_size_bytes {
-                    Some(size) => Some(upload(
-                        r2.presign_put(&key.waveform(), WAVEFORM_CONTENT_TYPE, size, URL_EXPIRY).await?,
-                        WAVEFORM_CONTENT_TYPE,
-                        size,
-                    )),
-                    None => None,
-                };
-                Ok(Output {
-                    recording_id,
-                    key: key.audio(),
-                    upload: upload(audio, audio_type, input.size_bytes),
-                    waveform_upload: waveform,
-                })
-            })
-            .await
+        run(app, req).await
     })
     .await
+}
+
+async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+    let r2 = app.r2()?;
+    // 1. Who is asking, and for what.
+    let user = app.auth.verify(req.headers()).await?;
+    let input: Input = json_body(req)?;
+    telemetry::set_family(input.family_id);
+
+    // 2. Membership, read as the caller (RLS decides).
+    if !app.is_member(&user, input.family_id).await? {
+        return Err(ApiError::Forbidden("You are not a member of this family"));
+    }
+
+    // 3. The remaining checks and the reservation in one transaction (the service role:
+    //    reservations are not the user's to write), under the entitlement lock, so
+    //    concurrent requests can't reserve the same free bytes twice.
+    let recording_id = Uuid::new_v4();
+    let key = RecordingKey {
+        family_id: input.family_id,
+        recording_id,
+    };
+    app.db
+        .as_service(async |tx| {
+            let rows = tx
+                .query_typed(sql::LOCK_ENTITLEMENT, &[(&input.family_id, Type::UUID)])
+                .await?;
+            let Some(e) = rows.first() else {
+                return Err(ApiError::Forbidden(
+                    "This family has no plan that allows uploads",
+                ));
+            };
+            let (status, is_paid, period_current): (String, bool, Option<bool>) =
+                (e.get(0), e.get(1), e.get(2));
+            let (quota, max_seconds, committed): (i64, i32, i64) = (e.get(3), e.get(4), e.get(5));
+            if !allows_uploads(&status) {
+                return Err(ApiError::Forbidden(
+                    "Your subscription does not allow uploads right now",
+                ));
+            }
+            if is_paid && (status == "canceled" || period_current == Some(false)) {
+                return Err(ApiError::Forbidden("Your subscription is not current"));
+            }
+            let wanted = input.size_bytes + input.waveform_size_bytes.unwrap_or(0);
+            if committed + wanted > quota {
+                return Err(ApiError::QuotaExceeded);
+            }
+            if input.duration_seconds > f64::from(max_seconds) {
+                return Err(ApiError::Forbidden(
+                    "This recording is longer than your plan allows",
+                ));
+            }
+            if let Some(prompt) = input.prompt_id {
+                let params = [
+                    (&prompt as _, Type::UUID),
+                    (&input.family_id as _, Type::UUID),
+                ];
+                if tx
+                    .query_typed(sql::PROMPT_OF_FAMILY, &params)
+                    .await?
+                    .is_empty()
+                {
+                    return Err(ApiError::Validation(
+                        "promptId: not a prompt of this family".into(),
+                    ));
+                }
+            }
+            let expiry = format!("{} seconds", URL_EXPIRY.as_secs());
+            let reservation = [
+                (&recording_id as _, Type::UUID),
+                (&input.family_id as _, Type::UUID),
+                (&user.id as _, Type::UUID),
+                (&input.prompt_id as _, Type::UUID),
+                (&input.size_bytes as _, Type::INT8),
+                (&input.waveform_size_bytes as _, Type::INT8),
+                (&input.duration_seconds as _, Type::FLOAT8),
+                (&AUDIO_CONTENT_TYPE as _, Type::TEXT),
+                (&expiry as _, Type::TEXT),
+            ];
+            tx.query_typed(sql::INSERT_RESERVATION, &reservation)
+                .await?;
+            // Signed before commit: a URL that can't be signed leaves no reservation.
+            let audio = r2
+                .presign_put(
+                    &key.audio(),
+                    AUDIO_CONTENT_TYPE,
+                    input.size_bytes,
+                    URL_EXPIRY,
+                )
+                .await?;
+            let waveform = match input.waveform_size_bytes {
+                Some(size) => {
+                    let signed = r2
+                        .presign_put(&key.waveform(), WAVEFORM_CONTENT_TYPE, size, URL_EXPIRY)
+                        .await?;
+                    Some(upload(signed, WAVEFORM_CONTENT_TYPE, size))
+                }
+                None => None,
+            };
+            Ok(Output {
+                recording_id,
+                key: key.audio(),
+                upload: upload(audio, AUDIO_CONTENT_TYPE, input.size_bytes),
+                waveform_upload: waveform,
+            })
+        })
+        .await
 }

@@ -8,19 +8,21 @@
 //! ended or shrank: the family goes back to `free`, uploads stop at the quota and
 //! playback never stops.
 
+pub mod sql;
+
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use shared::analytics::Event as Analytics;
 use shared::http::serve;
 use shared::stripe::verify_signature;
 use shared::telemetry::{self, ErrorContext};
-use shared::{ApiError, App, Methods, Request, Response};
+use shared::{ApiError, App, Function, Methods, Request, Response};
 use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
-pub const NAME: &str = "stripe-webhook";
+pub const NAME: &str = env!("CARGO_PKG_NAME");
 
 #[derive(Debug, Deserialize)]
 struct Event {
@@ -54,68 +56,90 @@ enum Outcome {
     NotApplicable(String),
 }
 
+/// This function, as its Lambda binary and the local runner serve it.
+pub fn function() -> Function {
+    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["STRIPE_WEBHOOK_SECRET"])
+}
+
 /// Handles one invocation.
 pub async fn handle(app: &App, req: Request) -> Response {
     serve(app, NAME, Methods::Post, &req, async |req| {
-        // 1. Stripe's signature over the raw bytes (lambda_http has already decoded a
-        //    base64 body).
-        let secret = app
-            .config
-            .stripe_webhook_secret
-            .as_ref()
-            .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("STRIPE_WEBHOOK_SECRET is not set")))?;
-        let header = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        if !verify_signature(secret, header, req.body().as_ref(), Utc::now().timestamp()) {
-            return Err(ApiError::Validation("Stripe-Signature: missing or invalid".into()));
-        }
-        let event: Event = serde_json::from_slice(req.body().as_ref())
-            .map_err(|_| ApiError::Validation("body: not a Stripe event".into()))?;
-
-        // 2. Record and apply in one transaction (the service role: Stripe state).
-        let outcome = app
-            .db
-            .as_service(async |tx| {
-                // A concurrent delivery of the same event waits here for the first one's
-                // transaction and then finds the id taken.
-                let recorded = tx
-                    .query_typed(
-                        "INSERT INTO public.stripe_events (stripe_event_id, event_type, livemode, stripe_created_at)
-                         VALUES ($1, $2, $3, to_timestamp($4))
-                         ON CONFLICT ON CONSTRAINT stripe_events_stripe_event_id_key DO NOTHING
-                         RETURNING id",
-                        &[
-                            (&event.id, Type::TEXT),
-                            (&event.kind, Type::TEXT),
-                            (&event.livemode, Type::BOOL),
-                            (&(event.created as f64), Type::FLOAT8),
-                        ],
-                    )
-                    .await?;
-                if recorded.is_empty() {
-                    return Ok(Outcome::Duplicate);
-                }
-                apply(app, tx, &event).await
-            })
-            .await?;
-
-        // 3. What follows from it, after the commit.
-        match outcome {
-            Outcome::Duplicate => return Ok(Output { received: true, duplicate: true }),
-            Outcome::Applied(events) => {
-                if let Some(analytics) = &app.analytics {
-                    events.into_iter().for_each(|e| analytics.capture(e));
-                }
-            }
-            Outcome::NotApplicable(reason) => {
-                tracing::warn!(event_type = %event.kind, %reason, "Stripe event not applied");
-                let error = anyhow::anyhow!("Stripe event {} ({}) not applied: {reason}", event.id, event.kind);
-                let context = ErrorContext { feature: "billing", action: "webhook", ..Default::default() };
-                telemetry::report_error(app.sentry.as_ref(), error.as_ref(), context);
-            }
-        }
-        Ok(Output { received: true, duplicate: false })
+        run(app, req).await
     })
     .await
+}
+
+async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+    // 1. Stripe's signature over the raw bytes (lambda_http has already decoded a
+    //    base64 body).
+    let secret = app.config.stripe_webhook_secret.as_ref().ok_or_else(|| {
+        ApiError::Unavailable(anyhow::anyhow!("STRIPE_WEBHOOK_SECRET is not set"))
+    })?;
+    let header = req
+        .headers()
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let now = Utc::now().timestamp();
+    if !verify_signature(secret, header, req.body().as_ref(), now) {
+        return Err(ApiError::Validation(
+            "Stripe-Signature: missing or invalid".into(),
+        ));
+    }
+    let event: Event = serde_json::from_slice(req.body().as_ref())
+        .map_err(|_| ApiError::Validation("body: not a Stripe event".into()))?;
+
+    // 2. Record and apply in one transaction (the service role: Stripe state).
+    let outcome = app
+        .db
+        .as_service(async |tx| {
+            // A concurrent delivery of the same event waits here for the first one's
+            // transaction and then finds the id taken.
+            let params = [
+                (&event.id as _, Type::TEXT),
+                (&event.kind as _, Type::TEXT),
+                (&event.livemode as _, Type::BOOL),
+                (&(event.created as f64) as _, Type::FLOAT8),
+            ];
+            if tx.query_typed(sql::RECORD_EVENT, &params).await?.is_empty() {
+                return Ok(Outcome::Duplicate);
+            }
+            apply(app, tx, &event).await
+        })
+        .await?;
+
+    // 3. What follows from it, after the commit.
+    match outcome {
+        Outcome::Duplicate => {
+            return Ok(Output {
+                received: true,
+                duplicate: true,
+            });
+        }
+        Outcome::Applied(events) => {
+            if let Some(analytics) = &app.analytics {
+                events.into_iter().for_each(|e| analytics.capture(e));
+            }
+        }
+        Outcome::NotApplicable(reason) => {
+            tracing::warn!(event_type = %event.kind, %reason, "Stripe event not applied");
+            let error = anyhow::anyhow!(
+                "Stripe event {} ({}) not applied: {reason}",
+                event.id,
+                event.kind
+            );
+            let context = ErrorContext {
+                feature: "billing",
+                action: "webhook",
+                ..Default::default()
+            };
+            telemetry::report_error(app.sentry.as_ref(), error.as_ref(), context);
+        }
+    }
+    Ok(Output {
+        received: true,
+        duplicate: false,
+    })
 }
 
 /// The subscription an event is about, for the event types we act on.
@@ -157,14 +181,12 @@ async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome
         .and_then(|m| m.get("family_id"))
         .and_then(|f| f.parse::<Uuid>().ok());
     // Locked: every change of a family's entitlement is serialised on its row.
+    let params = [
+        (&sub.customer as _, Type::TEXT),
+        (&metadata_family as _, Type::UUID),
+    ];
     let rows = tx
-        .query_typed(
-            "SELECT family_id, plan, status, stripe_subscription_id FROM public.entitlements
-             WHERE stripe_customer_id = $1 OR (stripe_customer_id IS NULL AND family_id = $2)
-             ORDER BY stripe_customer_id IS NULL LIMIT 1
-             FOR UPDATE",
-            &[(&sub.customer, Type::TEXT), (&metadata_family, Type::UUID)],
-        )
+        .query_typed(sql::LOCK_ENTITLEMENT_OF_CUSTOMER, &params)
         .await?;
     let Some(current) = rows.first() else {
         return Ok(Outcome::NotApplicable(format!(
@@ -190,10 +212,7 @@ async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome
     } else {
         let price = sub.price_id().unwrap_or_default();
         let found = tx
-            .query_typed(
-                "SELECT plan FROM public.plan_prices WHERE stripe_price_id = $1",
-                &[(&price, Type::TEXT)],
-            )
+            .query_typed(sql::PLAN_OF_PRICE, &[(&price, Type::TEXT)])
             .await?;
         match found.first() {
             Some(row) => row.get(0),
@@ -205,29 +224,19 @@ async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome
         }
     };
     let period_end = sub.period_end().map(|t| t as f64);
-    tx.query_typed(
-        "UPDATE public.entitlements
-         SET plan = $2, status = $3, stripe_subscription_id = $4,
-             stripe_customer_id = coalesce(stripe_customer_id, $5), current_period_end = to_timestamp($6)
-         WHERE family_id = $1",
-        &[
-            (&family_id, Type::UUID),
-            (&plan, Type::TEXT),
-            (&sub.status, Type::TEXT),
-            (&sub.id, Type::TEXT),
-            (&sub.customer, Type::TEXT),
-            (&period_end, Type::FLOAT8),
-        ],
-    )
-    .await?;
+    let params = [
+        (&family_id as _, Type::UUID),
+        (&plan as _, Type::TEXT),
+        (&sub.status as _, Type::TEXT),
+        (&sub.id as _, Type::TEXT),
+        (&sub.customer as _, Type::TEXT),
+        (&period_end as _, Type::FLOAT8),
+    ];
+    tx.query_typed(sql::APPLY_SUBSCRIPTION, &params).await?;
 
     // Server-side analytics: only what the app can't see itself.
     let keeper: Option<Uuid> = tx
-        .query_typed(
-            "SELECT user_id FROM public.family_members WHERE family_id = $1 AND role = 'keeper'
-             ORDER BY joined_at LIMIT 1",
-            &[(&family_id, Type::UUID)],
-        )
+        .query_typed(sql::FIRST_KEEPER, &[(&family_id, Type::UUID)])
         .await?
         .first()
         .map(|r| r.get(0));

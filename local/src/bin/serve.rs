@@ -38,8 +38,10 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(54321);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    for (name, _) in local::functions() {
-        tracing::info!("serving http://127.0.0.1:{port}/functions/v1/{name}");
+    for f in local::functions() {
+        if f.kind == shared::Kind::Http {
+            tracing::info!("serving http://127.0.0.1:{port}/functions/v1/{}", f.name);
+        }
     }
     local::serve(listener, app).await?;
     Ok(())

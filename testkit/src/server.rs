@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::stubs::spawn;
 use crate::{TEST_FUNCTIONS_PASSWORD, TestDb, create_user};
 
 /// The legacy HS256 secret the test server trusts.
@@ -30,16 +31,6 @@ pub struct Server {
     pub s3_dir: std::path::PathBuf,
     /// What the app sent to Sentry, when started with [`Server::start_with_sentry`].
     pub sentry: Option<Arc<sentry::test::TestTransport>>,
-}
-
-/// Starts an HTTP server for `router` on a random loopback port; returns its base URL.
-pub async fn spawn(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
 }
 
 /// A JWKS server with the fixture keys; counts its hits.
@@ -184,26 +175,15 @@ impl Server {
         (id, hs256(&self.claims(id)))
     }
 
-    /// POSTs a JSON body with a bearer token.
+    /// POSTs a JSON body with a bearer token: status, envelope and headers.
     pub async fn post(
         &self,
         function: &str,
         token: Option<&str>,
         body: &Value,
     ) -> (u16, Value, reqwest::header::HeaderMap) {
-        let mut req = self.http.post(self.url(function)).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-            headers,
-        )
+        let reply = self.call(function, token, body).await;
+        (reply.status, reply.body, reply.headers)
     }
 
     /// POSTs and returns the raw body text (for byte-for-byte comparisons).
@@ -221,11 +201,9 @@ impl Server {
 
     /// A family created through create-family by the token's user; returns its id.
     pub async fn family(&self, token: &str) -> Uuid {
-        let (status, body, _) = self
-            .post("create-family", Some(token), &json!({"name": "The Family"}))
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body["data"]["family"]["id"]
+        self.create_family(token, &json!({"name": "The Family"}))
+            .await
+            .data()["family"]["id"]
             .as_str()
             .and_then(|s| s.parse().ok())
             .expect("family id")

@@ -1,9 +1,13 @@
-//! The test harness: every test gets its own database, cloned from a template that is
-//! migrated once per run, and dropped when the test ends (even when it fails).
+//! What the tests and the benchmarks share. Every test gets its own database, cloned
+//! from a template that is migrated once per run and dropped when the test ends (even
+//! when it fails); the runner in-process with a typed client ([`server`], [`client`]);
+//! and stand-ins for the services we call ([`stubs`]).
 
+pub mod client;
 pub mod fixtures;
 pub mod logs;
 pub mod server;
+pub mod stubs;
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,33 @@
+//! The statements stripe-webhook sends, in one transaction as the service role.
+
+/// The event id recorded; nothing returned when it was already (a repeat delivery).
+pub const RECORD_EVENT: &str = "
+    INSERT INTO public.stripe_events (stripe_event_id, event_type, livemode, stripe_created_at)
+    VALUES ($1, $2, $3, to_timestamp($4))
+    ON CONFLICT ON CONSTRAINT stripe_events_stripe_event_id_key DO NOTHING
+    RETURNING id";
+
+/// The family of a customer (else of the subscription's metadata), its entitlement row
+/// locked: every change of a family's entitlement is serialised on it.
+pub const LOCK_ENTITLEMENT_OF_CUSTOMER: &str = "
+    SELECT family_id, plan, status, stripe_subscription_id FROM public.entitlements
+    WHERE stripe_customer_id = $1 OR (stripe_customer_id IS NULL AND family_id = $2)
+    ORDER BY stripe_customer_id IS NULL LIMIT 1
+    FOR UPDATE";
+
+/// The plan a Stripe price stands for.
+pub const PLAN_OF_PRICE: &str = "
+    SELECT plan FROM public.plan_prices WHERE stripe_price_id = $1";
+
+/// The entitlement as Stripe holds the subscription now.
+pub const APPLY_SUBSCRIPTION: &str = "
+    UPDATE public.entitlements
+    SET plan = $2, status = $3, stripe_subscription_id = $4,
+        stripe_customer_id = coalesce(stripe_customer_id, $5),
+        current_period_end = to_timestamp($6)
+    WHERE family_id = $1";
+
+/// The family's first keeper: the distinct id of its server-side analytics.
+pub const FIRST_KEEPER: &str = "
+    SELECT user_id FROM public.family_members WHERE family_id = $1 AND role = 'keeper'
+    ORDER BY joined_at LIMIT 1";

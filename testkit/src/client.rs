@@ -1,0 +1,103 @@
+//! A typed client of the functions, in the manner of zero2prod's `TestApp`: one method
+//! per function on [`Server`], each returning the parsed envelope.
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use crate::server::Server;
+
+/// One answer: its status, its parsed envelope and its headers.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// `{"data": …}` or `{"error": {"code", "message"}}` (`null` when not JSON).
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+impl Reply {
+    /// The `data` of a success; fails the test, showing the answer, otherwise.
+    pub fn data(&self) -> &Value {
+        assert_eq!(self.status, 200, "expected a success: {}", self.body);
+        &self.body["data"]
+    }
+
+    /// The contract's error code of a failure; None for a success.
+    pub fn code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+}
+
+impl Server {
+    /// POSTs a JSON body to a function, with a bearer token when given.
+    pub async fn call(&self, function: &str, token: Option<&str>, body: &Value) -> Reply {
+        let mut req = self.http.post(self.url(function)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        }
+    }
+
+    pub async fn create_family(&self, token: &str, body: &Value) -> Reply {
+        self.call("create-family", Some(token), body).await
+    }
+
+    pub async fn create_invite(&self, token: &str, body: &Value) -> Reply {
+        self.call("create-invite", Some(token), body).await
+    }
+
+    pub async fn redeem_invite(&self, token: &str, body: &Value) -> Reply {
+        self.call("redeem-invite", Some(token), body).await
+    }
+
+    pub async fn get_signed_upload_url(&self, token: &str, body: &Value) -> Reply {
+        self.call("get-signed-upload-url", Some(token), body).await
+    }
+
+    pub async fn finalize_recording(&self, token: &str, body: &Value) -> Reply {
+        self.call("finalize-recording", Some(token), body).await
+    }
+
+    pub async fn get_signed_playback_url(&self, token: &str, body: &Value) -> Reply {
+        self.call("get-signed-playback-url", Some(token), body)
+            .await
+    }
+
+    pub async fn create_checkout_session(&self, token: &str, body: &Value) -> Reply {
+        self.call("create-checkout-session", Some(token), body)
+            .await
+    }
+
+    pub async fn create_portal_session(&self, token: &str, body: &Value) -> Reply {
+        self.call("create-portal-session", Some(token), body).await
+    }
+
+    /// Delivers raw bytes to the webhook, with a `Stripe-Signature` when given.
+    pub async fn stripe_webhook(&self, body: &[u8], signature: Option<&str>) -> Reply {
+        let mut req = self
+            .http
+            .post(self.url("stripe-webhook"))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(s) = signature {
+            req = req.header("stripe-signature", s);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        }
+    }
+}
