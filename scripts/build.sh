@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds release binaries for AWS Lambda on arm64 (Graviton) and prints each zip's size:
-#   scripts/build.sh                 # all nine functions
+#   scripts/build.sh                 # every function
 #   scripts/build.sh create-family   # one
 # Needs cargo-lambda and zig, both from PyPI: pip install cargo-lambda ziglang
 source "$(dirname "$0")/lib.sh"
@@ -16,7 +16,7 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${FUNCTIONS[@]}")
 packages=()
 for f in "${targets[@]}"; do
-  [ -f "functions/$f/Cargo.toml" ] || die "no function named $f (see scripts/functions.sh)"
+  [ -f "functions/$f/Cargo.toml" ] || die "no function named $f (see functions/)"
   packages+=(-p "$f")
 done
 # One cargo invocation: the dependencies compile once for all of them.

@@ -3,10 +3,12 @@
 #   scripts/deploy.sh ENV FUNCTION...      e.g. scripts/deploy.sh staging create-family
 #   scripts/deploy.sh ENV --all
 #   scripts/deploy.sh ENV ... --dry-run    print exactly what would be done, do nothing
-# Each function is built for arm64, its code and configuration (deploy/functions/<name>.conf)
-# uploaded with cargo lambda deploy, a new version published, and its `live` alias moved
-# to it; the function URL (auth NONE: JWTs and Stripe signatures are checked in code)
-# points at the alias. A rollback moves the alias back: scripts/rollback.sh.
+# Each function is built for arm64, its code and configuration (its Cargo.toml's
+# [package.metadata.stories] and [package.metadata.lambda.deploy], read through
+# scripts/functions.py) uploaded with cargo lambda deploy, a new version published, and
+# its `live` alias moved to it; an HTTP function's URL (auth NONE: JWTs and Stripe
+# signatures are checked in code) points at the alias. A rollback moves the alias back:
+# scripts/rollback.sh.
 # Needs: cargo-lambda and zig (pip install cargo-lambda ziglang), the AWS CLI (pip install
 # awscli), AWS credentials and AWS_REGION, LAMBDA_ROLE_ARN, and each function's REQUIRED
 # variables (values from the environment's secrets).
@@ -22,7 +24,7 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY_RUN=1 ;;
     --all) targets=("${FUNCTIONS[@]}") ;;
-    *) [ -f "deploy/functions/$arg.conf" ] || die "no function named $arg (see deploy/functions/)"; targets+=("$arg") ;;
+    *) [ -f "functions/$arg/Cargo.toml" ] || die "no function named $arg (see functions/)"; targets+=("$arg") ;;
   esac
 done
 [ ${#targets[@]} -gt 0 ] || die "$usage"
@@ -38,7 +40,8 @@ if [ "$DRY_RUN" = 0 ]; then
   fi
   [ -n "${LAMBDA_ROLE_ARN:-}" ] || missing+=("variable LAMBDA_ROLE_ARN (the functions' execution role)")
   for f in "${targets[@]}"; do
-    REQUIRED=""; source "deploy/functions/$f.conf"
+    conf=$(python3 scripts/functions.py conf "$f") || die "cannot read $f's configuration"
+    eval "$conf"
     for v in $REQUIRED; do [ -n "${!v:-}" ] || missing+=("variable $v (for $f)"); done
   done
 fi
@@ -53,8 +56,8 @@ run() {
 }
 
 for f in "${targets[@]}"; do
-  MEMORY=""; TIMEOUT=""; REQUIRED=""; OPTIONAL=""
-  source "deploy/functions/$f.conf"
+  conf=$(python3 scripts/functions.py conf "$f") || die "cannot read $f's configuration"
+  eval "$conf"
   name="stories-$ENV_NAME-$f"
   echo "== $f -> $name"
   [ "${SKIP_BUILD:-0}" = 1 ] || run cargo lambda build --release --arm64 --locked -p "$f"
@@ -70,7 +73,9 @@ for f in "${targets[@]}"; do
   if [ "$DRY_RUN" = 1 ]; then
     run aws lambda publish-version --function-name "$name"
     run aws lambda update-alias --function-name "$name" --name live --function-version '<published version>'
-    run aws lambda create-function-url-config --function-name "$name" --qualifier live --auth-type NONE
+    if [ "$KIND" = http ]; then
+      run aws lambda create-function-url-config --function-name "$name" --qualifier live --auth-type NONE
+    fi
     continue
   fi
   version=$(aws lambda publish-version --function-name "$name" --query Version --output text)
@@ -79,6 +84,10 @@ for f in "${targets[@]}"; do
     aws lambda update-alias --function-name "$name" --name live --function-version "$version" >/dev/null
   else
     aws lambda create-alias --function-name "$name" --name live --function-version "$version" >/dev/null
+  fi
+  if [ "$KIND" != http ]; then
+    echo "$f: version $version live (was ${previous:-none}), $KIND: no function URL"
+    continue
   fi
   if ! aws lambda get-function-url-config --function-name "$name" --qualifier live >/dev/null 2>&1; then
     aws lambda create-function-url-config --function-name "$name" --qualifier live --auth-type NONE >/dev/null

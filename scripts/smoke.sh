@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Post-deploy smoke check, no credentials needed:
 #   scripts/smoke.sh BASE_URL     e.g. https://api.example.com/functions/v1
-# For every function: OPTIONS -> 204 with CORS headers; POST without a token -> 401
+# For every HTTP function: OPTIONS -> 204 with CORS headers; POST without a token -> 401
 # (the webhook without a signature -> 400).
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/functions.sh"
@@ -11,7 +11,7 @@ failed=0
 check() { # what expected actual
   if [ "$2" = "$3" ]; then echo "ok   $1"; else echo "FAIL $1: expected $2, got $3"; failed=1; fi
 }
-for f in "${FUNCTIONS[@]}"; do
+for f in "${HTTP_FUNCTIONS[@]}"; do
   url="$BASE/$f"
   headers=$(curl -s -o /dev/null -D - -X OPTIONS "$url" -H 'Origin: https://app.example.com' \
     -H 'Access-Control-Request-Method: POST' --max-time 15 || true)

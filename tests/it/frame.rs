@@ -1,7 +1,9 @@
-//! What every function does the same way: envelope, CORS, methods, size, validation.
+//! What every function does the same way: envelope, CORS, methods, size, credentials,
+//! validation.
 
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
+use testkit::TestDb;
 use testkit::server::Server;
 
 const FUNCTION: &str = "create-family";
@@ -40,18 +42,72 @@ fn assert_error(
     assert_cors(headers, what);
 }
 
+/// Every function behind a function URL, from the runner's table (the folders of
+/// functions/): a new function is covered the day it exists.
+fn http_functions() -> Vec<&'static str> {
+    local::functions()
+        .into_iter()
+        .filter(|f| f.kind == shared::Kind::Http)
+        .map(|f| f.name)
+        .collect()
+}
+
+/// The webhook is authenticated by Stripe's signature, not a token.
+const WEBHOOK: &str = "stripe-webhook";
+
 #[tokio::test]
-async fn preflight_is_a_204_with_cors_and_no_body() {
-    let server = Server::start().await;
-    let resp = server
-        .http
-        .request(reqwest::Method::OPTIONS, server.url(FUNCTION))
-        .send()
-        .await
-        .expect("options");
-    assert_eq!(resp.status(), 204);
-    assert_cors(resp.headers(), "OPTIONS");
-    assert!(resp.bytes().await.expect("body").is_empty());
+async fn every_function_answers_the_frame_the_same_way() {
+    let server = Server::start_with(
+        TestDb::new().await,
+        &[("STRIPE_WEBHOOK_SECRET", "whsec_frame")],
+    )
+    .await;
+    let functions = http_functions();
+    assert!(functions.len() >= 9, "{functions:?}");
+    for function in functions {
+        let url = server.url(function);
+
+        let resp = server
+            .http
+            .request(reqwest::Method::OPTIONS, &url)
+            .send()
+            .await
+            .expect("options");
+        assert_eq!(resp.status(), 204, "{function}: OPTIONS");
+        assert_cors(resp.headers(), &format!("{function}: OPTIONS"));
+        assert!(resp.bytes().await.expect("body").is_empty(), "{function}");
+
+        for method in [
+            reqwest::Method::PUT,
+            reqwest::Method::DELETE,
+            reqwest::Method::PATCH,
+        ] {
+            let resp = server
+                .http
+                .request(method.clone(), &url)
+                .send()
+                .await
+                .expect("send");
+            let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+            let body: Value = resp.json().await.expect("json");
+            let what = format!("{function}: {method}");
+            assert_error(status, &body, &headers, 405, "METHOD_NOT_ALLOWED", &what);
+        }
+
+        let (status, body, headers) = server.post(function, None, &json!({})).await;
+        let (want, code) = if function == WEBHOOK {
+            (400, "VALIDATION_FAILED")
+        } else {
+            (401, "UNAUTHORIZED")
+        };
+        let what = format!("{function}: no credentials");
+        assert_error(status, &body, &headers, want, code, &what);
+
+        let huge = json!({"padding": "x".repeat(65 * 1024)});
+        let (status, body, headers) = server.post(function, None, &huge).await;
+        let what = format!("{function}: 65 KiB");
+        assert_error(status, &body, &headers, 413, "PAYLOAD_TOO_LARGE", &what);
+    }
 }
 
 #[tokio::test]
@@ -72,36 +128,16 @@ async fn every_refusal_has_its_status_code_and_cors_and_writes_nothing() {
     let server = Server::start().await;
     let (_, token) = server.user().await;
 
-    for method in [
-        reqwest::Method::PUT,
-        reqwest::Method::GET,
-        reqwest::Method::DELETE,
-    ] {
-        let resp = server
-            .http
-            .request(method.clone(), server.url(FUNCTION))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("send");
-        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-        let body: Value = resp.json().await.expect("json");
-        assert_error(
-            status,
-            &body,
-            &headers,
-            405,
-            "METHOD_NOT_ALLOWED",
-            method.as_str(),
-        );
-    }
-
-    let huge = json!({"name": "Big", "padding": "x".repeat(65 * 1024)});
-    let (status, body, headers) = server.post(FUNCTION, Some(&token), &huge).await;
-    assert_error(status, &body, &headers, 413, "PAYLOAD_TOO_LARGE", "65 KiB");
-
-    let (status, body, headers) = server.post(FUNCTION, None, &json!({"name": "x"})).await;
-    assert_error(status, &body, &headers, 401, "UNAUTHORIZED", "no token");
+    let resp = server
+        .http
+        .get(server.url(FUNCTION))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let body: Value = resp.json().await.expect("json");
+    assert_error(status, &body, &headers, 405, "METHOD_NOT_ALLOWED", "GET");
 
     let cases = [
         (json!({}), "name", "missing name"),

@@ -7,6 +7,7 @@ mod create_family;
 mod db_access;
 mod frame;
 mod harness;
+mod house;
 mod invites;
 mod observability;
 mod quota;

@@ -72,6 +72,11 @@ pub enum Work {
         claims: String,
         family: Uuid,
     },
+    /// A function without a case of its own: the membership check, as the caller.
+    Member {
+        claims: String,
+        family: Uuid,
+    },
     Webhook {
         event: String,
         customer: String,
@@ -360,6 +365,9 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
                 ],
             )
             .await?;
+        }
+        Work::Member { claims, family } => {
+            as_user(client, claims, &[(IS_MEMBER, &[(family, Type::UUID)])]).await?;
         }
         Work::Portal { claims, family } => {
             as_user(client, claims, &[(MEMBERSHIP, &[(family, Type::UUID)])]).await?;

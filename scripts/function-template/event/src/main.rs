@@ -1,0 +1,6 @@
+//! The __NAME__ Lambda: wiring only; the function lives in the library.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::function::run(__CRATE__::function()).await
+}
