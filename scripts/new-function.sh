@@ -2,8 +2,8 @@
 # Creates a function from the template, served and deployed from this moment:
 #   scripts/new-function.sh NAME [--kind http|scheduled|worker] [--description TEXT]
 # Creates functions/NAME/ (scripts/function-template/), adds it to the runner
-# (local/Cargo.toml), regenerates what is derived from functions/ (deploy/api.yaml and
-# README's list) and builds it. Then: README "Adding a function", steps 2 to 4.
+# (local/Cargo.toml), regenerates what is derived from functions/ (the runner's table,
+# deploy/api.yaml and README's list) and builds it. Then: README "Adding a function", steps 2 to 4.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 usage="usage: scripts/new-function.sh NAME [--kind http|scheduled|worker] [--description TEXT]"

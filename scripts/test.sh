@@ -17,6 +17,9 @@ echo "== deploy checks: workflows, template, deploy script, smoke check"
 cargo build --locked -p local
 "$ROOT/scripts/check-deploy.sh"
 
+echo "== a new function from the template, in a scratch clone"
+"$ROOT/scripts/check-scaffold.sh"
+
 echo "== tests, functions connected directly"
 cargo test --workspace --locked -- --test-threads="$threads"
 echo "== integration tests, functions through PgBouncer (transaction mode)"

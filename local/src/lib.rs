@@ -9,7 +9,8 @@ use lambda_http::Body;
 use shared::function::Handler;
 use shared::{ApiError, App, Response};
 
-include!(concat!(env!("OUT_DIR"), "/functions.rs"));
+mod functions;
+pub use functions::*;
 
 /// Bodies larger than this are cut off here; the handler answers 413 for anything over 64 KiB.
 const RUNNER_BODY_LIMIT: usize = 1024 * 1024;

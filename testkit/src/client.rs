@@ -16,6 +16,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Sends a request and parses its answer.
+    pub async fn of(req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        }
+    }
+
     /// The `data` of a success; fails the test, showing the answer, otherwise.
     pub fn data(&self) -> &Value {
         assert_eq!(self.status, 200, "expected a success: {}", self.body);
@@ -35,15 +48,7 @@ impl Server {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        Reply {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            headers,
-        }
+        Reply::of(req).await
     }
 
     pub async fn create_family(&self, token: &str, body: &Value) -> Reply {
@@ -90,14 +95,6 @@ impl Server {
         if let Some(s) = signature {
             req = req.header("stripe-signature", s);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        Reply {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            headers,
-        }
+        Reply::of(req).await
     }
 }

@@ -7,8 +7,8 @@ use testkit::stubs;
 use uuid::Uuid;
 
 async fn invite(server: &Server, token: &str, body: Value) -> (u16, Value) {
-    let (status, body, _) = server.post("create-invite", Some(token), &body).await;
-    (status, body)
+    let reply = server.create_invite(token, &body).await;
+    (reply.status, reply.body)
 }
 
 /// A keeper with a family and an invite: (family, keeper token, code).
@@ -32,10 +32,8 @@ async fn family_with_invite(server: &Server, extra: Value) -> (Uuid, String, Str
 }
 
 async fn redeem(server: &Server, token: &str, code: &str) -> (u16, Value) {
-    let (status, body, _) = server
-        .post("redeem-invite", Some(token), &json!({"code": code}))
-        .await;
-    (status, body)
+    let reply = server.redeem_invite(token, &json!({"code": code})).await;
+    (reply.status, reply.body)
 }
 
 #[tokio::test]

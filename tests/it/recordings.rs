@@ -7,7 +7,6 @@ use testkit::fixtures;
 use testkit::server::Server;
 use uuid::Uuid;
 
-const UPLOAD: &str = "get-signed-upload-url";
 const FINALIZE: &str = "finalize-recording";
 const PLAYBACK: &str = "get-signed-playback-url";
 
@@ -16,8 +15,8 @@ fn audio(len: usize) -> Vec<u8> {
 }
 
 async fn upload_url(server: &Server, token: &str, body: Value) -> (u16, Value) {
-    let (status, body, _) = server.post(UPLOAD, Some(token), &body).await;
-    (status, body)
+    let reply = server.get_signed_upload_url(token, &body).await;
+    (reply.status, reply.body)
 }
 
 /// PUTs bytes to a presigned URL with the given content type; returns the status.
@@ -35,14 +34,9 @@ async fn put(server: &Server, url: &str, content_type: &str, bytes: Vec<u8>) -> 
 }
 
 async fn finalize(server: &Server, token: &str, family: Uuid, recording: &str) -> (u16, Value) {
-    let (status, body, _) = server
-        .post(
-            FINALIZE,
-            Some(token),
-            &json!({"recordingId": recording, "familyId": family, "title": "Abuela's song"}),
-        )
-        .await;
-    (status, body)
+    let body = json!({"recordingId": recording, "familyId": family, "title": "Abuela's song"});
+    let reply = server.finalize_recording(token, &body).await;
+    (reply.status, reply.body)
 }
 
 /// A keeper and their family.

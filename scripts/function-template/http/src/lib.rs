@@ -31,7 +31,10 @@ pub fn function() -> Function {
 
 /// Handles one invocation.
 pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| run(app, req).await).await
+    serve(app, NAME, Methods::Post, &req, async |req| {
+        run(app, req).await
+    })
+    .await
 }
 
 async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
