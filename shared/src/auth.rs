@@ -1,9 +1,13 @@
 //! Access tokens, verified locally (contract §2): ES256/RS256 by `kid` from the
 //! project's JWKS, and/or legacy HS256. The algorithm comes from the key, never from
 //! the token header. No network call per request: the JWKS is cached, fetched lazily
-//! (not at cold start) and refetched on an unknown `kid` at most once a minute.
+//! (not at cold start), refetched on an unknown `kid` at most once a minute and when the
+//! cached set is older than [`KEY_MAX_AGE`] (so a key removed from the JWKS stops being
+//! accepted within minutes). One fetch at a time: whoever waited for it shares its
+//! result. While a refresh fails, the last good key set stays in use.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
@@ -23,6 +27,10 @@ const LEEWAY_SECONDS: u64 = 30;
 const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// After a failed fetch, wait this long before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// A fetch of the JWKS may take this long (connect included).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Cached keys are refreshed once they are this old.
+pub const KEY_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// A verified caller.
 #[derive(Debug, Clone)]
@@ -49,8 +57,19 @@ pub struct Verifier {
     jwks_url: Option<String>,
     issuer: Option<String>,
     http: reqwest::Client,
-    keys: RwLock<HashMap<String, (DecodingKey, Algorithm)>>,
+    key_max_age: Duration,
+    cache: RwLock<KeySet>,
+    /// Held for the length of one fetch: concurrent callers queue behind it.
     fetch: Mutex<FetchState>,
+    /// Fetches finished so far: a caller that queued before one finished shares it.
+    finished: AtomicU64,
+}
+
+/// The keys of the last good fetch.
+#[derive(Default)]
+struct KeySet {
+    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    fetched: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -85,8 +104,18 @@ impl Verifier {
             jwks_url,
             issuer,
             http,
-            keys: RwLock::default(),
+            key_max_age: KEY_MAX_AGE,
+            cache: RwLock::default(),
             fetch: Mutex::default(),
+            finished: AtomicU64::new(0),
+        }
+    }
+
+    /// The same verifier, refreshing its cached keys once they are `age` old (tests).
+    pub fn with_key_max_age(self, age: Duration) -> Self {
+        Verifier {
+            key_max_age: age,
+            ..self
         }
     }
 
@@ -141,48 +170,81 @@ impl Verifier {
         })
     }
 
-    /// The key for `kid`, refetching the JWKS when it is unknown (at most once a minute).
+    /// The key for `kid`: from the cache while it is fresh; otherwise after a refresh
+    /// (an unknown `kid` at most once a minute, a stale set whenever it is due).
     async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), ApiError> {
-        if let Some(found) = self.keys.read().await.get(kid) {
-            return Ok(found.clone());
+        let (found, stale) = self.cached(kid).await;
+        if let (Some(key), false) = (&found, stale) {
+            return Ok(key.clone());
         }
         let url = self.jwks_url.as_deref().ok_or(ApiError::Unauthorized)?;
-        // One fetch at a time; whoever waited here looks again before fetching.
+        self.refresh(url, self.finished.load(Ordering::SeqCst))
+            .await;
+        match self.cached(kid).await {
+            (Some(key), _) => Ok(key),
+            // Still unknown: 401 when we know the project's keys, 503 when we have none
+            // because the JWKS can't be reached.
+            (None, _) => {
+                let failed = self.fetch.lock().await.last_failed;
+                if failed && self.cache.read().await.keys.is_empty() {
+                    Err(ApiError::Unavailable(anyhow::anyhow!(
+                        "JWKS unreachable and no key cached"
+                    )))
+                } else {
+                    Err(ApiError::Unauthorized)
+                }
+            }
+        }
+    }
+
+    /// The cached key for `kid`, and whether the cached set is due for a refresh.
+    async fn cached(&self, kid: &str) -> (Option<(DecodingKey, Algorithm)>, bool) {
+        let cache = self.cache.read().await;
+        let stale = cache
+            .fetched
+            .is_none_or(|t| t.elapsed() >= self.key_max_age);
+        (cache.keys.get(kid).cloned(), stale)
+    }
+
+    /// Fetches the JWKS once, unless a fetch finished since `finished_before` (its result
+    /// is shared) or one was tried too recently. A failure keeps the last good keys.
+    async fn refresh(&self, url: &str, finished_before: u64) {
         let mut state = self.fetch.lock().await;
-        if let Some(found) = self.keys.read().await.get(kid) {
-            return Ok(found.clone());
+        if self.finished.load(Ordering::SeqCst) != finished_before {
+            return;
         }
         let wait = if state.last_failed {
             RETRY_AFTER_FAILURE
         } else {
             REFETCH_INTERVAL
         };
-        if state.last_attempt.is_some_and(|t| t.elapsed() < wait) {
-            return Err(self.no_key(state.last_failed).await);
+        let fresh = self
+            .cache
+            .read()
+            .await
+            .fetched
+            .is_some_and(|t| t.elapsed() < self.key_max_age);
+        if fresh && state.last_attempt.is_some_and(|t| t.elapsed() < wait) {
+            return;
+        }
+        if state.last_failed && state.last_attempt.is_some_and(|t| t.elapsed() < wait) {
+            return;
         }
         state.last_attempt = Some(Instant::now());
         match self.fetch_jwks(url).await {
             Ok(keys) => {
                 state.last_failed = false;
-                let mut cache = self.keys.write().await;
-                *cache = keys;
-                cache.get(kid).cloned().ok_or(ApiError::Unauthorized)
+                *self.cache.write().await = KeySet {
+                    keys,
+                    fetched: Some(Instant::now()),
+                };
             }
             Err(e) => {
                 state.last_failed = true;
-                tracing::warn!(error = %e, "JWKS fetch failed");
-                Err(self.no_key(true).await)
+                tracing::warn!(error = %e, "JWKS fetch failed; the last good keys stay in use");
             }
         }
-    }
-
-    /// Unknown key: 401 when we know the project's keys, 503 when we couldn't load them.
-    async fn no_key(&self, fetch_failed: bool) -> ApiError {
-        if fetch_failed && self.keys.read().await.is_empty() {
-            ApiError::Unavailable(anyhow::anyhow!("JWKS unreachable and no key cached"))
-        } else {
-            ApiError::Unauthorized
-        }
+        self.finished.fetch_add(1, Ordering::SeqCst);
     }
 
     async fn fetch_jwks(
@@ -192,7 +254,7 @@ impl Verifier {
         let set: JwkSet = self
             .http
             .get(url)
-            .timeout(Duration::from_secs(5))
+            .timeout(FETCH_TIMEOUT)
             .send()
             .await?
             .error_for_status()?

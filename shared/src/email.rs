@@ -77,6 +77,14 @@ impl Mailer {
     }
 }
 
+/// Text for a header such as the subject: control characters (a CR/LF could start a
+/// header of its own) become spaces.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// Escapes text for HTML (family names are user input).
 pub fn escape_html(s: &str) -> String {
     s.chars()
@@ -89,4 +97,16 @@ pub fn escape_html(s: &str) -> String {
             c => c.to_string(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_user_text_can_start_a_header_of_its_own() {
+        let subject = one_line("The Smiths\r\nBcc: everyone@example.com\u{0}");
+        assert!(!subject.contains(['\r', '\n', '\u{0}']), "{subject:?}");
+        assert_eq!(subject, "The Smiths  Bcc: everyone@example.com ");
+    }
 }

@@ -75,12 +75,31 @@ impl ApiError {
     }
 }
 
+/// The foreign keys from our tables to `auth.users`: writing one for a user who is not
+/// there means the token outlived its account (deleted, but the token is still valid).
+const USER_FOREIGN_KEYS: &[&str] = &[
+    "families_created_by_fkey",
+    "family_members_user_id_fkey",
+    "invites_created_by_fkey",
+    "prompts_created_by_fkey",
+    "recordings_created_by_fkey",
+    "upload_reservations_user_id_fkey",
+];
+
 impl From<tokio_postgres::Error> for ApiError {
     /// Database errors are mapped where they mean something to the caller.
     fn from(e: tokio_postgres::Error) -> Self {
+        let constraint = e.as_db_error().and_then(|db| db.constraint());
         match e.code() {
             // Raised by update_storage_quota() when an upload would pass the quota.
             Some(c) if *c == SqlState::RAISE_EXCEPTION => ApiError::QuotaExceeded,
+            // A valid token for an account that no longer exists writes nothing.
+            Some(c)
+                if *c == SqlState::FOREIGN_KEY_VIOLATION
+                    && constraint.is_some_and(|c| USER_FOREIGN_KEYS.contains(&c)) =>
+            {
+                ApiError::Unauthorized
+            }
             Some(c) if is_unavailable(c) => ApiError::Unavailable(describe(&e)),
             Some(_) => ApiError::Internal(describe(&e)),
             // No SQLSTATE: the connection itself failed or closed.

@@ -84,12 +84,26 @@ where
             Err(ApiError::PayloadTooLarge)
         } else {
             // A panic is a bug: it becomes a 500 like any other, not a dead instance.
-            match AssertUnwindSafe(handler(req)).catch_unwind().await {
-                Ok(result) => result,
-                Err(panic) => Err(ApiError::Internal(anyhow::anyhow!(
-                    "handler panicked: {}",
-                    panic_message(&panic)
-                ))),
+            let handled = async {
+                match AssertUnwindSafe(handler(req)).catch_unwind().await {
+                    Ok(result) => result,
+                    Err(panic) => Err(ApiError::Internal(anyhow::anyhow!(
+                        "handler panicked: {}",
+                        panic_message(&panic)
+                    ))),
+                }
+            };
+            // Whatever hangs, the caller gets an envelope before Lambda stops the
+            // instance: dropping the handler rolls its open transaction back.
+            match time_left(req) {
+                Some(left) => tokio::time::timeout(left, handled)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ApiError::Unavailable(anyhow::anyhow!(
+                            "the invocation ran out of time"
+                        )))
+                    }),
+                None => handled.await,
             }
         };
         let response = match result {
@@ -137,6 +151,17 @@ where
     }
     telemetry::flush(app.sentry.as_ref()).await;
     response
+}
+
+/// How long the handler may run: until a second before the Lambda's deadline (None
+/// outside Lambda, where nothing stops the process).
+fn time_left(req: &Request) -> Option<std::time::Duration> {
+    let deadline = req.lambda_context_ref()?.deadline;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    (deadline > 0).then(|| std::time::Duration::from_millis(deadline.saturating_sub(now + 1_000)))
 }
 
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -287,6 +312,34 @@ fn camel_case(path: &str) -> String {
         }
     }
     out
+}
+
+/// Text a validation rule can read: a string, or an optional one.
+pub trait Text {
+    fn text(&self) -> Option<&str>;
+}
+
+impl Text for String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Text for Option<String> {
+    fn text(&self) -> Option<&str> {
+        self.as_deref()
+    }
+}
+
+/// garde rule for every user-written text: no control characters (a CR/LF would reach
+/// email subjects, a NUL the database). `#[garde(custom(printable))]`.
+pub fn printable<T: Text>(value: &T, _: &()) -> garde::Result {
+    match value.text() {
+        Some(text) if text.chars().any(char::is_control) => {
+            Err(garde::Error::new("must not contain control characters"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Serde helper: a string with surrounding whitespace removed (validated after trimming).

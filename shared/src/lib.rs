@@ -140,9 +140,11 @@ impl App {
         transport: Option<std::sync::Arc<dyn sentry::TransportFactory>>,
     ) -> anyhow::Result<Self> {
         use secrecy::ExposeSecret;
+        // Connect and total timeouts well within the shortest function timeout (15 s):
+        // a dependency that hangs is an answer, never a Lambda timeout.
         let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(3))
-            .timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .timeout(std::time::Duration::from_secs(5))
             .build()?;
         Ok(App {
             db: db::Db::new(
@@ -150,7 +152,7 @@ impl App {
                 config.database_pool_size,
             )?,
             auth: auth::Verifier::new(&config, http.clone()),
-            sentry: telemetry::sentry_client(&config, transport)?,
+            sentry: telemetry::sentry_client(&config, transport, &http)?,
             mailer: email::Mailer::new(&config, http.clone())?,
             r2: config.r2.as_ref().map(r2::R2::new),
             stripe: stripe::Stripe::new(&config)?,

@@ -3,11 +3,14 @@
 //! The client is built once per cold start with an explicit endpoint, region `auto`
 //! and static credentials (no provider chain, no IMDS probe at init). Checksums are
 //! "when required": the SDK's default CRC32 breaks R2 and bakes `x-amz-checksum-*`
-//! into presigned URLs.
+//! into presigned URLs. Every call has connect and total timeouts well within the
+//! functions' own: R2 hanging is a 503, never a Lambda timeout.
 
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
@@ -26,6 +29,18 @@ pub const URL_EXPIRY: Duration = Duration::from_secs(900);
 pub const AUDIO_CONTENT_TYPE: &str = "audio/mp4";
 /// The waveform's content type.
 pub const WAVEFORM_CONTENT_TYPE: &str = "application/json";
+
+/// Signed into every upload URL (`If-None-Match: *`): R2 refuses to overwrite an object
+/// that exists, so a finished upload can't be replaced while its URL is still valid. A
+/// `412` on a retried PUT means the first one landed.
+pub const NO_OVERWRITE: &str = "*";
+
+/// Connecting to R2 may take this long...
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// ...one attempt of a call this long...
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// ...and a call, retries included, this long (the shortest function timeout is 15 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a recording's objects live: `families/{family}/recordings/{id}.audio.m4a` and
 /// `….waveform.json`.
@@ -92,6 +107,14 @@ impl R2 {
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .operation_timeout(CALL_TIMEOUT)
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
             .build();
         R2 {
             client: Client::from_conf(conf),
@@ -99,7 +122,8 @@ impl R2 {
         }
     }
 
-    /// A PUT URL binding the content type and the exact length into its signature.
+    /// A PUT URL binding the content type, the exact length and `If-None-Match: *` into
+    /// its signature: the client must send all three, and can't overwrite an object.
     pub async fn presign_put(
         &self,
         key: &str,
@@ -115,6 +139,7 @@ impl R2 {
             .key(key)
             .content_type(content_type)
             .content_length(content_length)
+            .if_none_match(NO_OVERWRITE)
             .presigned(PresigningConfig::expires_in(expires_in).map_err(ApiError::internal)?)
             .await
             .map_err(ApiError::internal)?;

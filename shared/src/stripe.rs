@@ -35,6 +35,16 @@ pub struct Created {
 pub struct Session {
     pub id: String,
     pub url: Option<String>,
+    /// Checkout only: `open`, `complete` or `expired`.
+    pub status: Option<String>,
+    /// Checkout only: when Stripe expires it (Unix seconds).
+    pub expires_at: Option<i64>,
+}
+
+/// A page of a customer's subscriptions.
+#[derive(Debug, miniserde::Deserialize)]
+struct SubscriptionList {
+    data: Vec<Subscription>,
 }
 
 /// A subscription as Stripe holds it now (the fields we act on).
@@ -43,6 +53,8 @@ pub struct Subscription {
     pub id: String,
     pub customer: String,
     pub status: String,
+    /// When it was created (Unix seconds).
+    pub created: Option<i64>,
     /// Top-level before API version 2025-03-31, on the items after.
     pub current_period_end: Option<i64>,
     pub items: Items,
@@ -109,6 +121,13 @@ pub struct SubscriptionData {
 }
 
 #[derive(Serialize)]
+struct SubscriptionsQuery<'a> {
+    customer: &'a str,
+    status: &'static str,
+    limit: u32,
+}
+
+#[derive(Serialize)]
 struct PortalForm<'a> {
     customer: &'a str,
     return_url: &'a str,
@@ -122,7 +141,8 @@ impl Stripe {
         };
         let mut builder = ::stripe::ClientBuilder::new(key.expose_secret())
             .request_strategy(RequestStrategy::Once)
-            .timeout(Duration::from_secs(8));
+            // Per attempt; requests are tried once, so this bounds each call.
+            .timeout(Duration::from_secs(5));
         if let Some(base) = &config.stripe_api_base {
             builder = builder.url(base);
         }
@@ -162,6 +182,44 @@ impl Stripe {
             .send(&self.client)
             .await
             .map_err(stripe_error)
+    }
+
+    /// A Checkout session as Stripe holds it now.
+    pub async fn checkout_session(&self, id: &str) -> Result<Session, ApiError> {
+        RequestBuilder::new(StripeMethod::Get, format!("/checkout/sessions/{id}"))
+            .customize()
+            .send(&self.client)
+            .await
+            .map_err(stripe_error)
+    }
+
+    /// Expires an open Checkout session: nobody can pay through it any more.
+    pub async fn expire_checkout_session(&self, id: &str) -> Result<(), ApiError> {
+        let _: Session = RequestBuilder::new(
+            StripeMethod::Post,
+            format!("/checkout/sessions/{id}/expire"),
+        )
+        .customize()
+        .send(&self.client)
+        .await
+        .map_err(stripe_error)?;
+        Ok(())
+    }
+
+    /// Every subscription of a customer, whatever its status (ended ones included).
+    pub async fn subscriptions_of(&self, customer: &str) -> Result<Vec<Subscription>, ApiError> {
+        let query = SubscriptionsQuery {
+            customer,
+            status: "all",
+            limit: 100,
+        };
+        let list: SubscriptionList = RequestBuilder::new(StripeMethod::Get, "/subscriptions")
+            .query(&query)
+            .customize()
+            .send(&self.client)
+            .await
+            .map_err(stripe_error)?;
+        Ok(list.data)
     }
 
     /// Creates a billing portal session; returns its URL.

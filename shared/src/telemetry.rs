@@ -135,11 +135,13 @@ pub const RELEASE: &str = concat!(
     env!("GIT_REVISION")
 );
 
-/// The Sentry client of a cold start: None without `SENTRY_DSN`. `transport` replaces
-/// the HTTP transport (tests pass Sentry's test transport).
+/// The Sentry client of a cold start: None without `SENTRY_DSN`. Events go out through
+/// `http` (the functions' one client, with its connect and total timeouts), unless
+/// `transport` replaces it (tests pass Sentry's test transport).
 pub fn sentry_client(
     config: &Config,
     transport: Option<Arc<dyn sentry::TransportFactory>>,
+    http: &reqwest::Client,
 ) -> anyhow::Result<Option<Arc<sentry::Client>>> {
     use secrecy::ExposeSecret;
     let Some(dsn) = &config.sentry_dsn else {
@@ -156,10 +158,30 @@ pub fn sentry_client(
             .parse()
             .map_err(|_| anyhow::anyhow!("SENTRY_DSN is not a valid DSN"))?,
     );
-    if let Some(transport) = transport {
-        options.transport = Some(transport);
-    }
+    options.transport = Some(transport.unwrap_or_else(|| {
+        let http = http.clone();
+        Arc::new(move |options: &sentry::ClientOptions| {
+            let transport: Arc<dyn sentry::Transport> =
+                match sentry::TransportOptions::try_from_client_options(options) {
+                    Some(general) => Arc::new(
+                        sentry::transports::ReqwestHttpTransportOptions::from(general)
+                            .with_client(http.clone())
+                            .build(),
+                    ),
+                    None => Arc::new(NoTransport),
+                };
+            transport
+        })
+    }));
     Ok(Some(Arc::new(sentry::Client::from(options))))
+}
+
+/// Where events go when the options hold no DSN (never, since the client is built only
+/// with one).
+struct NoTransport;
+
+impl sentry::Transport for NoTransport {
+    fn send_envelope(&self, _: sentry::Envelope) {}
 }
 
 fn is_ignored(event: &Event<'_>) -> bool {

@@ -98,3 +98,23 @@ impl Server {
         Reply::of(req).await
     }
 }
+
+/// PUTs `bytes` to a presigned upload URL as the app does: with the content type and
+/// `If-None-Match: *` the URL's signature binds (the length comes from the body).
+/// Returns the status: 200, or 403 / 412 / … from the S3 server.
+pub async fn put_object(
+    http: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> u16 {
+    http.put(url)
+        .header("content-type", content_type)
+        .header("if-none-match", shared::r2::NO_OVERWRITE)
+        .body(bytes)
+        .send()
+        .await
+        .expect("put")
+        .status()
+        .as_u16()
+}

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod fixtures;
 pub mod logs;
+pub mod pgproxy;
 pub mod server;
 pub mod stubs;
 

@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::pgproxy::Wire;
 use crate::stubs::spawn;
 use crate::{TEST_FUNCTIONS_PASSWORD, TestDb, create_user};
 
@@ -91,6 +92,24 @@ impl Server {
             Self::start_full(TestDb::new().await, &vars, Some(transport.clone())).await;
         server.sentry = Some(transport);
         server
+    }
+
+    /// A runner whose database connections go through a wire proxy that records every
+    /// statement and counts round trips ([`crate::pgproxy`]).
+    pub async fn start_through_proxy(overrides: &[(&str, &str)]) -> (Server, Arc<Wire>) {
+        let db = TestDb::new().await;
+        let url = functions_url(&db);
+        let config: tokio_postgres::Config = url.parse().expect("a database URL");
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let (proxy, wire) = crate::pgproxy::start(format!("{host}:{port}")).await;
+        let proxied = url.replace(&format!("@{host}:{port}/"), &format!("@{proxy}/"));
+        let mut vars = vec![("DATABASE_URL", proxied.as_str())];
+        vars.extend_from_slice(overrides);
+        (Self::start_full(db, &vars, None).await, wire)
     }
 
     /// A runner on `db`, with `overrides` on top of the test configuration.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -34,19 +34,31 @@ pub fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// What the Stripe stand-in saw, and the subscriptions it holds.
+/// What the Stripe stand-in saw, and the sessions and subscriptions it holds.
 #[derive(Default)]
 pub struct StripeState {
     /// (Idempotency-Key, form) of each customer creation.
     pub customers: Vec<(String, Vec<(String, String)>)>,
-    /// The form of each Checkout session created.
+    /// The form of each Checkout session created (`cs_test_1`, `cs_test_2`, …).
     pub sessions: Vec<Vec<(String, String)>>,
+    /// Each Checkout session's status by id: `open`, `complete` or `expired`.
+    pub session_status: HashMap<String, String>,
     /// The form of each billing portal session created.
     pub portals: Vec<Vec<(String, String)>>,
     /// Subscriptions by id, as `GET /v1/subscriptions/{id}` returns them.
     pub subscriptions: HashMap<String, Value>,
-    /// How many subscriptions were fetched.
+    /// How many times a customer's subscriptions were listed (the webhook's re-fetch
+    /// of Stripe's state, once per event applied).
     pub fetches: usize,
+    /// When set, customer creation waits here (tests of what runs meanwhile).
+    pub customer_gate: Option<Arc<Gate>>,
+}
+
+/// Holds a request until the test lets it go, and tells the test it arrived.
+#[derive(Default)]
+pub struct Gate {
+    pub reached: tokio::sync::Notify,
+    pub release: tokio::sync::Notify,
 }
 
 /// A running Stripe stand-in.
@@ -56,80 +68,129 @@ pub struct Stripe {
     pub state: Arc<Mutex<StripeState>>,
 }
 
-type StripeShared = (Arc<Mutex<StripeState>>, Arc<AtomicUsize>);
+type Held = State<Arc<Mutex<StripeState>>>;
+type Answer = (http::StatusCode, axum::Json<Value>);
 
 /// Stripe's API as the functions use it: customers (slow, as the real API can be, so a
-/// race has room to show), Checkout and portal sessions, and subscriptions by id.
+/// race has room to show), Checkout sessions (created, retrieved, expired), portal
+/// sessions, and subscriptions by id or by customer.
 pub async fn stripe() -> Stripe {
     let state: Arc<Mutex<StripeState>> = Arc::default();
-    let customers = Arc::new(AtomicUsize::new(0));
-    let router =
-        axum::Router::new()
-            .route(
-                "/v1/customers",
-                post(
-                    |State((s, n)): State<StripeShared>,
-                     h: http::HeaderMap,
-                     b: axum::body::Bytes| async move {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        let key = h
-                            .get("idempotency-key")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned();
-                        s.lock().await.customers.push((key, form(&b)));
-                        let id = format!("cus_{}", n.fetch_add(1, Ordering::SeqCst) + 1);
-                        axum::Json(json!({"id": id, "object": "customer"}))
-                    },
-                ),
-            )
-            .route(
-                "/v1/checkout/sessions",
-                post(
-                    |State((s, _)): State<StripeShared>, b: axum::body::Bytes| async move {
-                        s.lock().await.sessions.push(form(&b));
-                        axum::Json(json!({"id": "cs_test_1", "object": "checkout.session",
-                                  "url": "https://checkout.stripe.com/c/pay/cs_test_1"}))
-                    },
-                ),
-            )
-            .route(
-                "/v1/billing_portal/sessions",
-                post(
-                    |State((s, _)): State<StripeShared>, b: axum::body::Bytes| async move {
-                        s.lock().await.portals.push(form(&b));
-                        axum::Json(json!({"id": "bps_1", "object": "billing_portal.session",
-                                  "url": "https://billing.stripe.com/p/session/test"}))
-                    },
-                ),
-            )
-            .route(
-                "/v1/subscriptions/{id}",
-                get(
-                    |State((s, _)): State<StripeShared>, Path(id): Path<String>| async move {
-                        let mut s = s.lock().await;
-                        s.fetches += 1;
-                        match s.subscriptions.get(&id) {
-                            Some(sub) => (http::StatusCode::OK, axum::Json(sub.clone())),
-                            None => (
-                                http::StatusCode::NOT_FOUND,
-                                axum::Json(json!({"error": {"type": "invalid_request_error",
-                                                    "message": "No such subscription"}})),
-                            ),
-                        }
-                    },
-                ),
-            )
-            .with_state((state.clone(), customers));
+    let router = axum::Router::new()
+        .route("/v1/customers", post(create_customer))
+        .route("/v1/checkout/sessions", post(create_session))
+        .route("/v1/checkout/sessions/{id}", get(retrieve_session))
+        .route("/v1/checkout/sessions/{id}/expire", post(expire_session))
+        .route("/v1/billing_portal/sessions", post(create_portal))
+        .route("/v1/subscriptions/{id}", get(retrieve_subscription))
+        .route("/v1/subscriptions", get(list_subscriptions))
+        .with_state(state.clone());
     Stripe {
         base: spawn(router).await,
         state,
     }
 }
 
+async fn create_customer(State(s): Held, h: http::HeaderMap, b: axum::body::Bytes) -> Answer {
+    let gate = s.lock().await.customer_gate.clone();
+    if let Some(gate) = gate {
+        gate.reached.notify_one();
+        gate.release.notified().await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let key = h
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut s = s.lock().await;
+    s.customers.push((key, form(&b)));
+    let id = format!("cus_{}", s.customers.len());
+    ok(json!({"id": id, "object": "customer"}))
+}
+
+async fn create_session(State(s): Held, b: axum::body::Bytes) -> Answer {
+    let mut s = s.lock().await;
+    s.sessions.push(form(&b));
+    let id = format!("cs_test_{}", s.sessions.len());
+    s.session_status.insert(id.clone(), "open".to_owned());
+    ok(checkout_session(&id, "open"))
+}
+
+async fn retrieve_session(State(s): Held, Path(id): Path<String>) -> Answer {
+    match s.lock().await.session_status.get(&id) {
+        Some(status) => ok(checkout_session(&id, status)),
+        None => no_such("checkout session"),
+    }
+}
+
+async fn expire_session(State(s): Held, Path(id): Path<String>) -> Answer {
+    match s.lock().await.session_status.get_mut(&id) {
+        Some(status) if status == "open" => {
+            *status = "expired".to_owned();
+            ok(checkout_session(&id, "expired"))
+        }
+        Some(_) => (
+            http::StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"type": "invalid_request_error",
+                                        "message": "Only open sessions can be expired"}})),
+        ),
+        None => no_such("checkout session"),
+    }
+}
+
+async fn create_portal(State(s): Held, b: axum::body::Bytes) -> Answer {
+    s.lock().await.portals.push(form(&b));
+    ok(json!({"id": "bps_1", "object": "billing_portal.session",
+              "url": "https://billing.stripe.com/p/session/test"}))
+}
+
+async fn retrieve_subscription(State(s): Held, Path(id): Path<String>) -> Answer {
+    match s.lock().await.subscriptions.get(&id) {
+        Some(sub) => ok(sub.clone()),
+        None => no_such("subscription"),
+    }
+}
+
+async fn list_subscriptions(State(s): Held, q: Query<HashMap<String, String>>) -> Answer {
+    let mut s = s.lock().await;
+    s.fetches += 1;
+    let customer = q.get("customer").map(String::as_str).unwrap_or_default();
+    let mut data: Vec<Value> = s
+        .subscriptions
+        .values()
+        .filter(|sub| sub["customer"] == customer)
+        .cloned()
+        .collect();
+    // Newest first, as Stripe lists them.
+    data.sort_by_key(|sub| std::cmp::Reverse(sub["created"].as_i64()));
+    ok(json!({"object": "list", "data": data, "has_more": false}))
+}
+
+fn ok(body: Value) -> Answer {
+    (http::StatusCode::OK, axum::Json(body))
+}
+
+/// Stripe's 404 for an id it doesn't know.
+fn no_such(what: &str) -> Answer {
+    (
+        http::StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": {"type": "invalid_request_error",
+                                    "message": format!("No such {what}")}})),
+    )
+}
+
+/// A Checkout session as Stripe returns it.
+fn checkout_session(id: &str, status: &str) -> Value {
+    json!({"id": id, "object": "checkout.session", "status": status,
+           "url": format!("https://checkout.stripe.com/c/pay/{id}"),
+           "expires_at": chrono::Utc::now().timestamp() + 24 * 3600})
+}
+
 /// A subscription as Stripe returns it, on one price, with the family in its metadata.
 pub fn subscription(id: &str, customer: &str, status: &str, price: &str, family: &str) -> Value {
     json!({"id": id, "object": "subscription", "customer": customer, "status": status,
+           "created": chrono::Utc::now().timestamp(),
            "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": price},
                                                  "current_period_end": 1_900_000_000}]},
            "metadata": {"family_id": family}})
@@ -196,4 +257,69 @@ pub fn nothing() -> axum::Router {
             r#"{"data":{"ok":true}}"#,
         )
     })
+}
+
+/// Accepts connections and never answers, holding each open: a dependency that hangs.
+/// Returns its base URL.
+pub async fn silent() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A JWKS (Supabase Auth's `/auth/v1/.well-known/jwks.json`) whose keys, delay and
+/// failure a test can change while it runs.
+pub struct Jwks {
+    /// For `SUPABASE_URL`.
+    pub base: String,
+    pub keys: Arc<Mutex<Value>>,
+    /// How long each answer takes.
+    pub delay: Arc<Mutex<Duration>>,
+    /// Answer 500 instead of the keys.
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
+    pub hits: Arc<AtomicUsize>,
+}
+
+/// The JWKS stand-in, serving `keys`.
+pub async fn jwks(keys: Value) -> Jwks {
+    let jwks = Jwks {
+        base: String::new(),
+        keys: Arc::new(Mutex::new(keys)),
+        delay: Arc::default(),
+        failing: Arc::default(),
+        hits: Arc::default(),
+    };
+    let (keys, delay, failing, hits) = (
+        jwks.keys.clone(),
+        jwks.delay.clone(),
+        jwks.failing.clone(),
+        jwks.hits.clone(),
+    );
+    let router = axum::Router::new().route(
+        "/auth/v1/.well-known/jwks.json",
+        get(move || async move {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let wait = *delay.lock().await;
+            tokio::time::sleep(wait).await;
+            if failing.load(Ordering::SeqCst) {
+                return (
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({})),
+                );
+            }
+            ok(keys.lock().await.clone())
+        }),
+    );
+    Jwks {
+        base: spawn(router).await,
+        ..jwks
+    }
 }

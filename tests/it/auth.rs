@@ -182,3 +182,116 @@ async fn a_cold_key_cache_with_the_jwks_unreachable_is_a_503_never_unverified() 
     assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
     assert_eq!(server.count("families").await, 0);
 }
+
+static FAMILY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(body);
+
+fn fixture_keys() -> Value {
+    serde_json::from_str(include_str!("../../testkit/fixtures/jwks.json")).expect("jwks")
+}
+
+#[tokio::test]
+async fn five_cold_requests_share_one_slow_jwks_fetch() {
+    let jwks = testkit::stubs::jwks(fixture_keys()).await;
+    *jwks.delay.lock().await = std::time::Duration::from_secs(2);
+    let server = Server::start_with(TestDb::new().await, &[("SUPABASE_URL", &jwks.base)]).await;
+    let (user, _) = server.user().await;
+    let token = rs256(&server.claims(user));
+    let started = std::time::Instant::now();
+    let answers =
+        futures::future::join_all((0..5).map(|_| server.create_family(&token, &FAMILY))).await;
+    assert!(answers.iter().all(|r| r.status == 200), "{answers:#?}");
+    assert_eq!(
+        jwks.hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one fetch, shared"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "the waiters did not queue one fetch after another: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn five_cold_requests_to_a_hung_jwks_are_503s_within_one_fetch_timeout() {
+    let hung = testkit::stubs::silent().await;
+    let server = Server::start_with(TestDb::new().await, &[("SUPABASE_URL", &hung)]).await;
+    let (user, _) = server.user().await;
+    let token = rs256(&server.claims(user));
+    let started = std::time::Instant::now();
+    let answers =
+        futures::future::join_all((0..5).map(|_| server.create_family(&token, &FAMILY))).await;
+    assert!(
+        answers
+            .iter()
+            .all(|r| (r.status, r.code()) == (503, Some("SERVICE_UNAVAILABLE"))),
+        "{answers:#?}"
+    );
+    // One 3 s fetch, shared; not 3, 6, 9, 12, 15 s one after another.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.count("families").await, 0);
+}
+
+#[tokio::test]
+async fn a_key_removed_from_the_jwks_stops_being_accepted_and_a_failing_jwks_keeps_the_last_good_keys()
+ {
+    let jwks = testkit::stubs::jwks(fixture_keys()).await;
+    let age = std::time::Duration::from_millis(300);
+    let verifier = shared::auth::Verifier::with(
+        None,
+        Some(format!("{}/auth/v1/.well-known/jwks.json", jwks.base)),
+        None,
+        reqwest::Client::new(),
+    )
+    .with_key_max_age(age);
+    let claims = json!({"sub": uuid::Uuid::new_v4(), "role": "authenticated", "aud": "authenticated",
+                        "exp": chrono::Utc::now().timestamp() + 3600});
+    let headers = |token: String| {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        h
+    };
+    let es = headers(es256(&claims, "test-es256"));
+    let rs = headers(rs256(&claims));
+    assert!(verifier.verify(&es).await.is_ok());
+    assert!(verifier.verify(&rs).await.is_ok());
+
+    // The JWKS fails: past the keys' age, the last good set stays in use.
+    jwks.failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(age * 2).await;
+    assert!(
+        verifier.verify(&es).await.is_ok(),
+        "kept while the JWKS fails"
+    );
+
+    // The ES256 key is rotated out: once the cached set is due, it is refused.
+    let mut keys = fixture_keys();
+    keys["keys"]
+        .as_array_mut()
+        .expect("keys")
+        .retain(|k| k["kid"] != "test-es256");
+    *jwks.keys.lock().await = keys;
+    jwks.failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    // The failed fetch holds retries off for a few seconds.
+    tokio::time::sleep(std::time::Duration::from_secs(5) + age).await;
+    assert!(
+        matches!(
+            verifier.verify(&es).await,
+            Err(shared::ApiError::Unauthorized)
+        ),
+        "a removed key stops being accepted"
+    );
+    assert!(
+        verifier.verify(&rs).await.is_ok(),
+        "the keys still published still work"
+    );
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use testkit::TestDb;
+use testkit::client::put_object;
 use testkit::server::Server;
 use testkit::stubs::{self, StripeState, field};
 use tokio::sync::Mutex;
@@ -150,7 +151,8 @@ async fn checkout_refuses_storytellers_unknown_prices_foreign_redirects_and_subs
 }
 
 #[tokio::test]
-async fn two_concurrent_checkouts_create_one_customer_and_the_session_says_what_stripe_needs() {
+async fn two_concurrent_checkouts_create_one_customer_and_one_session_that_says_what_stripe_needs()
+{
     let b = billing().await;
     let s = &b.server;
     let (_, keeper) = s.user().await;
@@ -178,7 +180,11 @@ async fn two_concurrent_checkouts_create_one_customer_and_the_session_says_what_
     );
     assert_eq!(entitlement(s, family).await.2.as_deref(), Some("cus_1"));
 
-    assert_eq!(stripe.sessions.len(), 2);
+    assert_eq!(
+        stripe.sessions.len(),
+        1,
+        "the second checkout reuses the open session"
+    );
     let session = &stripe.sessions[0];
     let family = family.to_string();
     assert_eq!(field(session, "mode"), Some("subscription"));
@@ -502,15 +508,8 @@ async fn record(server: &Server, token: &str, family: Uuid, size: usize) -> Stri
         .await;
     assert_eq!(status, 200, "{body}");
     let url = body["data"]["upload"]["url"].as_str().expect("url");
-    let put = server
-        .http
-        .put(url)
-        .header("content-type", "audio/mp4")
-        .body(vec![7u8; size])
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status(), 200);
+    let put = put_object(&server.http, url, "audio/mp4", vec![7u8; size]).await;
+    assert_eq!(put, 200);
     let id = body["data"]["recordingId"].as_str().expect("id").to_owned();
     let (status, body, _) = server
         .post(
@@ -770,4 +769,284 @@ async fn without_a_stripe_key_the_webhook_records_what_needs_no_stripe_and_defer
         1,
         "the deferred event is not recorded, so it applies when retried"
     );
+}
+
+// ---- at most one subscription per family ----
+
+async fn session_status(b: &Billing, id: &str) -> Option<String> {
+    b.stripe.lock().await.session_status.get(id).cloned()
+}
+
+#[tokio::test]
+async fn a_second_checkout_reuses_the_open_session_and_another_price_expires_it_first() {
+    let b = billing().await;
+    let s = &b.server;
+    let (_, keeper) = s.user().await;
+    let family = s.family(&keeper).await;
+
+    let first = s.create_checkout_session(&keeper, &checkout(family)).await;
+    let again = s.create_checkout_session(&keeper, &checkout(family)).await;
+    assert_eq!(first.data()["sessionId"], "cs_test_1");
+    assert_eq!(
+        again.data(),
+        first.data(),
+        "the open session, not a second one"
+    );
+    assert_eq!(b.stripe.lock().await.sessions.len(), 1);
+
+    let mut legacy = checkout(family);
+    legacy["priceId"] = json!("price_legacy");
+    let other = s.create_checkout_session(&keeper, &legacy).await;
+    assert_eq!(other.data()["sessionId"], "cs_test_2");
+    assert_eq!(
+        session_status(&b, "cs_test_1").await.as_deref(),
+        Some("expired"),
+        "the first can no longer be paid"
+    );
+    assert_eq!(
+        session_status(&b, "cs_test_2").await.as_deref(),
+        Some("open")
+    );
+    let kept: String =
+        s.db.admin()
+            .await
+            .query_one(
+                "SELECT stripe_session_id FROM checkout_sessions WHERE family_id = $1",
+                &[&family],
+            )
+            .await
+            .expect("session")
+            .get(0);
+    assert_eq!(kept, "cs_test_2");
+}
+
+#[tokio::test]
+async fn ten_concurrent_checkouts_of_one_family_leave_one_open_session() {
+    let b = billing().await;
+    let s = &b.server;
+    let (_, keeper) = s.user().await;
+    let family = s.family(&keeper).await;
+    let bodies: Vec<Value> = (0..10)
+        .map(|i| {
+            let mut body = checkout(family);
+            if i % 2 == 1 {
+                body["priceId"] = json!("price_legacy");
+            }
+            body
+        })
+        .collect();
+    let answers = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|body| s.create_checkout_session(&keeper, body)),
+    )
+    .await;
+    assert!(answers.iter().all(|r| r.status == 200), "{answers:#?}");
+    let stripe = b.stripe.lock().await;
+    let open: Vec<&String> = stripe
+        .session_status
+        .iter()
+        .filter(|(_, status)| *status == "open")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(open.len(), 1, "{:?}", stripe.session_status);
+    assert_eq!(stripe.customers.len(), 1);
+}
+
+#[tokio::test]
+async fn a_paid_session_the_webhook_has_not_told_us_about_yet_is_a_409() {
+    let b = billing().await;
+    let s = &b.server;
+    let (_, keeper) = s.user().await;
+    let family = s.family(&keeper).await;
+    let first = s.create_checkout_session(&keeper, &checkout(family)).await;
+    let id = first.data()["sessionId"].as_str().expect("id").to_owned();
+    b.stripe
+        .lock()
+        .await
+        .session_status
+        .insert(id, "complete".to_owned());
+    let again = s.create_checkout_session(&keeper, &checkout(family)).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (409, Some("CONFLICT")),
+        "{again:?}"
+    );
+    assert_eq!(b.stripe.lock().await.sessions.len(), 1);
+}
+
+#[tokio::test]
+async fn with_two_live_subscriptions_the_family_keeps_one_and_deleting_either_leaves_it_on_the_other()
+ {
+    for deleted in ["kept", "duplicate"] {
+        let b = billing_with(&[], true).await;
+        let s = &b.server;
+        let (family, kept, _) = subscribed(&b, "active", "price_family").await;
+        let customer = format!("cus_{}", family.simple());
+        assert_eq!(
+            deliver_signed(
+                s,
+                &event(
+                    "evt_1",
+                    "customer.subscription.created",
+                    json!({"id": kept})
+                )
+            )
+            .await
+            .0,
+            200
+        );
+        // A second paid subscription (two sessions paid, or made in the dashboard).
+        let duplicate = format!("sub_dup_{}", family.simple());
+        let mut second = subscription(&duplicate, &customer, "active", "price_legacy", family);
+        second["created"] = json!(chrono::Utc::now().timestamp() + 60);
+        b.stripe
+            .lock()
+            .await
+            .subscriptions
+            .insert(duplicate.clone(), second);
+        let created = event(
+            "evt_2",
+            "customer.subscription.created",
+            json!({"id": duplicate}),
+        );
+        assert_eq!(deliver_signed(s, &created).await.0, 200);
+        let (plan, _, _, following) = entitlement(s, family).await;
+        assert_eq!(
+            (plan.as_str(), following.as_deref()),
+            ("family", Some(kept.as_str())),
+            "the family keeps the subscription it had"
+        );
+        let events = s
+            .sentry
+            .as_ref()
+            .expect("transport")
+            .fetch_and_clear_events();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.tags.get("action").map(String::as_str)
+                    == Some("duplicate_subscription")
+                    && format!("{e:?}").contains(&duplicate)),
+            "the duplicate is reported: {events:#?}"
+        );
+
+        let (gone, other, other_plan) = if deleted == "kept" {
+            (&kept, &duplicate, "legacy")
+        } else {
+            (&duplicate, &kept, "family")
+        };
+        b.stripe
+            .lock()
+            .await
+            .subscriptions
+            .get_mut(gone)
+            .expect("sub")["status"] = json!("canceled");
+        let ended = event(
+            "evt_3",
+            "customer.subscription.deleted",
+            json!({"id": gone}),
+        );
+        assert_eq!(deliver_signed(s, &ended).await.0, 200);
+        let (plan, status, _, following) = entitlement(s, family).await;
+        assert_eq!(
+            (plan.as_str(), status.as_str(), following.as_deref()),
+            (other_plan, "active", Some(other.as_str())),
+            "deleting the {deleted} one leaves the family on the other"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_first_checkout_creating_the_customer_does_not_hold_up_the_familys_uploads() {
+    let b = billing().await;
+    let s = &b.server;
+    let (_, keeper) = s.user().await;
+    let family = s.family(&keeper).await;
+    let gate = std::sync::Arc::new(stubs::Gate::default());
+    b.stripe.lock().await.customer_gate = Some(gate.clone());
+
+    let checkout = tokio::spawn({
+        let (base, token, body) = (
+            s.url("create-checkout-session"),
+            keeper.clone(),
+            checkout(family),
+        );
+        async move {
+            reqwest::Client::new()
+                .post(base)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("checkout")
+                .status()
+                .as_u16()
+        }
+    });
+    // Stripe is creating the family's customer, and takes its time...
+    gate.reached.notified().await;
+    // ...while the family records: no lock the upload needs is held meanwhile.
+    let upload = s
+        .get_signed_upload_url(
+            &keeper,
+            &json!({"familyId": family, "durationSeconds": 5, "sizeBytes": 10}),
+        )
+        .await;
+    assert_eq!(upload.status, 200, "{upload:?}");
+    assert!(
+        !checkout.is_finished(),
+        "the checkout is still waiting for Stripe"
+    );
+    gate.release.notify_one();
+    assert_eq!(checkout.await.expect("join"), 200);
+}
+
+#[tokio::test]
+async fn a_hung_stripe_is_a_503_within_seconds_and_writes_nothing() {
+    let hung = stubs::silent().await;
+    let api = format!("{hung}/");
+    let b = billing_with(&[("STRIPE_API_BASE", &api)], false).await;
+    let s = &b.server;
+    let (_, keeper) = s.user().await;
+    let family = s.family(&keeper).await;
+    for (what, reply) in [
+        (
+            "checkout",
+            s.create_checkout_session(&keeper, &checkout(family)).await,
+        ),
+        (
+            "webhook",
+            s.stripe_webhook(
+                &event(
+                    "evt_h",
+                    "customer.subscription.updated",
+                    json!({"id": "sub_h"}),
+                ),
+                Some(&shared::stripe::sign(
+                    WEBHOOK_SECRET,
+                    &event(
+                        "evt_h",
+                        "customer.subscription.updated",
+                        json!({"id": "sub_h"}),
+                    ),
+                    chrono::Utc::now().timestamp(),
+                )),
+            )
+            .await,
+        ),
+    ] {
+        assert_eq!(
+            (reply.status, reply.code()),
+            (503, Some("SERVICE_UNAVAILABLE")),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        s.count("stripe_events").await,
+        0,
+        "rolled back: Stripe retries"
+    );
+    assert_eq!(s.count("checkout_sessions").await, 0);
+    assert_eq!(entitlement(s, family).await.2, None, "no customer stored");
 }

@@ -1,7 +1,7 @@
 //! create-family end to end.
 
 use serde_json::json;
-use testkit::server::Server;
+use testkit::server::{Server, hs256};
 use uuid::Uuid;
 
 const FUNCTION: &str = "create-family";
@@ -155,4 +155,51 @@ async fn fifteen_families_at_once_admit_ten_and_the_next_is_refused_with_retry_a
             .0,
         200
     );
+}
+
+#[tokio::test]
+async fn control_characters_in_a_name_are_a_400_naming_the_field_and_write_nothing() {
+    let server = Server::start().await;
+    let (_, token) = server.user().await;
+    for name in [
+        "The Smiths\r\nBcc: everyone@example.com",
+        "Nul\u{0}byte",
+        "Bell\u{7}",
+    ] {
+        let reply = server.create_family(&token, &json!({"name": name})).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (400, Some("VALIDATION_FAILED")),
+            "{name:?}: {reply:?}"
+        );
+        let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("name:"), "{message}");
+    }
+    for table in ["families", "family_members", "rate_limits"] {
+        assert_eq!(server.count(table).await, 0, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn a_valid_token_for_a_deleted_account_is_a_401_and_writes_nothing() {
+    let server = Server::start().await;
+    // Signed correctly, but the account is gone from auth.users.
+    let token = hs256(&server.claims(Uuid::new_v4()));
+    let reply = server
+        .create_family(&token, &json!({"name": "The Ghosts"}))
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (401, Some("UNAUTHORIZED")),
+        "{reply:?}"
+    );
+    for table in [
+        "families",
+        "family_members",
+        "prompts",
+        "entitlements",
+        "rate_limits",
+    ] {
+        assert_eq!(server.count(table).await, 0, "{table}");
+    }
 }

@@ -201,3 +201,52 @@ async fn unknown_fields_are_ignored_and_names_are_trimmed() {
         "100 characters (not bytes) after trimming"
     );
 }
+
+#[tokio::test]
+async fn control_characters_in_any_user_text_are_a_400_naming_the_field() {
+    let server = Server::start_with(
+        TestDb::new().await,
+        &[("STRIPE_SECRET_KEY", "sk_test_frame")],
+    )
+    .await;
+    let (_, token) = server.user().await;
+    let family = uuid::Uuid::new_v4();
+    let app = "https://app.example.com/";
+    let cases = [
+        ("create-family", json!({"name": "A\r\nB"}), "name"),
+        (
+            "create-invite",
+            json!({"familyId": family, "email": "a@b.co\r\nBcc: c@d.co"}),
+            "email",
+        ),
+        ("redeem-invite", json!({"code": "ABC-DEF-GHJ\u{0}"}), "code"),
+        (
+            "finalize-recording",
+            json!({"recordingId": family, "familyId": family, "title": "T\u{7}"}),
+            "title",
+        ),
+        (
+            "create-checkout-session",
+            json!({"familyId": family, "priceId": "price\n1", "successUrl": app, "cancelUrl": app}),
+            "priceId",
+        ),
+        (
+            "create-portal-session",
+            json!({"familyId": family, "returnUrl": "https://app.example.com/\r\n"}),
+            "returnUrl",
+        ),
+    ];
+    for (function, body, field) in cases {
+        let (status, answer, _) = server.post(function, Some(&token), &body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some("VALIDATION_FAILED")),
+            "{function}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("{field}:")),
+            "{function}: {message}"
+        );
+    }
+}

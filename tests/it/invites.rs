@@ -280,10 +280,10 @@ async fn lower_case_and_missing_dashes_redeem_and_a_member_is_told_so() {
     );
 }
 
-#[tokio::test]
-async fn unknown_expired_revoked_and_used_up_codes_give_byte_identical_404s() {
-    let server = Server::start().await;
-    let (_, _, expired) = family_with_invite(&server, json!({})).await;
+/// A code of each kind that doesn't let anyone in: unknown, expired, revoked (by the
+/// keeper, through RLS) and used up.
+async fn bad_codes(server: &Server) -> [(&'static str, String); 4] {
+    let (_, _, expired) = family_with_invite(server, json!({})).await;
     server
         .db
         .admin()
@@ -294,9 +294,8 @@ async fn unknown_expired_revoked_and_used_up_codes_give_byte_identical_404s() {
         )
         .await
         .expect("expire");
-    let (family, _, revoked) = family_with_invite(&server, json!({})).await;
-    // The keeper revokes it the way the app would: through RLS, as themselves.
-    let keeper_id = keeper_id(&server, family).await;
+    let (family, _, revoked) = family_with_invite(server, json!({})).await;
+    let keeper_id = keeper_id(server, family).await;
     let mut login = server.db.login().await;
     let tx = testkit::begin_as(&mut login, testkit::As::User(keeper_id)).await;
     let revoked_rows = tx
@@ -308,19 +307,25 @@ async fn unknown_expired_revoked_and_used_up_codes_give_byte_identical_404s() {
         .expect("revoke through RLS");
     assert_eq!(revoked_rows, 1);
     tx.commit().await.expect("commit");
-    let (_, _, used_up) = family_with_invite(&server, json!({})).await;
+    let (_, _, used_up) = family_with_invite(server, json!({})).await;
     let (_, first) = server.user().await;
-    assert_eq!(redeem(&server, &first, &used_up).await.0, 200);
+    assert_eq!(redeem(server, &first, &used_up).await.0, 200);
+    [
+        ("unknown", "ZZZ-ZZZ-ZZZ".to_owned()),
+        ("expired", expired),
+        ("revoked", revoked),
+        ("used up", used_up),
+    ]
+}
 
+#[tokio::test]
+async fn unknown_expired_revoked_and_used_up_codes_give_byte_identical_404s() {
+    let server = Server::start().await;
+    let codes = bad_codes(&server).await;
     let (_, caller) = server.user().await;
     let mut bodies = Vec::new();
-    for code in [
-        "ZZZ-ZZZ-ZZZ",
-        expired.as_str(),
-        revoked.as_str(),
-        used_up.as_str(),
-        "not a code at all",
-    ] {
+    let codes = codes.iter().map(|(_, c)| c.as_str());
+    for code in codes.chain(["not a code at all"]) {
         let (status, body) = server
             .post_raw("redeem-invite", &caller, &json!({"code": code}))
             .await;
@@ -498,4 +503,98 @@ async fn the_twenty_first_invite_in_an_hour_is_refused() {
         (429, Some("RATE_LIMIT"))
     );
     assert_eq!(server.count("invites").await, 20);
+}
+
+#[tokio::test]
+async fn every_bad_code_runs_the_same_statements_so_timing_tells_nothing() {
+    let (server, wire) = Server::start_through_proxy(&[]).await;
+    let codes = bad_codes(&server).await;
+    let (_, caller) = server.user().await;
+    let mut sent = Vec::new();
+    for (what, code) in &codes {
+        wire.clear();
+        assert_eq!(redeem(&server, &caller, code).await.0, 404, "{what}");
+        sent.push((what, wire.statements()));
+    }
+    let (_, unknown) = &sent[0];
+    assert!(
+        unknown.iter().any(|s| s.contains("redeem_invite")),
+        "{unknown:#?}"
+    );
+    for (what, statements) in &sent[1..] {
+        assert_eq!(
+            statements, unknown,
+            "{what} ran other statements than unknown"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_code_with_control_characters_is_a_400_and_a_deleted_account_cannot_join() {
+    let server = Server::start().await;
+    let (_, _, code) = family_with_invite(&server, json!({})).await;
+    let (_, caller) = server.user().await;
+    let (status, body) = redeem(&server, &caller, &format!("{code}\u{7}")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("VALIDATION_FAILED"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("code:")
+    );
+
+    // A valid token whose account was deleted: nothing joins, and the code is unused.
+    let ghost = testkit::server::hs256(&server.claims(Uuid::new_v4()));
+    let (status, body) = redeem(&server, &ghost, &code).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("UNAUTHORIZED")),
+        "{body}"
+    );
+    let used: i32 = server
+        .db
+        .admin()
+        .await
+        .query_one("SELECT use_count FROM invites", &[])
+        .await
+        .expect("invite")
+        .get(0);
+    assert_eq!(used, 0);
+    assert_eq!(server.count("family_members").await, 1, "the keeper alone");
+}
+
+#[tokio::test]
+async fn a_hung_resend_still_creates_the_invite_within_seconds() {
+    let hung = stubs::silent().await;
+    let server = Server::start_with(
+        TestDb::new().await,
+        &[
+            ("RESEND_API_KEY", "re_test_key"),
+            ("RESEND_BASE_URL", &hung),
+        ],
+    )
+    .await;
+    let (_, keeper) = server.user().await;
+    let family = server.family(&keeper).await;
+    let started = std::time::Instant::now();
+    let (status, body) = invite(
+        &server,
+        &keeper,
+        json!({"familyId": family, "email": "tio@example.com"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["data"]["emailSent"]),
+        (200, &json!(false)),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "create-invite's Lambda timeout is 20 s; it answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.count("invites").await, 1);
 }

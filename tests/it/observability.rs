@@ -286,6 +286,7 @@ async fn posthog_down_or_slow_neither_fails_nor_holds_an_invocation_past_the_flu
     for (what, host) in [
         ("down", "http://127.0.0.1:9".to_owned()),
         ("slow", stubs::posthog(Duration::from_secs(30)).await.0),
+        ("hung", stubs::silent().await),
     ] {
         let server = Server::start_with(
             testkit::TestDb::new().await,
@@ -318,4 +319,58 @@ async fn posthog_down_or_slow_neither_fails_nor_holds_an_invocation_past_the_flu
             started.elapsed()
         );
     }
+}
+
+#[tokio::test]
+async fn a_hung_sentry_never_holds_an_answer_past_the_flush_timeout() {
+    let hung = stubs::silent().await;
+    let dsn = hung.replace("http://", "http://public@") + "/1";
+    let server = Server::start_with(testkit::TestDb::new().await, &[("SENTRY_DSN", &dsn)]).await;
+    let started = Instant::now();
+    let response = shared::http::serve(
+        &server.app,
+        "failing",
+        Methods::Post,
+        &request("{}"),
+        async |_| Err::<(), _>(ApiError::internal(anyhow::anyhow!("a bug, reported"))),
+    )
+    .await;
+    assert_eq!(response.status(), 500);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "held the invocation {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_handler_that_would_outlive_the_lambda_deadline_answers_503_before_it() {
+    use lambda_http::RequestExt;
+    let server = Server::start().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let mut context = lambda_http::Context::default();
+    context.request_id = "deadline-test".into();
+    context.deadline = now + 1_500;
+    let started = Instant::now();
+    let response = shared::http::serve(
+        &server.app,
+        "hanging",
+        Methods::Post,
+        &request("{}").with_lambda_context(context),
+        async |_| {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, ApiError>(())
+        },
+    )
+    .await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(1_400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.headers()["x-request-id"], "deadline-test");
 }

@@ -190,7 +190,10 @@ async fn updated_at_moves_on_update_for_every_table_that_has_it() {
                VALUES (gen_random_uuid(), '{family}', 1, 1, now());
              INSERT INTO stripe_events (stripe_event_id, event_type) VALUES ('evt_t', 't');
              INSERT INTO rate_limits (key, window_start) VALUES ('k', now());
-             INSERT INTO plan_prices (stripe_price_id, plan) VALUES ('price_t', 'free');"
+             INSERT INTO plan_prices (stripe_price_id, plan) VALUES ('price_t', 'free');
+             INSERT INTO checkout_sessions (family_id, stripe_session_id, stripe_price_id, success_url,
+                                            cancel_url, url, expires_at)
+               VALUES ('{family}', 'cs_t', 'price_t', 'https://a', 'https://a', 'https://a', now());"
         ))
         .await
         .expect("a row in every table");

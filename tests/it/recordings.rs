@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 use shared::r2::RecordingKey;
+use testkit::client::put_object;
 use testkit::fixtures;
 use testkit::server::Server;
 use uuid::Uuid;
@@ -21,16 +22,7 @@ async fn upload_url(server: &Server, token: &str, body: Value) -> (u16, Value) {
 
 /// PUTs bytes to a presigned URL with the given content type; returns the status.
 async fn put(server: &Server, url: &str, content_type: &str, bytes: Vec<u8>) -> u16 {
-    server
-        .http
-        .put(url)
-        .header("content-type", content_type)
-        .body(bytes)
-        .send()
-        .await
-        .expect("put")
-        .status()
-        .as_u16()
+    put_object(&server.http, url, content_type, bytes).await
 }
 
 async fn finalize(server: &Server, token: &str, family: Uuid, recording: &str) -> (u16, Value) {
@@ -115,7 +107,8 @@ async fn a_recording_goes_up_is_finalized_and_plays_back_byte_for_byte() {
     assert_eq!(data["upload"]["method"], "PUT");
     assert_eq!(
         data["upload"]["headers"],
-        json!({"Content-Type": "audio/mp4", "Content-Length": bytes.len().to_string()})
+        json!({"Content-Type": "audio/mp4", "Content-Length": bytes.len().to_string(),
+               "If-None-Match": "*"})
     );
     assert_eq!(
         data["waveformUpload"]["headers"]["Content-Type"],
@@ -627,4 +620,113 @@ async fn playback_is_a_404_for_another_family_and_for_a_soft_deleted_recording()
         .post(PLAYBACK, Some(&token), &json!({"recordingId": recording}))
         .await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn twenty_four_concurrent_upload_urls_for_more_than_half_the_quota_grant_exactly_one() {
+    // As many transactions at once as requests: each waits for the entitlement lock.
+    let db = testkit::TestDb::new().await;
+    let server = Server::start_with(db, &[("DATABASE_POOL_SIZE", "24")]).await;
+    let (_, token, family) = keeper_family(&server).await;
+    let admin = server.db.admin().await;
+    fixtures::plan(&admin, "tiny", 1_000, 600, false).await;
+    set_plan(&server, family, "tiny").await;
+
+    let body = json!({"familyId": family, "durationSeconds": 30, "sizeBytes": 600});
+    let answers =
+        futures::future::join_all((0..24).map(|_| server.get_signed_upload_url(&token, &body)))
+            .await;
+
+    let granted = answers.iter().filter(|r| r.status == 200).count();
+    let refused = answers
+        .iter()
+        .filter(|r| (r.status, r.code()) == (403, Some("QUOTA_EXCEEDED")))
+        .count();
+    assert_eq!((granted, refused), (1, 23), "{answers:#?}");
+    let reserved: i64 = admin
+        .query_one(
+            "SELECT coalesce(sum(audio_size_bytes), 0)::bigint FROM upload_reservations
+             WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("reserved")
+        .get(0);
+    assert_eq!(
+        reserved, 600,
+        "used + open reservations stay within the quota"
+    );
+}
+
+#[tokio::test]
+async fn a_finalized_recording_cannot_be_replaced_by_a_second_put() {
+    let server = Server::start().await;
+    let (_, token, family) = keeper_family(&server).await;
+    let (status, body) = upload_url(
+        &server,
+        &token,
+        json!({"familyId": family, "durationSeconds": 30, "sizeBytes": 4}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["data"]["upload"]["url"].as_str().expect("url");
+    let recording = body["data"]["recordingId"].as_str().expect("id");
+    assert_eq!(put(&server, url, "audio/mp4", b"abcd".to_vec()).await, 200);
+    assert_eq!(finalize(&server, &token, family, recording).await.0, 200);
+
+    // The URL is still valid for minutes: the same length, other bytes.
+    assert_eq!(
+        put(&server, url, "audio/mp4", b"EVIL".to_vec()).await,
+        412,
+        "R2 refuses to overwrite (If-None-Match: *)"
+    );
+    let reply = server
+        .get_signed_playback_url(&token, &json!({"recordingId": recording}))
+        .await;
+    let played = server
+        .http
+        .get(reply.data()["url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(&played[..], b"abcd", "the first upload is what plays");
+}
+
+#[tokio::test]
+async fn a_hung_r2_is_a_503_within_seconds_and_writes_nothing() {
+    let hung = testkit::stubs::silent().await;
+    let server = Server::start_with(testkit::TestDb::new().await, &[("R2_ENDPOINT", &hung)]).await;
+    let (_, token, family) = keeper_family(&server).await;
+    // Signing is local: the reservation is made without R2.
+    let (status, body) = upload_url(
+        &server,
+        &token,
+        json!({"familyId": family, "durationSeconds": 30, "sizeBytes": 4}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let recording = body["data"]["recordingId"].as_str().expect("id");
+
+    let started = std::time::Instant::now();
+    let (status, body) = finalize(&server, &token, family, recording).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("SERVICE_UNAVAILABLE")),
+        "{body}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "finalize-recording's Lambda timeout is 20 s; it answered after {waited:?}"
+    );
+    assert_eq!(
+        (
+            server.count("recordings").await,
+            server.count("usage_ledger").await
+        ),
+        (0, 0)
+    );
 }

@@ -71,6 +71,15 @@ async fn world() -> World {
         )
         .await
         .expect("rows");
+    admin
+        .execute(
+            "INSERT INTO checkout_sessions (family_id, stripe_session_id, stripe_price_id, success_url,
+                                            cancel_url, url, expires_at)
+             VALUES ($1, 'cs_1', 'price_family_monthly', 'https://a', 'https://a', 'https://a', now())",
+            &[&family],
+        )
+        .await
+        .expect("rows");
     World {
         db,
         family,
@@ -357,6 +366,10 @@ async fn service_tables_are_invisible_and_untouchable_for_users() {
             "default_prompts",
             "INSERT INTO default_prompts (language, position, text) VALUES ('en', 99, 'x')",
         ),
+        (
+            "checkout_sessions",
+            "INSERT INTO checkout_sessions (family_id, stripe_session_id, stripe_price_id, success_url, cancel_url, url, expires_at) VALUES ('{A}', 'cs_forged', 'p', 'u', 'u', 'u', now())",
+        ),
     ] {
         let select = format!("SELECT count(*) FROM {table}");
         let update = format!("UPDATE {table} SET created_at = now()");
@@ -479,4 +492,117 @@ async fn anon_and_authenticated_cannot_execute_the_privileged_functions() {
     }
     let (used, ..) = fixtures::accounting(&admin, w.family).await;
     assert_eq!(used, 3000);
+}
+
+/// Makes a soft-deleted recording look deleted `days` ago: tests move time by writing
+/// timestamps, past the guard (triggers off for this session, as a superuser only can).
+async fn deleted_days_ago(admin: &Client, recording: Uuid, days: i32) {
+    admin
+        .batch_execute("SET session_replication_role = replica")
+        .await
+        .expect("triggers off");
+    admin
+        .execute(
+            "UPDATE recordings SET deleted_at = now() - make_interval(days => $2) WHERE id = $1",
+            &[&recording, &days],
+        )
+        .await
+        .expect("back-date");
+    admin
+        .batch_execute("SET session_replication_role = DEFAULT")
+        .await
+        .expect("triggers on");
+}
+
+#[tokio::test]
+async fn deleted_at_is_the_databases_to_set_and_the_trash_cannot_be_shortened() {
+    let w = world().await;
+    let mut login = w.db.login().await;
+    let admin = w.db.admin().await;
+    let deleted_at = async |id: Uuid| -> Option<chrono::DateTime<chrono::Utc>> {
+        admin
+            .query_one("SELECT deleted_at FROM recordings WHERE id = $1", &[&id])
+            .await
+            .expect("row")
+            .get(0)
+    };
+
+    // A PostgREST PATCH that back-dates the deletion gets the database's now().
+    let tx = begin_as(&mut login, As::User(w.keeper)).await;
+    let changed = tx
+        .execute(
+            "UPDATE recordings SET deleted_at = '1970-01-01' WHERE id = $1",
+            &[&w.keeper_recording],
+        )
+        .await
+        .expect("soft delete");
+    assert_eq!(changed, 1);
+    tx.commit().await.expect("commit");
+    let when = deleted_at(w.keeper_recording).await.expect("deleted");
+    assert!(
+        (chrono::Utc::now() - when).num_seconds().abs() < 60,
+        "deleted_at is now(), not what the client sent: {when}"
+    );
+
+    // Not even the service role moves it once set...
+    let mut service = w.db.login().await;
+    let tx = begin_as(&mut service, As::ServiceRole).await;
+    tx.execute(
+        "UPDATE recordings SET deleted_at = '1970-01-01' WHERE id = $1",
+        &[&w.keeper_recording],
+    )
+    .await
+    .expect("update");
+    tx.commit().await.expect("commit");
+    assert_eq!(deleted_at(w.keeper_recording).await, Some(when));
+
+    // ...and a restore is refused once the retention (30 days by default) is over.
+    deleted_days_ago(&admin, w.keeper_recording, 31).await;
+    let tx = begin_as(&mut service, As::ServiceRole).await;
+    let err = tx
+        .execute(
+            "UPDATE recordings SET deleted_at = NULL WHERE id = $1",
+            &[&w.keeper_recording],
+        )
+        .await
+        .expect_err("past the retention");
+    assert_eq!(err.code(), Some(&SqlState::CHECK_VIOLATION));
+    drop(tx);
+    assert!(deleted_at(w.keeper_recording).await.is_some());
+}
+
+#[tokio::test]
+async fn the_database_refuses_control_characters_in_user_text_whoever_writes_it() {
+    let w = world().await;
+    let mut login = w.db.login().await;
+    let family = w.family.to_string();
+    for (sql, refused) in [
+        (
+            "UPDATE families SET name = 'The Smiths\r\nBcc: x@evil.test' WHERE id = '{A}'",
+            true,
+        ),
+        (
+            "UPDATE families SET name = E'Bell\\u0007' WHERE id = '{A}'",
+            true,
+        ),
+        (
+            "INSERT INTO prompts (family_id, text, created_by) VALUES ('{A}', E'Two\\nlines', '{K}')",
+            false,
+        ),
+        (
+            "INSERT INTO prompts (family_id, text, created_by) VALUES ('{A}', E'Tab\\there', '{K}')",
+            true,
+        ),
+    ] {
+        let sql = sql
+            .replace("{A}", &family)
+            .replace("{K}", &w.keeper.to_string());
+        let tx = begin_as(&mut login, As::User(w.keeper)).await;
+        let result = tx.batch_execute(&sql).await;
+        match (refused, result) {
+            (true, Err(e)) => assert_eq!(e.code(), Some(&SqlState::CHECK_VIOLATION), "{sql}"),
+            (false, Ok(())) => {}
+            (refused, result) => panic!("{sql}: refused {refused}, got {result:?}"),
+        }
+    }
 }

@@ -171,3 +171,53 @@ async fn a_down_that_would_drop_a_table_holding_rows_refuses_without_the_flag() 
         .get(0);
     assert!(!auth_left);
 }
+
+#[tokio::test]
+async fn the_hardening_migration_cleans_existing_text_before_it_validates_its_checks() {
+    let db = TestDb::empty().await;
+    let mut client = db.admin().await;
+    let all = project();
+    let before: Vec<_> = all.iter().filter(|m| m.version < 5).cloned().collect();
+    migrations::up(&mut client, &before)
+        .await
+        .expect("up to 0004");
+    // Text written before the checks existed (through PostgREST, say).
+    let (family, keeper) = testkit::fixtures::family(&client, "The Smiths\r\nBcc: x", "free").await;
+    client
+        .execute(
+            "INSERT INTO prompts (family_id, text) VALUES ($1, E'Two\\nlines\\tand a tab')",
+            &[&family],
+        )
+        .await
+        .expect("prompt");
+    let recording = testkit::fixtures::recording(&client, family, keeper, 10).await;
+    client
+        .execute(
+            "UPDATE recordings SET title = E'Bell\\u0007' WHERE id = $1",
+            &[&recording],
+        )
+        .await
+        .expect("title");
+
+    migrations::up(&mut client, &all)
+        .await
+        .expect("0005 applies over production text");
+    let row = client
+        .query_one(
+            "SELECT (SELECT name FROM families), (SELECT text FROM prompts), (SELECT title FROM recordings),
+                    (SELECT bool_and(convalidated) FROM pg_constraint WHERE conname LIKE '%printable')",
+            &[],
+        )
+        .await
+        .expect("cleaned");
+    let cleaned: (String, String, String, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        cleaned,
+        (
+            "The Smiths Bcc: x".to_owned(),
+            "Two\nlines and a tab".to_owned(),
+            "Bell ".to_owned(),
+            true
+        )
+    );
+}

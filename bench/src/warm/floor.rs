@@ -235,31 +235,22 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
                 )],
             )
             .await?;
-            let tx = begin(client, "service_role", SERVICE_CLAIMS).await?;
-            let rows = tx
-                .query_typed(redeem::LOCK_INVITE, &[(code_hmac, Type::BYTEA)])
-                .await?;
-            let row = rows.first().context("the invite is gone")?;
-            let (invite, family): (Uuid, Uuid) = (row.get(0), row.get(1));
-            tx.query_typed(
-                redeem::MEMBER_ROLE,
-                &[(&family, Type::UUID), (user, Type::UUID)],
+            let hmacs = vec![code_hmac.clone()];
+            let rows = service(
+                client,
+                &[(
+                    redeem::REDEEM,
+                    &[
+                        (&hmacs, Type::BYTEA_ARRAY),
+                        (user, Type::UUID),
+                        (&key, Type::TEXT),
+                    ],
+                )],
             )
             .await?;
-            tx.query_typed(
-                redeem::INSERT_STORYTELLER,
-                &[
-                    (&family, Type::UUID),
-                    (user, Type::UUID),
-                    (&invite, Type::UUID),
-                ],
-            )
-            .await?;
-            tx.query_typed(redeem::REFUND_ATTEMPT, &[(&key, Type::TEXT)])
-                .await?;
-            tx.query_typed(redeem::USE_INVITE, &[(&invite, Type::UUID)])
-                .await?;
-            tx.commit().await?;
+            if rows.first().map(|r| r.get::<_, String>(0)).as_deref() != Some("joined") {
+                bail!("the floor's redemption did not join");
+            }
         }
         Work::UploadUrl {
             user,
@@ -274,6 +265,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
                 client,
                 &[
                     (upload::LOCK_ENTITLEMENT, &[(family, Type::UUID)]),
+                    (upload::RESERVED_BYTES, &[(family, Type::UUID)]),
                     (
                         upload::INSERT_RESERVATION,
                         &[
@@ -360,8 +352,18 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             service(
                 client,
                 &[
+                    (checkout::CHECKOUT_LOCK, &[(family, Type::UUID)]),
                     (checkout::PRICE_OFFERED, &[(price, Type::TEXT)]),
-                    (checkout::LOCK_ENTITLEMENT, &[(family, Type::UUID)]),
+                    (checkout::BILLING_STATE, &[(family, Type::UUID)]),
+                ],
+            )
+            .await?;
+            service(
+                client,
+                &[
+                    (checkout::CHECKOUT_LOCK, &[(family, Type::UUID)]),
+                    (checkout::BILLING_STATE, &[(family, Type::UUID)]),
+                    (checkout::OPEN_SESSION, &[(family, Type::UUID)]),
                 ],
             )
             .await?;

@@ -278,8 +278,57 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
             },
         );
     }
+    let runner = Runner::start(serve, &env, work_dir.join("bad-codes.log"))?;
+    let bad_codes = bad_code_timings(&runner.base, &world).await?;
+    drop(runner);
     report(&functions, &results, &calls, &contention);
+    report_bad_codes(&bad_codes);
     Ok(())
+}
+
+/// redeem-invite with each kind of code that lets nobody in, timed one after another
+/// (each request by a user of its own: ten failed attempts an hour are allowed).
+async fn bad_code_timings(
+    base: &str,
+    world: &World,
+) -> anyhow::Result<Vec<(&'static str, Latencies)>> {
+    const RUNS: usize = 200;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/functions/v1/redeem-invite");
+    let mut user = 0;
+    let mut timings = Vec::new();
+    for (kind, code) in world.bad_invite_codes().await? {
+        let body = serde_json::json!({ "code": code }).to_string();
+        let latencies = sequential(RUNS, async || {
+            user += 1;
+            let status = http
+                .post(&url)
+                .header("authorization", world.newcomer(user))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await?
+                .status();
+            ensure!(status == 404, "a {kind} code answered {status}");
+            Ok(())
+        })
+        .await?;
+        timings.push((kind, latencies));
+    }
+    Ok(timings)
+}
+
+fn report_bad_codes(timings: &[(&str, Latencies)]) {
+    println!("\n### redeem-invite: codes that let nobody in (one after another, 200 each)\n");
+    println!("| code | p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    for (kind, latencies) in timings {
+        println!(
+            "| {kind} | {} | {} |",
+            ms(latencies.percentile(50.0)),
+            ms(latencies.percentile(99.0))
+        );
+    }
 }
 
 fn lines(cases: Vec<world::Case>) -> Vec<wrk::Line> {
@@ -343,12 +392,9 @@ async fn calls_alone(
         .presign_put(&key.audio(), AUDIO_CONTENT_TYPE, 4, URL_EXPIRY)
         .await
         .map_err(fail)?;
-    http.put(&put.url)
-        .header("content-type", AUDIO_CONTENT_TYPE)
-        .body("abcd")
-        .send()
-        .await?
-        .error_for_status()?;
+    let status =
+        testkit::client::put_object(&http, &put.url, AUDIO_CONTENT_TYPE, b"abcd".to_vec()).await;
+    ensure!(status == 200, "upload to the local S3: {status}");
 
     let body = br#"{"id":"evt_bench","type":"customer.subscription.updated"}"#;
     let now = chrono::Utc::now().timestamp();

@@ -478,15 +478,10 @@ impl World {
                         )
                         .await
                         .map_err(|e| anyhow::anyhow!("presign: {e:?}"))?;
-                    let status = self
-                        .http
-                        .put(&url.url)
-                        .header("content-type", AUDIO_CONTENT_TYPE)
-                        .body(body)
-                        .send()
-                        .await?
-                        .status();
-                    ensure!(status.is_success(), "upload to the local S3: {status}");
+                    let status =
+                        testkit::client::put_object(&self.http, &url.url, AUDIO_CONTENT_TYPE, body)
+                            .await;
+                    ensure!(status == 200, "upload to the local S3: {status}");
                     anyhow::Ok(())
                 }
             })
@@ -512,6 +507,40 @@ impl World {
         };
         self.admin.batch_execute(sql).await?;
         Ok(())
+    }
+
+    /// A code of each kind that doesn't let anyone in, on one family: unknown, expired,
+    /// revoked and used up.
+    pub async fn bad_invite_codes(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let family = &self.families[0];
+        let mut codes = vec![(
+            "unknown",
+            InviteCode::generate().context("random")?.to_string(),
+        )];
+        for (kind, expires, revoked, used) in [
+            ("expired", "now() - interval '1 day'", "NULL", 0),
+            ("revoked", "now() + interval '7 days'", "now()", 0),
+            ("used up", "now() + interval '7 days'", "NULL", 1),
+        ] {
+            let code = InviteCode::generate().context("random")?;
+            self.admin
+                .execute(
+                    &format!(
+                        "INSERT INTO invites (family_id, code_hmac, created_by, expires_at, max_uses,
+                                              revoked_at, use_count)
+                         VALUES ($1, $2, $3, {expires}, 1, {revoked}, {used})"
+                    ),
+                    &[&family.id, &code.hmac(&self.invite_secret), &family.members[0].id],
+                )
+                .await?;
+            codes.push((kind, code.to_string()));
+        }
+        Ok(codes)
+    }
+
+    /// The `Authorization` header of newcomer `i` (a user of no family).
+    pub fn newcomer(&self, i: usize) -> &str {
+        &self.newcomers[i % self.newcomers.len()].token
     }
 
     /// One of the families with recordings (the calls-alone floors upload into it).

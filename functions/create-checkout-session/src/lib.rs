@@ -1,15 +1,18 @@
 //! create-checkout-session: a keeper starts a subscription through Stripe Checkout.
-//! The family's Stripe customer is created once, under the family's entitlement lock
-//! (concurrent checkouts must not race Stripe's idempotency keys), and reused.
+//! Checkouts of one family are serialised on a lock of their own (concurrent ones must
+//! not race Stripe's idempotency keys, nor hold the entitlement row the uploads need
+//! across a call to Stripe). The family's Stripe customer is created once and reused,
+//! and a family has at most one open Checkout session, so it can't pay twice.
 
 pub mod sql;
 
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use shared::billing::{BILLING_IS_FOR_KEEPERS, allowed_redirect};
-use shared::http::{json_body, serve};
+use shared::http::{json_body, printable, serve};
 use shared::stripe::{CheckoutForm, LineItem, SubscriptionData, family_metadata};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
+use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -21,11 +24,11 @@ pub const NAME: &str = env!("CARGO_PKG_NAME");
 pub struct Input {
     #[garde(skip)]
     pub family_id: Uuid,
-    #[garde(length(min = 1, max = 255))]
+    #[garde(length(min = 1, max = 255), custom(printable))]
     pub price_id: String,
-    #[garde(length(min = 1, max = 2048))]
+    #[garde(length(min = 1, max = 2048), custom(printable))]
     pub success_url: String,
-    #[garde(length(min = 1, max = 2048))]
+    #[garde(length(min = 1, max = 2048), custom(printable))]
     pub cancel_url: String,
 }
 
@@ -56,37 +59,28 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     let input: Input = json_body(req)?;
     telemetry::set_family(input.family_id);
 
-    // 2. Keepers only; a price we sell; redirects back to the app only.
+    // 2. Keepers only; redirects back to the app only.
     let family = app
         .keeper(&user, input.family_id, BILLING_IS_FOR_KEEPERS)
         .await?;
     allowed_redirect(app, "successUrl", &input.success_url)?;
     allowed_redirect(app, "cancelUrl", &input.cancel_url)?;
+    let family_id = [(&input.family_id as _, Type::UUID)];
 
-    // 3. The customer, created once per family (the service role: Stripe state).
+    // 3. A price we sell, no live subscription, and the family's Stripe customer,
+    //    created once (the service role: Stripe state). Committed before the session
+    //    is made, so the entitlement row is never locked across a call to Stripe.
     let customer = app
         .db
         .as_service(async |tx| {
-            let price = tx
-                .query_typed(sql::PRICE_OFFERED, &[(&input.price_id, Type::TEXT)])
-                .await?;
-            if price.is_empty() {
+            tx.query_typed(sql::CHECKOUT_LOCK, &family_id).await?;
+            let price = [(&input.price_id as _, Type::TEXT)];
+            if tx.query_typed(sql::PRICE_OFFERED, &price).await?.is_empty() {
                 return Err(ApiError::Validation(
                     "priceId: not a price of a plan we offer".into(),
                 ));
             }
-            // Serialises checkouts of one family: a second one waits here and then
-            // finds the customer the first created.
-            let rows = tx
-                .query_typed(sql::LOCK_ENTITLEMENT, &[(&input.family_id, Type::UUID)])
-                .await?;
-            let row = rows.first().ok_or(ApiError::NotFound("Family not found"))?;
-            if row.get::<_, bool>(1) {
-                return Err(ApiError::Conflict(
-                    "This family already has an active subscription",
-                ));
-            }
-            if let Some(customer) = row.get::<_, Option<String>>(0) {
+            if let Some(customer) = billing_state(tx, input.family_id).await? {
                 return Ok(customer);
             }
             let customer = stripe
@@ -101,8 +95,80 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         })
         .await?;
 
-    // 4. The session.
-    let form = CheckoutForm {
+    // 4. At most one open Checkout session per family (two paid sessions would be two
+    //    subscriptions): the open one again if it is for the same price and URLs,
+    //    otherwise it is expired before a new one is made.
+    app.db
+        .as_service(async |tx| {
+            tx.query_typed(sql::CHECKOUT_LOCK, &family_id).await?;
+            // A payment may have landed since step 3.
+            billing_state(tx, input.family_id).await?;
+            let open = tx.query_typed(sql::OPEN_SESSION, &family_id).await?;
+            if let Some(row) = open.first() {
+                let (id, price, success, cancel, url): (String, String, String, String, String) =
+                    (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+                let same = price == input.price_id
+                    && success == input.success_url
+                    && cancel == input.cancel_url;
+                match stripe.checkout_session(&id).await?.status.as_deref() {
+                    Some("open") if same => {
+                        return Ok(Output {
+                            url,
+                            session_id: id,
+                        });
+                    }
+                    Some("open") => stripe.expire_checkout_session(&id).await?,
+                    Some("complete") => return Err(ApiError::Conflict(SUBSCRIBED)),
+                    _ => {}
+                }
+            }
+            let session = stripe
+                .create_checkout_session(&form(&input, customer))
+                .await?;
+            let url = session.url.ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("Checkout session without a URL"))
+            })?;
+            let expires_at = session
+                .expires_at
+                .unwrap_or_else(|| chrono::Utc::now().timestamp() + 24 * 3600)
+                as f64;
+            let params = [
+                (&input.family_id as _, Type::UUID),
+                (&session.id as _, Type::TEXT),
+                (&input.price_id as _, Type::TEXT),
+                (&input.success_url as _, Type::TEXT),
+                (&input.cancel_url as _, Type::TEXT),
+                (&url as _, Type::TEXT),
+                (&expires_at as _, Type::FLOAT8),
+            ];
+            tx.query_typed(sql::SAVE_SESSION, &params).await?;
+            Ok(Output {
+                url,
+                session_id: session.id,
+            })
+        })
+        .await
+}
+
+/// Why a family with a live paid subscription can't check out again.
+const SUBSCRIBED: &str = "This family already has an active subscription";
+
+/// The family's Stripe customer, if it has one; 409 when a paid subscription is live.
+async fn billing_state(tx: &Transaction<'_>, family_id: Uuid) -> Result<Option<String>, ApiError> {
+    let rows = tx
+        .query_typed(sql::BILLING_STATE, &[(&family_id, Type::UUID)])
+        .await?;
+    let row = rows.first().ok_or(ApiError::NotFound("Family not found"))?;
+    if row.get::<_, bool>(1) {
+        return Err(ApiError::Conflict(SUBSCRIBED));
+    }
+    Ok(row.get(0))
+}
+
+/// The session Stripe is asked for: a subscription, the family on it and on the
+/// subscription it creates.
+fn form(input: &Input, customer: String) -> CheckoutForm {
+    CheckoutForm {
         mode: "subscription",
         customer,
         line_items: vec![LineItem {
@@ -116,13 +182,5 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         subscription_data: SubscriptionData {
             metadata: family_metadata(input.family_id),
         },
-    };
-    let session = stripe.create_checkout_session(&form).await?;
-    let url = session
-        .url
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("Checkout session without a URL")))?;
-    Ok(Output {
-        url,
-        session_id: session.id,
-    })
+    }
 }

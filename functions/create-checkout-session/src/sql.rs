@@ -1,19 +1,39 @@
-//! The statements create-checkout-session sends (after the shared keeper check), in one
-//! transaction as the service role.
+//! The statements create-checkout-session sends (after the shared keeper check), in two
+//! transactions as the service role, each under the family's checkout lock.
+
+/// Serialises the checkouts of one family, and nothing else: the uploads lock the
+/// entitlement row, which no checkout holds across a call to Stripe.
+pub const CHECKOUT_LOCK: &str = "
+    SELECT pg_advisory_xact_lock(hashtextextended('checkout:' || $1::text, 0))";
 
 /// Whether the price maps to a paid plan we sell (in this environment).
 pub const PRICE_OFFERED: &str = "
     SELECT 1 FROM public.plan_prices pp JOIN public.plans p ON p.code = pp.plan
     WHERE pp.stripe_price_id = $1 AND p.is_paid";
 
-/// The family's Stripe customer and whether a paid subscription is live, the
-/// entitlement row locked: checkouts of one family queue here.
-pub const LOCK_ENTITLEMENT: &str = "
+/// The family's Stripe customer, and whether a paid subscription is live.
+pub const BILLING_STATE: &str = "
     SELECT e.stripe_customer_id,
            p.is_paid AND e.status IN ('active', 'trialing', 'past_due')
     FROM public.entitlements e JOIN public.plans p ON p.code = e.plan
-    WHERE e.family_id = $1 FOR UPDATE OF e";
+    WHERE e.family_id = $1";
 
-/// The customer Stripe created for the family, kept for every later checkout.
+/// The customer Stripe created for the family, kept for every later checkout (the
+/// entitlement row is locked only until the commit that follows at once).
 pub const SET_CUSTOMER: &str = "
     UPDATE public.entitlements SET stripe_customer_id = $2 WHERE family_id = $1";
+
+/// The family's Checkout session that has not expired yet, if any.
+pub const OPEN_SESSION: &str = "
+    SELECT stripe_session_id, stripe_price_id, success_url, cancel_url, url
+    FROM public.checkout_sessions WHERE family_id = $1 AND expires_at > now()";
+
+/// The family's new Checkout session, in place of the one before.
+pub const SAVE_SESSION: &str = "
+    INSERT INTO public.checkout_sessions
+      (family_id, stripe_session_id, stripe_price_id, success_url, cancel_url, url, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7))
+    ON CONFLICT ON CONSTRAINT checkout_sessions_family_id_key DO UPDATE
+    SET stripe_session_id = EXCLUDED.stripe_session_id,
+        stripe_price_id = EXCLUDED.stripe_price_id, success_url = EXCLUDED.success_url,
+        cancel_url = EXCLUDED.cancel_url, url = EXCLUDED.url, expires_at = EXCLUDED.expires_at";

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use shared::db::rate_limit;
-use shared::http::{json_body, serve, trimmed};
+use shared::http::{json_body, printable, serve, trimmed};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ pub const DAILY_LIMIT: i32 = 10;
 #[serde(rename_all = "camelCase")]
 pub struct Input {
     #[serde(deserialize_with = "trimmed")]
-    #[garde(length(chars, min = 1, max = 100))]
+    #[garde(length(chars, min = 1, max = 100), custom(printable))]
     pub name: String,
     #[serde(default)]
     #[garde(skip)]

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use shared::db::rate_limit;
-use shared::email::{Delivery, Email, escape_html};
-use shared::http::{json_body, serve};
+use shared::email::{Delivery, Email, escape_html, one_line};
+use shared::http::{json_body, printable, serve};
 use shared::invite::InviteCode;
 use shared::telemetry::{self, ErrorContext};
 use shared::{ApiError, App, Function, Membership, Methods, Request, Response};
@@ -28,7 +28,7 @@ pub const HOURLY_LIMIT: i32 = 20;
 pub struct Input {
     #[garde(skip)]
     pub family_id: Uuid,
-    #[garde(email)]
+    #[garde(email, custom(printable))]
     pub email: Option<String>,
     #[serde(default = "default_expiry")]
     #[garde(range(min = 1, max = 30))]
@@ -159,7 +159,8 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
 
 /// The invitation, in the family's language.
 fn invite_email(app: &App, to: &str, family: &Membership, code: &InviteCode, days: i32) -> Email {
-    let (name, language) = (&family.family_name, family.language.as_str());
+    // One line: a family name can't start a header of its own in the subject.
+    let (name, language) = (one_line(&family.family_name), family.language.as_str());
     let link = format!(
         "{}/join?code={code}",
         app.config.app_url.trim_end_matches('/')

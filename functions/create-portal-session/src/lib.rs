@@ -3,7 +3,7 @@
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use shared::billing::{BILLING_IS_FOR_KEEPERS, allowed_redirect};
-use shared::http::{json_body, serve};
+use shared::http::{json_body, printable, serve};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use uuid::Uuid;
 
@@ -15,7 +15,7 @@ pub const NAME: &str = env!("CARGO_PKG_NAME");
 pub struct Input {
     #[garde(skip)]
     pub family_id: Uuid,
-    #[garde(length(min = 1, max = 2048))]
+    #[garde(length(min = 1, max = 2048), custom(printable))]
     pub return_url: String,
 }
 

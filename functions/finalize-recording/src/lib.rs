@@ -10,7 +10,7 @@ pub mod sql;
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
-use shared::http::{json_body, serve};
+use shared::http::{json_body, printable, serve};
 use shared::r2::{RecordingKey, WAVEFORM_CONTENT_TYPE};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use tokio_postgres::types::Type;
@@ -26,7 +26,7 @@ pub struct Input {
     pub recording_id: Uuid,
     #[garde(skip)]
     pub family_id: Uuid,
-    #[garde(inner(length(chars, max = 200)))]
+    #[garde(inner(length(chars, max = 200)), custom(printable))]
     pub title: Option<String>,
 }
 

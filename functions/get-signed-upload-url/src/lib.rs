@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use shared::http::{json_body, serve};
-use shared::r2::{AUDIO_CONTENT_TYPE, Presigned, RecordingKey, URL_EXPIRY, WAVEFORM_CONTENT_TYPE};
+use shared::r2::{
+    AUDIO_CONTENT_TYPE, NO_OVERWRITE, Presigned, RecordingKey, URL_EXPIRY, WAVEFORM_CONTENT_TYPE,
+};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -61,12 +63,17 @@ pub struct Upload {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The headers the PUT must carry: all three are in its signature.
 #[derive(Debug, Serialize)]
 pub struct UploadHeaders {
     #[serde(rename = "Content-Type")]
     pub content_type: &'static str,
     #[serde(rename = "Content-Length")]
     pub content_length: String,
+    /// `*`: R2 refuses to overwrite an object, so a `412` on a retried PUT means the
+    /// first one landed (go on to finalize).
+    #[serde(rename = "If-None-Match")]
+    pub if_none_match: &'static str,
 }
 
 fn upload(signed: Presigned, content_type: &'static str, length: i64) -> Upload {
@@ -76,6 +83,7 @@ fn upload(signed: Presigned, content_type: &'static str, length: i64) -> Upload 
         headers: UploadHeaders {
             content_type,
             content_length: length.to_string(),
+            if_none_match: NO_OVERWRITE,
         },
         expires_at: signed.expires_at,
     }
@@ -132,7 +140,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
             };
             let (status, is_paid, period_current): (String, bool, Option<bool>) =
                 (e.get(0), e.get(1), e.get(2));
-            let (quota, max_seconds, committed): (i64, i32, i64) = (e.get(3), e.get(4), e.get(5));
+            let (quota, max_seconds, used): (i64, i32, i64) = (e.get(3), e.get(4), e.get(5));
             if !allows_uploads(&status) {
                 return Err(ApiError::Forbidden(
                     "Your subscription does not allow uploads right now",
@@ -141,8 +149,12 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
             if is_paid && (status == "canceled" || period_current == Some(false)) {
                 return Err(ApiError::Forbidden("Your subscription is not current"));
             }
+            let reserved: i64 = tx
+                .query_typed(sql::RESERVED_BYTES, &[(&input.family_id, Type::UUID)])
+                .await?[0]
+                .get(0);
             let wanted = input.size_bytes + input.waveform_size_bytes.unwrap_or(0);
-            if committed + wanted > quota {
+            if used + reserved + wanted > quota {
                 return Err(ApiError::QuotaExceeded);
             }
             if input.duration_seconds > f64::from(max_seconds) {

@@ -1,19 +1,23 @@
 //! The statements get-signed-upload-url sends (after the shared membership check), in
 //! one transaction as the service role.
 
-/// The family's entitlement, plan limits and committed bytes (used plus open
-/// reservations), its row locked: concurrent requests can't reserve the same bytes twice.
+/// The family's entitlement, plan limits and used bytes, its row locked: every
+/// reservation of the family is made under this lock.
 pub const LOCK_ENTITLEMENT: &str = "
     SELECT e.status, p.is_paid, e.current_period_end > now() - interval '3 days',
-           p.storage_quota_bytes, p.max_recording_seconds,
-           e.storage_used_bytes + coalesce((
-             SELECT sum(r.audio_size_bytes + coalesce(r.waveform_size_bytes, 0))
-             FROM public.upload_reservations r
-             WHERE r.family_id = e.family_id AND r.finalized_at IS NULL AND r.expires_at > now()
-           ), 0)::bigint
+           p.storage_quota_bytes, p.max_recording_seconds, e.storage_used_bytes
     FROM public.entitlements e JOIN public.plans p ON p.code = e.plan
     WHERE e.family_id = $1
     FOR UPDATE OF e";
+
+/// The bytes the family's open reservations hold. A statement of its own, after the
+/// lock: READ COMMITTED gives each statement a snapshot of its own, so this one counts
+/// the reservations committed while we waited (a subquery of the locking statement
+/// would read them from before the wait).
+pub const RESERVED_BYTES: &str = "
+    SELECT coalesce(sum(audio_size_bytes + coalesce(waveform_size_bytes, 0)), 0)::bigint
+    FROM public.upload_reservations
+    WHERE family_id = $1 AND finalized_at IS NULL AND expires_at > now()";
 
 /// Whether the prompt is a live one of this family.
 pub const PROMPT_OF_FAMILY: &str = "

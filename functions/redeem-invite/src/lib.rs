@@ -1,13 +1,14 @@
 //! redeem-invite: joins the caller to a family as a storyteller with an invite code.
-//! Unknown, expired, revoked and used-up codes are indistinguishable. Failed attempts
-//! are rate limited per user, counted before the code is even looked at.
+//! Unknown, expired, revoked and used-up codes are indistinguishable, in their answer
+//! and in the statements they run. Failed attempts are rate limited per user, counted
+//! before the code is even looked at.
 
 pub mod sql;
 
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use shared::db::rate_limit;
-use shared::http::{json_body, serve};
+use shared::http::{json_body, printable, serve};
 use shared::invite::InviteCode;
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use tokio_postgres::types::Type;
@@ -25,7 +26,7 @@ const NO_SUCH_CODE: &str = "This invite code is not valid";
 #[derive(Debug, Deserialize, Validate)]
 #[serde(rename_all = "camelCase")]
 pub struct Input {
-    #[garde(length(min = 1, max = 64))]
+    #[garde(length(min = 1, max = 64), custom(printable))]
     pub code: String,
 }
 
@@ -66,55 +67,29 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         .await?;
     let code = InviteCode::parse(&input.code).ok_or(ApiError::NotFound(NO_SUCH_CODE))?;
 
-    // 3. Membership and use count in one transaction (the service role: reading an
-    //    invite by code and creating memberships, contract §4).
+    // 3. Membership and use count in one call, the same statements for every code
+    //    (the service role: reading an invite by code and creating memberships, §4).
+    let hmacs = vec![code.hmac(secret)];
     let joined = app
         .db
         .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::LOCK_INVITE, &[(&code.hmac(secret), Type::BYTEA)])
-                .await?;
-            let Some(invite) = rows.first() else {
-                return Ok(None);
-            };
-            let (invite_id, family_id, family_name, usable): (Uuid, Uuid, String, bool) =
-                (invite.get(0), invite.get(1), invite.get(2), invite.get(3));
-            let joined = |role: String, already_member: bool| Output {
-                family_id,
-                family_name: family_name.clone(),
-                role,
-                already_member,
-            };
-            let refund = async || {
-                tx.query_typed(sql::REFUND_ATTEMPT, &[(&attempts, Type::TEXT)])
-                    .await
-            };
-
-            let who = [(&family_id as _, Type::UUID), (&user.id as _, Type::UUID)];
-            let member = tx.query_typed(sql::MEMBER_ROLE, &who).await?;
-            if let Some(m) = member.first() {
-                refund().await?;
-                return Ok(Some(joined(m.get(0), true)));
-            }
-            if !usable {
-                return Ok(None);
-            }
-            let storyteller = [
-                (&family_id as _, Type::UUID),
+            let params = [
+                (&hmacs as _, Type::BYTEA_ARRAY),
                 (&user.id as _, Type::UUID),
-                (&invite_id as _, Type::UUID),
+                (&attempts as _, Type::TEXT),
             ];
-            let inserted = tx
-                .query_typed(sql::INSERT_STORYTELLER, &storyteller)
-                .await?;
-            refund().await?;
-            // Joined through another path a moment ago: not an error, no use consumed.
-            if inserted.is_empty() {
-                return Ok(Some(joined("storyteller".into(), true)));
-            }
-            tx.query_typed(sql::USE_INVITE, &[(&invite_id, Type::UUID)])
-                .await?;
-            Ok(Some(joined("storyteller".into(), false)))
+            let row = &tx.query_typed(sql::REDEEM, &params).await?[0];
+            let already_member = match row.get::<_, &str>(0) {
+                "joined" => false,
+                "member" => true,
+                _ => return Ok(None),
+            };
+            Ok(Some(Output {
+                family_id: row.get(1),
+                family_name: row.get(2),
+                role: row.get(3),
+                already_member,
+            }))
         })
         .await?;
 

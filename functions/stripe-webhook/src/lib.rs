@@ -14,7 +14,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use shared::analytics::Event as Analytics;
 use shared::http::serve;
-use shared::stripe::verify_signature;
+use shared::stripe::{Subscription, verify_signature};
 use shared::telemetry::{self, ErrorContext};
 use shared::{ApiError, App, Function, Methods, Request, Response};
 use tokio_postgres::Transaction;
@@ -50,8 +50,12 @@ pub struct Output {
 enum Outcome {
     /// Seen before: nothing done.
     Duplicate,
-    /// Applied (possibly with no effect), with the analytics events it causes.
-    Applied(Vec<Analytics>),
+    /// Applied (possibly with no effect), with the analytics events it causes and the
+    /// customer's other live subscriptions, which the family does not follow.
+    Applied {
+        events: Vec<Analytics>,
+        duplicates: Vec<String>,
+    },
     /// Handled but not applicable for a business reason (reported, still a 200).
     NotApplicable(String),
 }
@@ -116,9 +120,25 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 duplicate: true,
             });
         }
-        Outcome::Applied(events) => {
+        Outcome::Applied { events, duplicates } => {
             if let Some(analytics) = &app.analytics {
                 events.into_iter().for_each(|e| analytics.capture(e));
+            }
+            if !duplicates.is_empty() {
+                tracing::warn!(
+                    ?duplicates,
+                    "a family's customer has more than one live subscription"
+                );
+                let error = anyhow::anyhow!(
+                    "more than one live subscription: the family follows one, not {}",
+                    duplicates.join(", ")
+                );
+                let context = ErrorContext {
+                    feature: "billing",
+                    action: "duplicate_subscription",
+                    ..Default::default()
+                };
+                telemetry::report_error(app.sentry.as_ref(), error.as_ref(), context);
             }
         }
         Outcome::NotApplicable(reason) => {
@@ -163,26 +183,34 @@ fn subscription_of(event: &Event) -> Option<Option<&str>> {
 
 async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome, ApiError> {
     let Some(subscription) = subscription_of(event) else {
-        return Ok(Outcome::Applied(Vec::new()));
+        return Ok(Outcome::Applied {
+            events: Vec::new(),
+            duplicates: Vec::new(),
+        });
     };
     let Some(subscription) = subscription else {
         return Ok(Outcome::NotApplicable(
             "the event names no subscription".into(),
         ));
     };
-    // Stripe's state now, whatever order the events arrive in (503 without Stripe
-    // configured: rolled back, so Stripe delivers it again later).
-    let sub = app.stripe()?.subscription(subscription).await?;
+    // Stripe's state now, whatever order the events arrive in: every subscription of
+    // the customer (503 without Stripe configured: rolled back, delivered again later).
+    // The event says whose it is (a subscription's customer never changes).
+    let stripe = app.stripe()?;
+    let customer = match event.data.object["customer"].as_str() {
+        Some(customer) => customer.to_owned(),
+        None => stripe.subscription(subscription).await?.customer,
+    };
+    let subscriptions = stripe.subscriptions_of(&customer).await?;
 
-    // The family: by its customer, else by the metadata we put on the subscription.
-    let metadata_family = sub
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("family_id"))
-        .and_then(|f| f.parse::<Uuid>().ok());
+    // The family: by its customer, else by the metadata we put on its subscriptions.
+    let metadata_family = subscriptions
+        .iter()
+        .filter_map(|s| s.metadata.as_ref()?.get("family_id")?.parse::<Uuid>().ok())
+        .next();
     // Locked: every change of a family's entitlement is serialised on its row.
     let params = [
-        (&sub.customer as _, Type::TEXT),
+        (&customer as _, Type::TEXT),
         (&metadata_family as _, Type::UUID),
     ];
     let rows = tx
@@ -190,11 +218,10 @@ async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome
         .await?;
     let Some(current) = rows.first() else {
         return Ok(Outcome::NotApplicable(format!(
-            "no family has customer {}",
-            sub.customer
+            "no family has customer {customer}"
         )));
     };
-    let (family_id, old_plan, old_status, current_sub): (Uuid, String, String, Option<String>) = (
+    let (family_id, old_plan, old_status, followed): (Uuid, String, String, Option<String>) = (
         current.get(0),
         current.get(1),
         current.get(2),
@@ -202,11 +229,13 @@ async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome
     );
     telemetry::set_family(family_id);
 
+    // The family follows one subscription: never one that isn't its current one.
+    let Some((sub, duplicates)) = current_subscription(&subscriptions, followed.as_deref()) else {
+        return Ok(Outcome::NotApplicable(format!(
+            "customer {customer} has no subscriptions"
+        )));
+    };
     let ended = matches!(sub.status.as_str(), "canceled" | "incomplete_expired");
-    // A late event about a subscription the family has since replaced changes nothing.
-    if ended && current_sub.as_deref().is_some_and(|c| c != sub.id) {
-        return Ok(Outcome::Applied(Vec::new()));
-    }
     let plan = if ended {
         "free".to_owned()
     } else {
@@ -272,5 +301,39 @@ async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome
             });
         }
     }
-    Ok(Outcome::Applied(events))
+    Ok(Outcome::Applied { events, duplicates })
+}
+
+/// How much a status counts toward being the family's current subscription: live
+/// (paid, or Stripe still retrying), stalled, then ended.
+fn standing(status: &str) -> u8 {
+    match status {
+        "active" | "trialing" | "past_due" => 2,
+        "unpaid" | "paused" | "incomplete" => 1,
+        _ => 0,
+    }
+}
+
+/// The subscription the family's entitlement follows among its customer's: the best
+/// standing; among equals the one it already follows, then the oldest. With it, the
+/// other live ones: duplicates (two paid checkouts, or the dashboard), reported.
+fn current_subscription<'a>(
+    subscriptions: &'a [Subscription],
+    followed: Option<&str>,
+) -> Option<(&'a Subscription, Vec<String>)> {
+    let current = subscriptions.iter().max_by_key(|s| {
+        (
+            standing(&s.status),
+            followed == Some(s.id.as_str()),
+            std::cmp::Reverse(s.created.unwrap_or_default()),
+        )
+    })?;
+    let duplicates = subscriptions
+        .iter()
+        .filter(|s| {
+            s.id != current.id && standing(&s.status) == 2 && standing(&current.status) == 2
+        })
+        .map(|s| s.id.clone())
+        .collect();
+    Some((current, duplicates))
 }
