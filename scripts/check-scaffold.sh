@@ -12,5 +12,5 @@ scripts/new-function.sh hello-test --description "Says hello to a member." >/dev
 scripts/new-function.sh nightly-test --kind scheduled --description "Runs on a schedule." >/dev/null
 scripts/new-function.sh job-test --kind worker --description "Does one job." >/dev/null
 cargo fmt --all -- --check
-cargo test --quiet -p tests --test it -- house frame
+cargo test --quiet -p tests --test it -- house frame contract::the_committed contract::the_request
 echo "scaffold: three new functions build, are listed everywhere and pass the frame tests"

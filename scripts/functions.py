@@ -146,6 +146,10 @@ def runner_table(functions):
     out += ["", "/// Every function of the workspace, in the order of its folders.",
             "pub fn functions() -> Vec<shared::Function> {", "    vec!["]
     out += [f"        {c}::function()," for c in crates]
+    out += ["    ]", "}", "",
+            "/// What every HTTP function says of itself, for the OpenAPI document.",
+            "pub fn operations() -> Vec<shared::api::Operation> {", "    vec!["]
+    out += [f"        {f['name'].replace('-', '_')}::api()," for f in functions if f["kind"] == "http"]
     out += ["    ]", "}"]
     return "\n".join(out) + "\n"
 

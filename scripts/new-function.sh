@@ -3,7 +3,7 @@
 #   scripts/new-function.sh NAME [--kind http|scheduled|worker] [--description TEXT]
 # Creates functions/NAME/ (scripts/function-template/), adds it to the runner
 # (local/Cargo.toml), regenerates what is derived from functions/ (the runner's table,
-# deploy/api.yaml and README's list) and builds it. Then: README "Adding a function", steps 2 to 4.
+# deploy/api.yaml, README's list, api/openapi.json) and builds it. Then: README "Adding a function", steps 2 to 4.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 usage="usage: scripts/new-function.sh NAME [--kind http|scheduled|worker] [--description TEXT]"
@@ -27,13 +27,16 @@ esac
 [[ "$description" != *'"'* && "$description" != *'|'* ]] || die "the description can't hold \" or |"
 
 crate="${name//-/_}"
+# CamelCase, for the names of its schemas in the OpenAPI document.
+type=$(python3 -c 'import sys; print("".join(p.capitalize() for p in sys.argv[1].split("-")))' "$name")
 cp -r "scripts/function-template/$template" "functions/$name"
 find "functions/$name" -type f -print0 | while IFS= read -r -d '' file; do
-  python3 - "$file" "$name" "$crate" "$description" "$kind" "${variant:-}" "${schedule:-}" <<'PY'
+  python3 - "$file" "$name" "$crate" "$description" "$kind" "${variant:-}" "${schedule:-}" "$type" <<'PY'
 import sys
-path, name, crate, description, kind, variant, schedule = sys.argv[1:]
+path, name, crate, description, kind, variant, schedule, type_ = sys.argv[1:]
 text = open(path).read()
 for key, value in [("__NAME__", name), ("__CRATE__", crate), ("__DESCRIPTION__", description),
+                   ("__TYPE__", type_),
                    ("__KIND_VARIANT__", variant), ("__KIND__", kind),
                    ("__SCHEDULE__", schedule.replace("\\n", "\n"))]:
     text = text.replace(key, value)
@@ -44,6 +47,7 @@ python3 scripts/functions.py wire "$name"
 python3 scripts/functions.py write
 # Not --locked: the new crate joins Cargo.lock (commit it with the rest).
 cargo build --quiet -p local -p "$name" || die "functions/$name does not build"
+cargo run --quiet -p local --bin openapi -- --write >/dev/null || die "cannot regenerate api/openapi.json"
 python3 scripts/functions.py check
 cat <<MSG
 

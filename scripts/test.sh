@@ -2,14 +2,18 @@
 # Runs the whole test suite against the local PostgreSQL (DATABASE_URL, a superuser;
 # default postgres://postgres@127.0.0.1:5432/postgres), twice: once with the functions
 # connected directly, once through PgBouncer in transaction mode (how Supabase's
-# pooler runs them; started, and installed if missing, by scripts/pgbouncer.sh); and the
-# deploy checks of scripts/check-deploy.sh.
+# pooler runs them; started, and installed if missing, by scripts/pgbouncer.sh); the
+# deploy checks (scripts/check-deploy.sh), a scaffolded function (check-scaffold.sh),
+# and the contract as the app sees it (check-contract.sh: TypeScript, schemathesis).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 need_tool cargo "install Rust with rustup"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 wait_for_postgres "$DATABASE_URL"
 "$ROOT/scripts/pgbouncer.sh"
+# Debian's Chromium and the browser driver (the browser tests skip loudly without them,
+# outside CI only).
+"$ROOT/scripts/browser.sh"
 # A few threads: every test opens its own connections, and max_connections is 100.
 threads="${TEST_THREADS:-4}"
 
@@ -24,3 +28,6 @@ echo "== tests, functions connected directly"
 cargo test --workspace --locked -- --test-threads="$threads"
 echo "== integration tests, functions through PgBouncer (transaction mode)"
 TEST_POOLER_URL="postgres://127.0.0.1:6432/postgres" cargo test --locked -p tests --test it -- --test-threads="$threads"
+
+echo "== the contract as the app sees it: TypeScript with supabase-js, schemathesis"
+"$ROOT/scripts/check-contract.sh"

@@ -24,3 +24,18 @@ pub fn functions() -> Vec<shared::Function> {
         stripe_webhook::function(),
     ]
 }
+
+/// What every HTTP function says of itself, for the OpenAPI document.
+pub fn operations() -> Vec<shared::api::Operation> {
+    vec![
+        create_checkout_session::api(),
+        create_family::api(),
+        create_invite::api(),
+        create_portal_session::api(),
+        finalize_recording::api(),
+        get_signed_playback_url::api(),
+        get_signed_upload_url::api(),
+        redeem_invite::api(),
+        stripe_webhook::api(),
+    ]
+}

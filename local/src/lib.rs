@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use axum::body::Body as AxumBody;
 use axum::extract::{Path, Request as AxumRequest, State};
+use axum::response::IntoResponse;
 use lambda_http::Body;
 use shared::function::Handler;
 use shared::{ApiError, App, Response};
 
 mod functions;
+pub mod openapi;
 pub use functions::*;
 
 /// Bodies larger than this are cut off here; the handler answers 413 for anything over 64 KiB.
@@ -18,8 +20,28 @@ const RUNNER_BODY_LIMIT: usize = 1024 * 1024;
 /// The runner's routes, serving `app`.
 pub fn router(app: Arc<App>) -> axum::Router {
     axum::Router::new()
+        .route(
+            "/functions/v1/openapi.json",
+            axum::routing::get(openapi_json),
+        )
+        .route("/functions/v1/reference", axum::routing::get(reference))
         .route("/functions/v1/{name}", axum::routing::any(invoke))
         .with_state(app)
+}
+
+/// The OpenAPI document, as the functions' types make it now.
+async fn openapi_json() -> axum::response::Response {
+    let body = serde_json::to_string_pretty(&openapi::document()).unwrap_or_default();
+    ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A page that renders the document for people (no network beyond the runner).
+async fn reference() -> axum::response::Response {
+    (
+        [(http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("../../api/reference.html"),
+    )
+        .into_response()
 }
 
 /// Serves until the listener fails.

@@ -1,6 +1,8 @@
 //! The one error type of every function: its variants are the contract's codes (§2).
 
 use http::StatusCode;
+
+pub use crate::api::ErrorCode;
 use tokio_postgres::error::SqlState;
 
 /// The message of every 500: the log gets the chain, the caller gets this.
@@ -37,19 +39,19 @@ pub enum ApiError {
 
 impl ApiError {
     /// The contract's code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Unauthorized => "UNAUTHORIZED",
-            ApiError::Forbidden(_) => "FORBIDDEN",
-            ApiError::QuotaExceeded => "QUOTA_EXCEEDED",
-            ApiError::Validation(_) => "VALIDATION_FAILED",
-            ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::Conflict(_) => "CONFLICT",
-            ApiError::RateLimit { .. } => "RATE_LIMIT",
-            ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
-            ApiError::Internal(_) => "INTERNAL_ERROR",
+            ApiError::Unauthorized => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::QuotaExceeded => ErrorCode::QuotaExceeded,
+            ApiError::Validation(_) => ErrorCode::ValidationFailed,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::RateLimit { .. } => ErrorCode::RateLimit,
+            ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            ApiError::Internal(_) => ErrorCode::InternalError,
         }
     }
 

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::App;
+use crate::api::{Data, ErrorBody, Failure};
 use crate::error::ApiError;
 use crate::telemetry::{self, ErrorContext, Invocation};
 
@@ -35,6 +36,14 @@ pub enum Methods {
 impl Methods {
     fn allows(self, m: &Method) -> bool {
         *m == Method::POST || (matches!(self, Methods::GetOrPost) && *m == Method::GET)
+    }
+
+    /// The `Allow` header of a 405.
+    fn allow(self) -> &'static str {
+        match self {
+            Methods::Post => "POST, OPTIONS",
+            Methods::GetOrPost => "GET, POST, OPTIONS",
+        }
     }
 }
 
@@ -107,8 +116,8 @@ where
             }
         };
         let response = match result {
-            Ok(data) => match serde_json::to_value(&data) {
-                Ok(data) => json(StatusCode::OK, &serde_json::json!({ "data": data })),
+            Ok(data) => match serde_json::to_string(&Data { data }) {
+                Ok(body) => json(StatusCode::OK, body),
                 Err(e) => error_response(&ApiError::internal(e)),
             },
             Err(e) => {
@@ -126,6 +135,12 @@ where
                 error_response(&e)
             }
         };
+        let mut response = response;
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(methods.allow()));
+        }
         let status = response.status();
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match &status {
@@ -175,13 +190,19 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// The contract's error envelope; 5xx causes go to the log, never to the caller.
 pub fn error_response(e: &ApiError) -> Response {
     if e.status().is_server_error() {
-        tracing::error!(code = e.code(), error = ?error_chain(e), "server error");
+        tracing::error!(code = e.code().as_str(), error = ?error_chain(e), "server error");
     } else {
-        tracing::info!(code = e.code(), "request refused");
+        tracing::info!(code = e.code().as_str(), "request refused");
     }
+    let failure = Failure {
+        error: ErrorBody {
+            code: e.code(),
+            message: e.to_string(),
+        },
+    };
     let mut response = json(
         e.status(),
-        &serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}}),
+        serde_json::to_string(&failure).unwrap_or_default(),
     );
     if let ApiError::RateLimit {
         retry_after_seconds,
@@ -195,7 +216,7 @@ pub fn error_response(e: &ApiError) -> Response {
 }
 
 fn error_chain(e: &ApiError) -> String {
-    let mut chain = e.code().to_owned();
+    let mut chain = e.code().as_str().to_owned();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         chain.push_str(": ");
@@ -205,8 +226,8 @@ fn error_chain(e: &ApiError) -> String {
     chain
 }
 
-fn json(status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut response = http::Response::new(Body::Text(body.to_string()));
+fn json(status: StatusCode, body: String) -> Response {
+    let mut response = http::Response::new(Body::Text(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

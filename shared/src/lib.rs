@@ -1,6 +1,7 @@
 //! The one crate every Stories From the Sun function uses.
 
 pub mod analytics;
+pub mod api;
 pub mod auth;
 pub mod billing;
 pub mod config;

@@ -3,6 +3,7 @@
 //! when it fails); the runner in-process with a typed client ([`server`], [`client`]);
 //! and stand-ins for the services we call ([`stubs`]).
 
+pub mod browser;
 pub mod client;
 pub mod fixtures;
 pub mod logs;

@@ -213,7 +213,7 @@ async fn a_transaction_that_cannot_start_is_a_503_within_seconds_not_a_hang() {
     .expect("the request hung instead of answering");
     let error = result.expect_err("nothing can run through the stalled connection");
     assert_eq!(
-        (error.status().as_u16(), error.code()),
+        (error.status().as_u16(), error.code().as_str()),
         (503, "SERVICE_UNAVAILABLE")
     );
     assert!(

@@ -3,6 +3,7 @@
 mod auth;
 mod billing;
 mod bootstrap;
+mod contract;
 mod create_family;
 mod db_access;
 mod frame;

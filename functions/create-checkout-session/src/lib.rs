@@ -7,7 +7,10 @@
 pub mod sql;
 
 use garde::Validate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::api::{ErrorCode, Operation, PRINTABLE};
 use shared::billing::{BILLING_IS_FOR_KEEPERS, allowed_redirect};
 use shared::http::{json_body, printable, serve};
 use shared::stripe::{CheckoutForm, LineItem, SubscriptionData, family_metadata};
@@ -19,24 +22,60 @@ use uuid::Uuid;
 /// The function's name, as routed and deployed.
 pub const NAME: &str = env!("CARGO_PKG_NAME");
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "CreateCheckoutSessionInput")]
 pub struct Input {
+    /// A family the caller keeps.
     #[garde(skip)]
     pub family_id: Uuid,
+    /// A Stripe price of a paid plan this environment sells.
     #[garde(length(min = 1, max = 255), custom(printable))]
+    #[schemars(pattern(PRINTABLE))]
     pub price_id: String,
+    /// Back to the app after paying: its origin must be one of the app's.
     #[garde(length(min = 1, max = 2048), custom(printable))]
+    #[schemars(pattern(PRINTABLE))]
     pub success_url: String,
+    /// Back to the app without paying: its origin must be one of the app's.
     #[garde(length(min = 1, max = 2048), custom(printable))]
+    #[schemars(pattern(PRINTABLE))]
     pub cancel_url: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "CreateCheckoutSessionOutput")]
 pub struct Output {
+    /// Stripe Checkout: send the keeper there.
     pub url: String,
     pub session_id: String,
+}
+
+/// This function in the OpenAPI document.
+pub fn api() -> Operation {
+    Operation::post::<Input, Output>(
+        NAME,
+        "Start a subscription through Stripe Checkout",
+        "Keepers only. The family's open Checkout session is returned again for the same \
+         price and URLs, and expired before a new one otherwise: a family can't pay twice. \
+         A family with a live paid subscription (or a paid session the webhook has not \
+         reported yet) gets 409. 503 without Stripe configured.",
+        || {
+            let input = json!({"familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
+                               "priceId": "price_1PfamilyMonthly",
+                               "successUrl": "https://app.sunstories.app/billing/done",
+                               "cancelUrl": "https://app.sunstories.app/billing"});
+            let output = json!({"url": "https://checkout.stripe.com/c/pay/cs_test_a1b2c3",
+                                "sessionId": "cs_test_a1b2c3"});
+            (input, output)
+        },
+    )
+    .errors(&[
+        (403, &[ErrorCode::Forbidden]),
+        (404, &[ErrorCode::NotFound]),
+        (409, &[ErrorCode::Conflict]),
+    ])
 }
 
 /// This function, as its Lambda binary and the local runner serve it.

@@ -5,7 +5,10 @@ pub mod sql;
 
 use chrono::{DateTime, Utc};
 use garde::Validate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::api::{ErrorCode, Link, Operation, Role};
 use shared::db::rate_limit;
 use shared::http::{json_body, printable, serve, trimmed};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
@@ -18,18 +21,30 @@ pub const NAME: &str = env!("CARGO_PKG_NAME");
 /// Families one user may create per day: each can send invite emails from our domain.
 pub const DAILY_LIMIT: i32 = 10;
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "CreateFamilyInput")]
 pub struct Input {
+    /// The family's name: 1 to 100 characters after trimming, no control characters.
     #[serde(deserialize_with = "trimmed")]
     #[garde(length(chars, min = 1, max = 100), custom(printable))]
+    #[schemars(pattern(FAMILY_NAME))]
     pub name: String,
+    /// The language of its default prompts and emails (default `en`).
     #[serde(default)]
     #[garde(skip)]
     pub language: Language,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+/// A family's name in the schema: printable, and something besides spaces.
+const FAMILY_NAME: &str = concat!(
+    r"^[^\u0000-\u001F\u007F-\u009F]*",
+    r"[^\s\u0000-\u001F\u007F-\u009F]",
+    r"[^\u0000-\u001F\u007F-\u009F]*$"
+);
+
+/// A family's language.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     #[default]
@@ -46,15 +61,18 @@ impl Language {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "CreateFamilyOutput")]
 pub struct Output {
     pub family: Family,
-    pub role: &'static str,
+    /// The caller's role: its first keeper.
+    pub role: Role,
     pub entitlement: Entitlement,
 }
 
-#[derive(Debug, Serialize)]
+/// A family.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Family {
     pub id: Uuid,
@@ -62,14 +80,51 @@ pub struct Family {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+/// A family's plan, its standing and its storage.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Entitlement {
+    /// `free`, `family` or `legacy`.
     pub plan: String,
+    /// As Stripe holds the subscription (`active` on free).
     pub status: String,
     pub storage_quota_bytes: i64,
     pub storage_used_bytes: i64,
     pub max_recording_seconds: i32,
+}
+
+/// This function in the OpenAPI document.
+pub fn api() -> Operation {
+    Operation::post::<Input, Output>(
+        NAME,
+        "Create a family",
+        "One transaction creates the family, the caller's keeper membership, the default \
+         prompts of its language and a free entitlement: all of it or none of it. At most \
+         10 families per user per day.",
+        || {
+            let input = json!({"name": "The Garcias", "language": "es"});
+            let output = json!({
+                "family": {"id": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21", "name": "The Garcias",
+                           "createdAt": "2026-03-14T18:30:00Z"},
+                "role": "keeper",
+                "entitlement": {"plan": "free", "status": "active",
+                                "storageQuotaBytes": 1_073_741_824_i64, "storageUsedBytes": 0,
+                                "maxRecordingSeconds": 600}
+            });
+            (input, output)
+        },
+    )
+    .errors(&[(429, &[ErrorCode::RateLimit])])
+    .links(&[
+        Link {
+            target: "create-invite",
+            fields: &[("familyId", "$response.body#/data/family/id")],
+        },
+        Link {
+            target: "get-signed-upload-url",
+            fields: &[("familyId", "$response.body#/data/family/id")],
+        },
+    ])
 }
 
 /// This function, as its Lambda binary and the local runner serve it.
@@ -120,7 +175,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 .await?[0];
             Ok(Output {
                 family,
-                role: "keeper",
+                role: Role::Keeper,
                 entitlement: Entitlement {
                     plan: row.get(0),
                     status: row.get(1),

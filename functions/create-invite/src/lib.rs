@@ -6,7 +6,10 @@ pub mod sql;
 
 use chrono::{DateTime, Utc};
 use garde::Validate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::api::{ErrorCode, Link, Operation, PRINTABLE};
 use shared::db::rate_limit;
 use shared::email::{Delivery, Email, escape_html, one_line};
 use shared::http::{json_body, printable, serve};
@@ -23,16 +26,22 @@ pub const NAME: &str = env!("CARGO_PKG_NAME");
 /// Invites one family may create per hour.
 pub const HOURLY_LIMIT: i32 = 20;
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "CreateInviteInput")]
 pub struct Input {
+    /// A family the caller keeps.
     #[garde(skip)]
     pub family_id: Uuid,
+    /// Emailed the join link and the code, when given (in the family's language).
     #[garde(email, custom(printable))]
+    #[schemars(pattern(PRINTABLE))]
     pub email: Option<String>,
+    /// How long the code lets people in (default 7 days).
     #[serde(default = "default_expiry")]
     #[garde(range(min = 1, max = 30))]
     pub expires_in_days: i32,
+    /// How many people may join with it (default 1).
     #[serde(default = "default_max_uses")]
     #[garde(range(min = 1, max = 20))]
     pub max_uses: i32,
@@ -46,20 +55,54 @@ fn default_max_uses() -> i32 {
     1
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "CreateInviteOutput")]
 pub struct Output {
     pub invite: Invite,
+    /// Whether Resend accepted the email (false without an email, or when it failed:
+    /// the invite stands either way).
     pub email_sent: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// An invite, with its code: shown this once (only its HMAC is stored).
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Invite {
     pub id: Uuid,
+    /// `ABC-DEF-GHI`: nine letters without I and O.
     pub code: String,
     pub expires_at: DateTime<Utc>,
     pub max_uses: i32,
+}
+
+/// This function in the OpenAPI document.
+pub fn api() -> Operation {
+    Operation::post::<Input, Output>(
+        NAME,
+        "Invite storytellers to a family",
+        "A keeper creates an invite code; with an email, the join link and the code are \
+         sent through Resend (a failed send never fails the invite). At most 20 invites \
+         per family per hour.",
+        || {
+            let input = json!({"familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
+                               "email": "tia.rosa@example.com", "expiresInDays": 7, "maxUses": 1});
+            let output = json!({
+                "invite": {"id": "5d1c2b8e-3f0a-4c7d-8e9b-0a1b2c3d4e5f", "code": "KXM-TRV-QPA",
+                           "expiresAt": "2026-03-21T18:30:00Z", "maxUses": 1},
+                "emailSent": true
+            });
+            (input, output)
+        },
+    )
+    .errors(&[
+        (403, &[ErrorCode::Forbidden]),
+        (429, &[ErrorCode::RateLimit]),
+    ])
+    .links(&[Link {
+        target: "redeem-invite",
+        fields: &[("code", "$response.body#/data/invite/code")],
+    }])
 }
 
 /// This function, as its Lambda binary and the local runner serve it.

@@ -9,7 +9,10 @@ pub mod sql;
 
 use chrono::{DateTime, Utc};
 use garde::Validate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::api::{ErrorCode, Link, Operation, PRINTABLE};
 use shared::http::{json_body, printable, serve};
 use shared::r2::{RecordingKey, WAVEFORM_CONTENT_TYPE};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
@@ -19,25 +22,33 @@ use uuid::Uuid;
 /// The function's name, as routed and deployed.
 pub const NAME: &str = env!("CARGO_PKG_NAME");
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "FinalizeRecordingInput")]
 pub struct Input {
+    /// From get-signed-upload-url.
     #[garde(skip)]
     pub recording_id: Uuid,
     #[garde(skip)]
     pub family_id: Uuid,
+    /// At most 200 characters, no control characters.
     #[garde(inner(length(chars, max = 200)), custom(printable))]
+    #[schemars(pattern(PRINTABLE))]
     pub title: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "FinalizeRecordingOutput")]
 pub struct Output {
     pub recording: Recording,
+    /// False when an earlier call (or the sweep) finalized it already: nothing charged
+    /// twice.
     pub created: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// A recording.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Recording {
     pub id: Uuid,
@@ -48,6 +59,41 @@ pub struct Recording {
     pub duration_seconds: f64,
     pub size_bytes: i64,
     pub created_at: DateTime<Utc>,
+}
+
+/// This function in the OpenAPI document.
+pub fn api() -> Operation {
+    Operation::post::<Input, Output>(
+        NAME,
+        "Record an uploaded recording",
+        "Needs the caller's reservation and the object in R2; charges the object's real \
+         size (audio and waveform) in one transaction with the recording and the ledger. \
+         Idempotent. Over quota nothing is written and the same call succeeds after an \
+         upgrade; duration and prompt come from the reservation.",
+        || {
+            let input = json!({"recordingId": "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                               "familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
+                               "title": "The river behind the house"});
+            let output = json!({
+                "recording": {"id": "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                              "familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
+                              "createdBy": "3e4d5c6b-7a89-4b0c-9d1e-2f3a4b5c6d7e",
+                              "promptId": null, "title": "The river behind the house",
+                              "durationSeconds": 42.5, "sizeBytes": 48_000,
+                              "createdAt": "2026-03-14T18:31:10Z"},
+                "created": true
+            });
+            (input, output)
+        },
+    )
+    .errors(&[
+        (403, &[ErrorCode::Forbidden, ErrorCode::QuotaExceeded]),
+        (404, &[ErrorCode::NotFound]),
+    ])
+    .links(&[Link {
+        target: "get-signed-playback-url",
+        fields: &[("recordingId", "$response.body#/data/recording/id")],
+    }])
 }
 
 /// What get-signed-upload-url promised for this recording.

@@ -6,7 +6,10 @@ pub mod sql;
 
 use chrono::{DateTime, Utc};
 use garde::Validate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::api::{ErrorCode, Operation};
 use shared::http::{json_body, parse_value, serve};
 use shared::r2::{RecordingKey, URL_EXPIRY};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
@@ -16,20 +19,47 @@ use uuid::Uuid;
 /// The function's name, as routed and deployed.
 pub const NAME: &str = env!("CARGO_PKG_NAME");
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "GetSignedPlaybackUrlInput")]
 pub struct Input {
+    /// A live recording of one of the caller's families.
     #[garde(skip)]
     pub recording_id: Uuid,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "GetSignedPlaybackUrlOutput")]
 pub struct Output {
+    /// GET it (range requests work) before `expiresAt`.
     pub url: String,
     pub expires_at: DateTime<Utc>,
+    /// Only when the recording has a waveform.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waveform_url: Option<String>,
+}
+
+/// This function in the OpenAPI document.
+pub fn api() -> Operation {
+    Operation::post::<Input, Output>(
+        NAME,
+        "Sign a playback URL",
+        "A GET URL (15 minutes) for a live recording the caller's families hold; another \
+         family's, or one in the trash, is a 404. Also `GET ?recordingId=…`.",
+        || {
+            let input = json!({"recordingId": "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"});
+            let output = json!({
+                "url": "https://account.r2.cloudflarestorage.com/stories-audio/families/\
+                        0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21/recordings/\
+                        9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d.audio.m4a?X-Amz-Signature=…",
+                "expiresAt": "2026-03-14T18:46:00Z"
+            });
+            (input, output)
+        },
+    )
+    .also_get()
+    .errors(&[(404, &[ErrorCode::NotFound])])
 }
 
 /// `GET ?recordingId=…` as the same object a POST body would be (percent-decoded).

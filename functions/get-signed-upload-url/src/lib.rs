@@ -8,7 +8,10 @@ pub mod sql;
 
 use chrono::{DateTime, Utc};
 use garde::Validate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::api::{ErrorCode, Link, Operation};
 use shared::http::{json_body, serve};
 use shared::r2::{
     AUDIO_CONTENT_TYPE, NO_OVERWRITE, Presigned, RecordingKey, URL_EXPIRY, WAVEFORM_CONTENT_TYPE,
@@ -20,51 +23,65 @@ use uuid::Uuid;
 /// The function's name, as routed and deployed.
 pub const NAME: &str = env!("CARGO_PKG_NAME");
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "GetSignedUploadUrlInput")]
 pub struct Input {
+    /// A family the caller belongs to.
     #[garde(skip)]
     pub family_id: Uuid,
+    /// The recording's length; the plan limits it.
     #[garde(range(min = 0.001, max = 86_400.0))]
     pub duration_seconds: f64,
+    /// The audio's exact size: the URL binds it, and the quota counts it.
     #[garde(range(min = 1, max = 524_288_000))]
     pub size_bytes: i64,
     /// Only `audio/mp4` is accepted; the PUT URL binds it either way.
     #[garde(skip)]
     pub content_type: Option<AudioType>,
+    /// A live prompt of the family that the recording answers.
     #[garde(skip)]
     pub prompt_id: Option<Uuid>,
+    /// The waveform's exact size, when one will be uploaded too (charged like the audio).
     #[garde(inner(range(min = 1, max = 262_144)))]
     pub waveform_size_bytes: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The audio's content type.
+#[derive(Debug, Deserialize, JsonSchema)]
 pub enum AudioType {
     #[serde(rename = "audio/mp4")]
     Mp4,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "GetSignedUploadUrlOutput")]
 pub struct Output {
+    /// The recording's id, made by the server: finalize with it.
     pub recording_id: Uuid,
+    /// Where the audio goes in the bucket.
     pub key: String,
     pub upload: Upload,
+    /// When a waveform was declared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waveform_upload: Option<Upload>,
 }
 
-#[derive(Debug, Serialize)]
+/// How to upload one object: PUT the bytes to `url` with exactly these headers, before
+/// `expiresAt`.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Upload {
     pub url: String,
+    /// `PUT`.
     pub method: &'static str,
     pub headers: UploadHeaders,
     pub expires_at: DateTime<Utc>,
 }
 
 /// The headers the PUT must carry: all three are in its signature.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct UploadHeaders {
     #[serde(rename = "Content-Type")]
     pub content_type: &'static str,
@@ -87,6 +104,46 @@ fn upload(signed: Presigned, content_type: &'static str, length: i64) -> Upload 
         },
         expires_at: signed.expires_at,
     }
+}
+
+/// This function in the OpenAPI document.
+pub fn api() -> Operation {
+    Operation::post::<Input, Output>(
+        NAME,
+        "Reserve an upload and sign its PUT URL",
+        "Checks, in order, each with its own error: membership, the entitlement's status, a \
+         paid plan's period, the storage quota (counting open reservations) and the plan's \
+         duration limit. Then reserves the upload and signs a PUT URL (15 minutes) binding \
+         the content type, the exact length and If-None-Match: *.",
+        || {
+            let input = json!({"familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
+                               "durationSeconds": 42.5, "sizeBytes": 48_000,
+                               "contentType": "audio/mp4"});
+            let key = "families/0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21/recordings/\
+                       9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d.audio.m4a";
+            let output = json!({
+                "recordingId": "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                "key": key,
+                "upload": {
+                    "url": format!("https://account.r2.cloudflarestorage.com/stories-audio/{key}\
+                                    ?X-Amz-Expires=900&X-Amz-Signature=…"),
+                    "method": "PUT",
+                    "headers": {"Content-Type": "audio/mp4", "Content-Length": "48000",
+                                "If-None-Match": "*"},
+                    "expiresAt": "2026-03-14T18:45:00Z"
+                }
+            });
+            (input, output)
+        },
+    )
+    .errors(&[(403, &[ErrorCode::Forbidden, ErrorCode::QuotaExceeded])])
+    .links(&[Link {
+        target: "finalize-recording",
+        fields: &[
+            ("recordingId", "$response.body#/data/recordingId"),
+            ("familyId", "$request.body#/familyId"),
+        ],
+    }])
 }
 
 /// Entitlement statuses that allow uploads (the contract's table): a subscription

@@ -6,7 +6,10 @@
 pub mod sql;
 
 use garde::Validate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::api::{ErrorCode, Operation, PRINTABLE, Role};
 use shared::db::rate_limit;
 use shared::http::{json_body, printable, serve};
 use shared::invite::InviteCode;
@@ -23,20 +26,48 @@ pub const HOURLY_ATTEMPTS: i32 = 10;
 /// The one answer for every code that doesn't let the caller in.
 const NO_SUCH_CODE: &str = "This invite code is not valid";
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "RedeemInviteInput")]
 pub struct Input {
+    /// As the person typed it: any case, spaces and dashes ignored.
     #[garde(length(min = 1, max = 64), custom(printable))]
+    #[schemars(pattern(PRINTABLE))]
     pub code: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "RedeemInviteOutput")]
 pub struct Output {
     pub family_id: Uuid,
     pub family_name: String,
-    pub role: String,
+    /// The caller's role: `storyteller`, or what they already were.
+    pub role: Role,
+    /// Already a member: nothing changed and no use of the code was consumed.
     pub already_member: bool,
+}
+
+/// This function in the OpenAPI document.
+pub fn api() -> Operation {
+    Operation::post::<Input, Output>(
+        NAME,
+        "Join a family with an invite code",
+        "Adds the caller as a storyteller and uses one use of the code. Unknown, expired, \
+         revoked and used-up codes all answer the same 404. At most 10 failed attempts per \
+         user per hour.",
+        || {
+            let input = json!({"code": "kxm trv qpa"});
+            let output = json!({"familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
+                                "familyName": "The Garcias", "role": "storyteller",
+                                "alreadyMember": false});
+            (input, output)
+        },
+    )
+    .errors(&[
+        (404, &[ErrorCode::NotFound]),
+        (429, &[ErrorCode::RateLimit]),
+    ])
 }
 
 /// This function, as its Lambda binary and the local runner serve it.
@@ -84,10 +115,13 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 "member" => true,
                 _ => return Ok(None),
             };
+            let role = Role::parse(row.get(3)).ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("a member without a known role"))
+            })?;
             Ok(Some(Output {
                 family_id: row.get(1),
                 family_name: row.get(2),
-                role: row.get(3),
+                role,
                 already_member,
             }))
         })

@@ -11,8 +11,11 @@
 pub mod sql;
 
 use chrono::Utc;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use shared::analytics::Event as Analytics;
+use shared::api::Operation;
 use shared::http::serve;
 use shared::stripe::{Subscription, verify_signature};
 use shared::telemetry::{self, ErrorContext};
@@ -24,26 +27,57 @@ use uuid::Uuid;
 /// The function's name, as routed and deployed.
 pub const NAME: &str = env!("CARGO_PKG_NAME");
 
-#[derive(Debug, Deserialize)]
-struct Event {
-    id: String,
+/// A Stripe event, as Stripe sends it (the fields we read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "StripeEvent")]
+pub struct Event {
+    /// `evt_…`: each is applied at most once.
+    pub id: String,
+    /// E.g. `customer.subscription.updated`; other types are recorded, with no effect.
     #[serde(rename = "type")]
-    kind: String,
-    created: i64,
+    pub kind: String,
+    /// When Stripe made it (Unix seconds).
+    pub created: i64,
     #[serde(default)]
-    livemode: bool,
-    data: EventData,
+    pub livemode: bool,
+    pub data: EventData,
 }
 
-#[derive(Debug, Deserialize)]
-struct EventData {
-    object: serde_json::Value,
+/// What the event is about.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct EventData {
+    /// A subscription, an invoice or a Checkout session.
+    pub object: serde_json::Value,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "StripeWebhookOutput")]
 pub struct Output {
     pub received: bool,
+    /// Seen before: nothing applied twice.
     pub duplicate: bool,
+}
+
+/// This function in the OpenAPI document.
+pub fn api() -> Operation {
+    Operation::post::<Event, Output>(
+        NAME,
+        "Receive Stripe's events",
+        "Stripe-Signature is checked over the raw body (400 otherwise, nothing written). \
+         The event is recorded and applied in one transaction, re-fetching the customer's \
+         subscriptions from Stripe, so delivery order never leaves a stale state. 503 \
+         (rolled back, Stripe retries) when the database or Stripe is down.",
+        || {
+            let input = json!({"id": "evt_1PxYz", "object": "event",
+                               "type": "customer.subscription.updated",
+                               "created": 1_773_513_000, "livemode": false,
+                               "data": {"object": {"id": "sub_1PxYz", "object": "subscription",
+                                                   "customer": "cus_QaBc"}}});
+            let output = json!({"received": true, "duplicate": false});
+            (input, output)
+        },
+    )
+    .signed_by_stripe()
 }
 
 /// What applying an event came to.

@@ -3,7 +3,10 @@
 pub mod sql;
 
 use garde::Validate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::api::{ErrorCode, Operation};
 use shared::http::{json_body, serve};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use uuid::Uuid;
@@ -11,17 +14,29 @@ use uuid::Uuid;
 /// The function's name, as routed and deployed.
 pub const NAME: &str = env!("CARGO_PKG_NAME");
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "__TYPE__Input")]
 pub struct Input {
+    /// A family the caller belongs to.
     #[garde(skip)]
     pub family_id: Uuid,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "__TYPE__Output")]
 pub struct Output {
     pub family_id: Uuid,
+}
+
+/// This function in the OpenAPI document (`cargo run -p local --bin openapi -- --write`).
+pub fn api() -> Operation {
+    Operation::post::<Input, Output>(NAME, "__DESCRIPTION__", "__DESCRIPTION__", || {
+        let family = json!("0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21");
+        (json!({"familyId": family}), json!({"familyId": family}))
+    })
+    .errors(&[(403, &[ErrorCode::Forbidden])])
 }
 
 /// This function, as its Lambda binary and the local runner serve it.
