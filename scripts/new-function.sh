@@ -43,6 +43,8 @@ for key, value in [("__NAME__", name), ("__CRATE__", crate), ("__DESCRIPTION__",
 open(path, "w").write(text)
 PY
 done
+# Its layout depends on the names and the description: rustfmt decides it.
+cargo fmt -p "$name"
 python3 scripts/functions.py wire "$name"
 python3 scripts/functions.py write
 # Not --locked: the new crate joins Cargo.lock (commit it with the rest).

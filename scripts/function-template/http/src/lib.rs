@@ -32,10 +32,15 @@ pub struct Output {
 
 /// This function in the OpenAPI document (`cargo run -p local --bin openapi -- --write`).
 pub fn api() -> Operation {
-    Operation::post::<Input, Output>(NAME, "__DESCRIPTION__", "__DESCRIPTION__", || {
-        let family = json!("0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21");
-        (json!({"familyId": family}), json!({"familyId": family}))
-    })
+    Operation::post::<Input, Output>(
+        NAME,
+        "__DESCRIPTION__",
+        "__DESCRIPTION__",
+        || {
+            let family = json!("0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21");
+            (json!({"familyId": family}), json!({"familyId": family}))
+        },
+    )
     .errors(&[(403, &[ErrorCode::Forbidden])])
 }
 
