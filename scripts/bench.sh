@@ -3,8 +3,10 @@
 #   cold start of every function's binary through a local Lambda Runtime API stand-in
 #   (init and first invocation apart, peak RSS) and each binary's size; then warm
 #   latency, throughput, floors, contention and peak RSS under load through the local
-#   runner, loaded by wrk, on a database of families with 1,000 recordings each.
-#   scripts/bench.sh [cold RUNS | warm SECONDS]   (default: both; 20 starts, 5 s per run)
+#   runner, loaded by wrk, on a database of families with 1,000 recordings each; one
+#   storage-maintenance run purging a trash of 1,000 recordings (time, peak RSS).
+#   scripts/bench.sh [cold RUNS | warm SECONDS | maintenance RECORDINGS]
+#   (default: all three; 20 starts, 5 s per run, 1,000 recordings)
 # Needs the test PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
 # and wrk (Debian package wrk; installed here when apt-get can).
 source "$(dirname "$0")/lib.sh"
@@ -32,4 +34,11 @@ if [ "$what" = all ] || [ "$what" = warm ]; then
   cargo build --release --locked -p local -p bench --bin serve --bin warm
   echo "== warm: the local runner under wrk (${2:-5} s per run)"
   "$CARGO_TARGET_DIR/release/warm" "$CARGO_TARGET_DIR/release/serve" "${2:-5}"
+fi
+
+if [ "$what" = all ] || [ "$what" = maintenance ]; then
+  wait_for_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  cargo build --release --locked -p storage-maintenance -p bench --bin storage-maintenance --bin maintenance
+  echo "== storage-maintenance: one run over a trash of ${2:-1000} recordings (release binary)"
+  "$CARGO_TARGET_DIR/release/maintenance" "$CARGO_TARGET_DIR/release" "${2:-1000}"
 fi

@@ -2,6 +2,8 @@
 # Runs the backend locally: every function at http://127.0.0.1:${PORT:-54321}/functions/v1/<name>,
 # against the local PostgreSQL (database `stories_dev`, created, bootstrapped and
 # migrated here). No cloud account needed; every variable below can be overridden.
+#   scripts/dev.sh                       serve (and run the maintenance job every minute)
+#   scripts/dev.sh invoke NAME [JSON]    run a scheduled or worker function once, here
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 need_tool cargo "install Rust with rustup"
@@ -38,12 +40,19 @@ export MAILBOX_DIR="${MAILBOX_DIR:-$ROOT/.local/mailbox}"
 # local so `stripe-event` can sign sample events for it.
 export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_local_development}"
 export PORT="${PORT:-54321}"
+# The maintenance job (storage-maintenance) every minute, as EventBridge runs it every 15.
+export LOCAL_SCHEDULE_SECONDS="${LOCAL_SCHEDULE_SECONDS:-60}"
 
 psql -q "$ADMIN_URL" -tc "SELECT 1 FROM pg_database WHERE datname = '$DEV_DB'" | grep -q 1 \
   || psql -q "$ADMIN_URL" -c "CREATE DATABASE $DEV_DB"
 cargo build --quiet --locked -p migrations -p local
 "$CARGO_TARGET_DIR/debug/migrate" bootstrap
 "$CARGO_TARGET_DIR/debug/migrate" up
+
+if [ "${1:-serve}" = invoke ]; then
+  shift
+  exec "$CARGO_TARGET_DIR/debug/invoke" "$@"
+fi
 
 cat <<MSG
 
@@ -53,6 +62,9 @@ cat <<MSG
   Then:
     curl -s http://127.0.0.1:$PORT/functions/v1/create-family \\
       -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"name":"The Garcias","language":"es"}'
+
+  The maintenance job runs every $LOCAL_SCHEDULE_SECONDS s; once, now (another terminal):
+    scripts/dev.sh invoke storage-maintenance
 
   A signed sample Stripe event for the webhook:
     STRIPE_WEBHOOK_SECRET=$(shown STRIPE_WEBHOOK_SECRET $webhook_secret) $CARGO_TARGET_DIR/debug/stripe-event customer.subscription.updated sub_123

@@ -8,6 +8,7 @@ pub use ::finalize_recording;
 pub use ::get_signed_playback_url;
 pub use ::get_signed_upload_url;
 pub use ::redeem_invite;
+pub use ::storage_maintenance;
 pub use ::stripe_webhook;
 
 /// Every function of the workspace, in the order of its folders.
@@ -21,6 +22,7 @@ pub fn functions() -> Vec<shared::Function> {
         get_signed_playback_url::function(),
         get_signed_upload_url::function(),
         redeem_invite::function(),
+        storage_maintenance::function(),
         stripe_webhook::function(),
     ]
 }

@@ -1,7 +1,7 @@
 //! `migrate`: applies, rolls back and reports the project's migrations.
 //!
 //! Usage: migrate [--dir DIR] (up | down [N] [--allow-data-loss] | status | bootstrap
-//!                             | set-price STRIPE_PRICE_ID PLAN)
+//!                             | set-price STRIPE_PRICE_ID PLAN | set-trash-retention DAYS)
 //! Reads MIGRATIONS_DATABASE_URL (a session-capable connection: direct, or Supavisor
 //! session mode). `bootstrap` creates the cluster roles and reads FUNCTIONS_DB_PASSWORD.
 
@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use migrations::{FUNCTIONS_PASSWORD_VAR, State};
 
 const USAGE: &str = "usage: migrate [--dir DIR] (up | down [N] [--allow-data-loss] | status | bootstrap \
-     | set-price STRIPE_PRICE_ID PLAN)";
+     | set-price STRIPE_PRICE_ID PLAN | set-trash-retention DAYS)";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -97,6 +97,22 @@ async fn run(args: Vec<String>) -> Result<()> {
                 std::env::var(FUNCTIONS_PASSWORD_VAR).map_err(|_| migrations::Error::NoPassword)?;
             migrations::bootstrap_cluster(&mut client, &password).await?;
             println!("cluster roles ready");
+        }
+        // TRASH_RETENTION_DAYS is the database's to know: its trigger refuses restores
+        // past it, and the maintenance job purges after it.
+        ["set-trash-retention", days] => {
+            let days: u32 = days
+                .parse()
+                .ok()
+                .filter(|d| *d > 0)
+                .with_context(|| format!("DAYS must be a positive number: {USAGE}"))?;
+            client
+                .batch_execute(&format!(
+                    "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET stories.trash_retention_days = {days}', current_database()); END $$"
+                ))
+                .await
+                .context("setting the trash retention")?;
+            println!("trash retention: {days} days (new sessions)");
         }
         // Stripe price ids differ between test and live mode: each environment maps its own.
         ["set-price", price, plan] => {

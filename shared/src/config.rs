@@ -63,6 +63,10 @@ pub struct Config {
     pub sentry_environment: String,
     /// `SENTRY_TRACES_SAMPLE_RATE` (0.0..=1.0, default 0.0).
     pub sentry_traces_sample_rate: f32,
+    /// `UPLOAD_GRACE_MINUTES` (default 60): how long past its expiry a reservation's
+    /// upload may still be arriving before the maintenance sweep finalizes or releases
+    /// it. (`TRASH_RETENTION_DAYS` is the database's: `scripts/deploy-db.sh` sets it.)
+    pub upload_grace_minutes: u32,
     /// `POSTHOG_API_KEY`: absent, analytics are off.
     pub posthog_api_key: Option<SecretString>,
     /// `POSTHOG_HOST` (default `https://us.i.posthog.com`).
@@ -154,7 +158,19 @@ impl Config {
                     why: "expected 1..=100".to_owned(),
                 })?,
         };
+        let upload_grace_minutes = match get("UPLOAD_GRACE_MINUTES") {
+            None => 60,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|m| *m > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "UPLOAD_GRACE_MINUTES",
+                    why: "expected a number of minutes".to_owned(),
+                })?,
+        };
         Ok(Config {
+            upload_grace_minutes,
             database_url: SecretString::from(required("DATABASE_URL")?),
             database_pool_size,
             supabase_url,

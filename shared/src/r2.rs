@@ -1,4 +1,5 @@
-//! Cloudflare R2 through aws-sdk-s3: presigned PUT and GET URLs and `HeadObject`.
+//! Cloudflare R2 through aws-sdk-s3: presigned PUT and GET URLs, `HeadObject`, and for
+//! the maintenance job `DeleteObjects` and `ListObjectsV2`.
 //!
 //! The client is built once per cold start with an explicit endpoint, region `auto`
 //! and static credentials (no provider chain, no IMDS probe at init). Checksums are
@@ -15,6 +16,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -65,6 +67,42 @@ impl RecordingKey {
             "families/{}/recordings/{}.waveform.json",
             self.family_id, self.recording_id
         )
+    }
+}
+
+/// Which of a recording's objects a key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    Audio,
+    Waveform,
+}
+
+impl RecordingKey {
+    /// The prefix of every recording's objects, whatever the family.
+    pub const PREFIX: &str = "families/";
+
+    /// Whether `key` is under some family's `recordings/` (the only place the
+    /// maintenance job may clean: archives and anything else live elsewhere).
+    pub fn is_recording_object(key: &str) -> bool {
+        key.strip_prefix(Self::PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(_, rest)| rest.starts_with("recordings/"))
+    }
+
+    /// The recording and object a key names; None for any other key.
+    pub fn parse(key: &str) -> Option<(RecordingKey, Object)> {
+        let rest = key.strip_prefix(Self::PREFIX)?;
+        let (family, rest) = rest.split_once("/recordings/")?;
+        let (id, object) = if let Some(id) = rest.strip_suffix(".audio.m4a") {
+            (id, Object::Audio)
+        } else {
+            (rest.strip_suffix(".waveform.json")?, Object::Waveform)
+        };
+        let key = RecordingKey {
+            family_id: family.parse().ok()?,
+            recording_id: id.parse().ok()?,
+        };
+        Some((key, object))
     }
 }
 
@@ -191,5 +229,115 @@ impl R2 {
                 e
             ))),
         }
+    }
+
+    /// Deletes objects (batches of 1,000, the most one DeleteObjects takes). A key that
+    /// is already gone counts as deleted; any other failure is an error.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
+        for batch in keys.chunks(1000) {
+            let objects = batch
+                .iter()
+                .map(|key| ObjectIdentifier::builder().key(key).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ApiError::internal)?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(ApiError::internal)?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| {
+                    ApiError::Unavailable(anyhow::anyhow!("R2 DeleteObjects failed: {e}"))
+                })?;
+            if let Some(error) = out.errors().first() {
+                return Err(ApiError::Unavailable(anyhow::anyhow!(
+                    "R2 could not delete {} objects, {:?} first: {}",
+                    out.errors().len(),
+                    error.key(),
+                    error.message().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// One page (at most 1,000) of the objects under `prefix`, after `token`: each key
+    /// with its last change, and the token of the next page (None after the last).
+    pub async fn list(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+    ) -> Result<(Vec<(String, DateTime<Utc>)>, Option<String>), ApiError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("R2 ListObjectsV2 failed: {e}")))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let modified = o.last_modified()?;
+                let at = DateTime::from_timestamp(modified.secs(), modified.subsec_nanos())?;
+                Some((o.key()?.to_owned(), at))
+            })
+            .collect();
+        let next = out
+            .is_truncated()
+            .unwrap_or(false)
+            .then(|| out.next_continuation_token().map(str::to_owned))
+            .flatten();
+        Ok((objects, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_back_to_their_recording_and_nothing_else_does() {
+        let key = RecordingKey {
+            family_id: Uuid::new_v4(),
+            recording_id: Uuid::new_v4(),
+        };
+        assert_eq!(
+            RecordingKey::parse(&key.audio()),
+            Some((key, Object::Audio))
+        );
+        assert_eq!(
+            RecordingKey::parse(&key.waveform()),
+            Some((key, Object::Waveform))
+        );
+        assert!(RecordingKey::is_recording_object(&key.audio()));
+        for other in [
+            format!("archives/{}/a.zip", key.family_id),
+            format!("families/{}/covers/x.jpg", key.family_id),
+            format!("families/{}/recordings/not-a-uuid.audio.m4a", key.family_id),
+            format!(
+                "families/{}/recordings/{}.mp3",
+                key.family_id, key.recording_id
+            ),
+        ] {
+            assert_eq!(RecordingKey::parse(&other), None, "{other}");
+        }
+        assert!(RecordingKey::is_recording_object(&format!(
+            "families/{}/recordings/stray.bin",
+            key.family_id
+        )));
+        assert!(!RecordingKey::is_recording_object(&format!(
+            "archives/{}/recordings/x",
+            key.family_id
+        )));
     }
 }

@@ -10,6 +10,7 @@ mod frame;
 mod harness;
 mod house;
 mod invites;
+mod lifecycle;
 mod observability;
 mod quota;
 mod recordings;

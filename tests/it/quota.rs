@@ -193,7 +193,8 @@ async fn updated_at_moves_on_update_for_every_table_that_has_it() {
              INSERT INTO plan_prices (stripe_price_id, plan) VALUES ('price_t', 'free');
              INSERT INTO checkout_sessions (family_id, stripe_session_id, stripe_price_id, success_url,
                                             cancel_url, url, expires_at)
-               VALUES ('{family}', 'cs_t', 'price_t', 'https://a', 'https://a', 'https://a', now());"
+               VALUES ('{family}', 'cs_t', 'price_t', 'https://a', 'https://a', 'https://a', now());
+             INSERT INTO maintenance_state (key, value) VALUES ('k', 'v');"
         ))
         .await
         .expect("a row in every table");

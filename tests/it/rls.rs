@@ -66,6 +66,7 @@ async fn world() -> World {
     admin
         .batch_execute(
             "INSERT INTO stripe_events (stripe_event_id, event_type) VALUES ('evt_1', 'invoice.paid');
+             INSERT INTO maintenance_state (key, value) VALUES ('books.after', 'x');
              INSERT INTO rate_limits (key, window_start, hits) VALUES ('k', now(), 1);
              INSERT INTO plan_prices (stripe_price_id, plan) VALUES ('price_family_monthly', 'family');",
         )
@@ -367,6 +368,10 @@ async fn service_tables_are_invisible_and_untouchable_for_users() {
             "INSERT INTO default_prompts (language, position, text) VALUES ('en', 99, 'x')",
         ),
         (
+            "maintenance_state",
+            "INSERT INTO maintenance_state (key, value) VALUES ('forged', 'x')",
+        ),
+        (
             "checkout_sessions",
             "INSERT INTO checkout_sessions (family_id, stripe_session_id, stripe_price_id, success_url, cancel_url, url, expires_at) VALUES ('{A}', 'cs_forged', 'p', 'u', 'u', 'u', now())",
         ),
@@ -385,7 +390,7 @@ async fn service_tables_are_invisible_and_untouchable_for_users() {
 }
 
 #[tokio::test]
-async fn a_postgrest_soft_delete_succeeds_for_whom_the_matrix_allows_and_cannot_be_undone() {
+async fn a_postgrest_soft_delete_and_restore_succeed_for_whom_the_matrix_allows() {
     let w = world().await;
     let mut login = w.db.login().await;
     // PostgREST's PATCH with Prefer: return=representation.
@@ -422,17 +427,19 @@ async fn a_postgrest_soft_delete_succeeds_for_whom_the_matrix_allows_and_cannot_
     );
     tx.commit().await.expect("commit");
 
-    // No un-delete, not even by the keeper; no other column change.
-    let tx = begin_as(&mut login, As::User(w.keeper)).await;
-    let undeleted = tx
-        .execute(
-            "UPDATE recordings SET deleted_at = NULL WHERE family_id = $1",
-            &[&w.family],
-        )
+    // In the trash, whoever could delete can restore (a storyteller only their own)...
+    let tx = begin_as(&mut login, As::User(w.storyteller)).await;
+    let restore = "UPDATE recordings SET deleted_at = NULL WHERE family_id = $1";
+    let restored = tx
+        .execute(restore, &[&w.family])
         .await
-        .expect("0 rows");
-    assert_eq!(undeleted, 0);
-    tx.commit().await.expect("commit");
+        .expect("own restore");
+    assert_eq!(restored, 1, "the storyteller restores their own only");
+    tx.rollback().await.expect("rollback");
+    let tx = begin_as(&mut login, As::User(w.keeper)).await;
+    assert_eq!(tx.execute(restore, &[&w.family]).await.expect("restore"), 2);
+    tx.rollback().await.expect("rollback");
+    // ...and no other column changes.
     let tx = begin_as(&mut login, As::User(w.keeper)).await;
     let err = tx
         .execute(
@@ -453,7 +460,10 @@ async fn a_postgrest_soft_delete_succeeds_for_whom_the_matrix_allows_and_cannot_
         .await
         .expect("count")
         .get(0);
-    assert_eq!(deleted, 2, "both soft-deleted, neither restored");
+    assert_eq!(
+        deleted, 2,
+        "both soft-deleted (the restores were rolled back)"
+    );
     let (used, ledger, sizes) = fixtures::accounting(&admin, w.family).await;
     assert_eq!(
         (used, ledger, sizes),
@@ -492,26 +502,6 @@ async fn anon_and_authenticated_cannot_execute_the_privileged_functions() {
     }
     let (used, ..) = fixtures::accounting(&admin, w.family).await;
     assert_eq!(used, 3000);
-}
-
-/// Makes a soft-deleted recording look deleted `days` ago: tests move time by writing
-/// timestamps, past the guard (triggers off for this session, as a superuser only can).
-async fn deleted_days_ago(admin: &Client, recording: Uuid, days: i32) {
-    admin
-        .batch_execute("SET session_replication_role = replica")
-        .await
-        .expect("triggers off");
-    admin
-        .execute(
-            "UPDATE recordings SET deleted_at = now() - make_interval(days => $2) WHERE id = $1",
-            &[&recording, &days],
-        )
-        .await
-        .expect("back-date");
-    admin
-        .batch_execute("SET session_replication_role = DEFAULT")
-        .await
-        .expect("triggers on");
 }
 
 #[tokio::test]
@@ -557,7 +547,7 @@ async fn deleted_at_is_the_databases_to_set_and_the_trash_cannot_be_shortened() 
     assert_eq!(deleted_at(w.keeper_recording).await, Some(when));
 
     // ...and a restore is refused once the retention (30 days by default) is over.
-    deleted_days_ago(&admin, w.keeper_recording, 31).await;
+    fixtures::trashed(&admin, &[w.keeper_recording], 31).await;
     let tx = begin_as(&mut service, As::ServiceRole).await;
     let err = tx
         .execute(

@@ -19,11 +19,11 @@ use crate::stats::Latencies;
 use local::create_checkout_session::sql as checkout;
 use local::create_family::{self, sql as family};
 use local::create_invite::{self, sql as invite};
-use local::finalize_recording::sql as finalize;
 use local::get_signed_playback_url::sql as playback;
 use local::get_signed_upload_url::sql as upload;
 use local::redeem_invite::{self, sql as redeem};
 use local::stripe_webhook::sql as webhook;
+use shared::recordings::sql as finalize;
 use shared::sql::{IS_MEMBER, MEMBERSHIP, PROLOGUE, RATE_LIMIT_TAKE};
 
 const SERVICE_CLAIMS: &str = r#"{"role":"service_role"}"#;
@@ -293,18 +293,11 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
         } => {
             let rows = service(
                 client,
-                &[(
-                    finalize::RESERVATION,
-                    &[
-                        (recording, Type::UUID),
-                        (family, Type::UUID),
-                        (user, Type::UUID),
-                    ],
-                )],
+                &[(finalize::RESERVATION, &[(recording, Type::UUID)])],
             )
             .await?;
             let row = rows.first().context("no reservation")?;
-            let (size, duration): (i64, f64) = (row.get(1), row.get(3));
+            let (size, duration): (i64, f64) = (row.get(4), row.get(6));
             as_user(client, claims, &[(IS_MEMBER, &[(family, Type::UUID)])]).await?;
             let title = Some(title.clone());
             service(

@@ -10,14 +10,15 @@ pub const LOCK_ENTITLEMENT: &str = "
     WHERE e.family_id = $1
     FOR UPDATE OF e";
 
-/// The bytes the family's open reservations hold. A statement of its own, after the
-/// lock: READ COMMITTED gives each statement a snapshot of its own, so this one counts
-/// the reservations committed while we waited (a subquery of the locking statement
-/// would read them from before the wait).
+/// The bytes the family's open reservations hold: not finalized and not closed by the
+/// sweep (an expired one still counts, its upload may yet be saved). A statement of its
+/// own, after the lock: READ COMMITTED gives each statement a snapshot of its own, so
+/// this one counts the reservations committed while we waited (a subquery of the
+/// locking statement would read them from before the wait).
 pub const RESERVED_BYTES: &str = "
     SELECT coalesce(sum(audio_size_bytes + coalesce(waveform_size_bytes, 0)), 0)::bigint
     FROM public.upload_reservations
-    WHERE family_id = $1 AND finalized_at IS NULL AND expires_at > now()";
+    WHERE family_id = $1 AND finalized_at IS NULL AND closed_at IS NULL";
 
 /// Whether the prompt is a live one of this family.
 pub const PROMPT_OF_FAMILY: &str = "

@@ -1,6 +1,8 @@
 //! `serve`: all functions on http://127.0.0.1:$PORT/functions/v1/<name> (PORT default
 //! 54321). With LOCAL_S3_DIR set it also serves that folder as the S3 endpoint in
-//! R2_ENDPOINT (an `http://127.0.0.1:PORT` address), with the R2_* credentials.
+//! R2_ENDPOINT (an `http://127.0.0.1:PORT` address), with the R2_* credentials. With
+//! LOCAL_SCHEDULE_SECONDS set it runs every scheduled function that often (as
+//! EventBridge would in the cloud).
 
 use std::sync::Arc;
 
@@ -41,6 +43,27 @@ async fn main() -> anyhow::Result<()> {
     for f in local::functions() {
         if f.kind == shared::Kind::Http {
             tracing::info!("serving http://127.0.0.1:{port}/functions/v1/{}", f.name);
+        }
+    }
+    if let Some(every) = std::env::var("LOCAL_SCHEDULE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        for f in local::functions() {
+            if let (shared::Kind::Scheduled, shared::function::Handler::Event(handle)) =
+                (f.kind, f.handler)
+            {
+                tracing::info!("running {} every {every} s", f.name);
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+                    loop {
+                        tick.tick().await;
+                        // The function reports its own failures.
+                        let _ = handle(&app, serde_json::json!({})).await;
+                    }
+                });
+            }
         }
     }
     local::serve(listener, app).await?;

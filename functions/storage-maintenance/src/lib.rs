@@ -1,0 +1,436 @@
+//! storage-maintenance: the jobs of a storage product over time, every 15 minutes.
+//!
+//! 1. Purge: recordings whose trash time is over are claimed (no restore from then on),
+//!    their objects deleted, and they become tombstones with their bytes credited.
+//! 2. Sweep: reservations past their expiry and the grace are finalized as
+//!    finalize-recording would when their object is there (a recording is never lost
+//!    because a phone lost signal), kept and reported when the quota or the object
+//!    forbids it, and released when nothing arrived.
+//! 3. Orphans: objects under `families/*/recordings/` that no recording or open
+//!    reservation owns, older than the grace, are deleted (the bucket is listed a page
+//!    at a time; the next run picks up where this one stopped).
+//! 4. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
+//!    and a rotating sample of the rest; drift is reported, never corrected.
+//!
+//! Safe at any time: every step is idempotent, two runs claim different rows (SKIP
+//! LOCKED), a run that died between deleting objects and crediting is completed by the
+//! next, and a run stops taking new work when its time budget is spent.
+
+pub mod sql;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use shared::r2::{Object, R2, RecordingKey};
+use shared::recordings::{self, Reservation, Upload};
+use shared::telemetry::{self, ErrorContext};
+use shared::{ApiError, App, Function, Kind};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+/// The function's name, as deployed.
+pub const NAME: &str = env!("CARGO_PKG_NAME");
+
+/// How long a run takes new work (its Lambda timeout is 300 s).
+const BUDGET: Duration = Duration::from_secs(240);
+/// Rows (or reservations) per batch.
+const BATCH: i64 = 500;
+/// Families of the rotating books sample per run.
+const SAMPLE: i64 = 50;
+
+/// What a run may be told (a scheduled event carries none of it; tests and operators
+/// may bound a run).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Input {
+    pub budget_seconds: Option<u64>,
+    pub batch: Option<i64>,
+}
+
+/// What one run did (the invocation's result, and its log line).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Recordings purged (objects deleted, bytes credited).
+    pub purged: u64,
+    /// Stranded uploads finalized.
+    pub finalized: u64,
+    /// Reservations released, their object never having arrived.
+    pub released: u64,
+    /// Stranded uploads kept (over quota, or unlike what was declared): reported.
+    pub kept: u64,
+    /// Objects looked at in the bucket, and those deleted as owned by nothing.
+    pub objects_checked: u64,
+    pub objects_deleted: u64,
+    /// Families whose books were checked, and those that drifted (reported).
+    pub families_checked: u64,
+    pub drifted: u64,
+    /// False when the budget ran out with work left (the next run goes on).
+    pub finished: bool,
+}
+
+/// This function, as its Lambda binary and the local runner run it.
+pub fn function() -> Function {
+    Function::event(NAME, Kind::Scheduled, |app, event| {
+        Box::pin(handle(app, event))
+    })
+    .requires(&["R2_BUCKET_NAME"])
+}
+
+/// Handles one invocation.
+pub async fn handle(app: &App, event: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    shared::event::serve(app, NAME, event, async |event| run(app, event).await).await
+}
+
+/// One run's means and limits.
+struct Run<'a> {
+    app: &'a App,
+    r2: &'a R2,
+    deadline: Instant,
+    batch: i64,
+    report: Report,
+    /// Families whose storage this run changed: their books are checked.
+    touched: BTreeSet<Uuid>,
+}
+
+impl Run<'_> {
+    fn in_time(&self) -> bool {
+        Instant::now() < self.deadline
+    }
+}
+
+async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
+    let input: Input = serde_json::from_value(event).unwrap_or_default();
+    let budget = input.budget_seconds.map_or(BUDGET, Duration::from_secs);
+    let mut run = Run {
+        app,
+        r2: app.r2()?,
+        deadline: Instant::now() + budget,
+        batch: input.batch.unwrap_or(BATCH).clamp(1, 1000),
+        report: Report::default(),
+        touched: BTreeSet::new(),
+    };
+    // 1. Purge the trash, a batch at a time.
+    let mut purged_all = false;
+    while run.in_time() {
+        if purge(&mut run).await? == 0 {
+            purged_all = true;
+            break;
+        }
+    }
+    // 2. Save or release stranded uploads.
+    let mut swept_all = false;
+    while run.in_time() {
+        if sweep(&mut run).await? == 0 {
+            swept_all = true;
+            break;
+        }
+    }
+    // 3. Delete what nothing owns, a page of the bucket at a time.
+    let mut listed_all = false;
+    while run.in_time() {
+        if !orphans(&mut run).await? {
+            listed_all = true;
+            break;
+        }
+    }
+    // 4. The books: always, however little time is left.
+    books(&mut run).await?;
+    run.report.finished = purged_all && swept_all && listed_all;
+    Ok(run.report)
+}
+
+/// Claims a batch of expired trash, deletes its objects, then marks it purged and
+/// credits it. Dying between the two leaves claimed rows a later run takes over (their
+/// objects are deleted again: a no-op). Returns how many were claimed.
+async fn purge(run: &mut Run<'_>) -> anyhow::Result<usize> {
+    let batch = run.batch;
+    let claimed: Vec<(Uuid, Uuid)> = run
+        .app
+        .db
+        .as_service(async |tx| {
+            let rows = tx
+                .query_typed(sql::CLAIM_PURGE, &[(&batch, Type::INT8)])
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+        .await?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    let keys: Vec<String> = claimed
+        .iter()
+        .flat_map(|(id, family)| {
+            let key = RecordingKey {
+                family_id: *family,
+                recording_id: *id,
+            };
+            [key.audio(), key.waveform()]
+        })
+        .collect();
+    run.r2.delete(&keys).await?;
+    let ids: Vec<Uuid> = claimed.iter().map(|(id, _)| *id).collect();
+    let credited: Vec<Uuid> = run
+        .app
+        .db
+        .as_service(async |tx| {
+            let rows = tx
+                .query_typed(sql::PURGE, &[(&ids, Type::UUID_ARRAY)])
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+        .await?;
+    run.report.purged += credited.len() as u64;
+    run.touched.extend(credited);
+    Ok(claimed.len())
+}
+
+/// Finalizes, keeps or releases a batch of stranded reservations. Returns how many it
+/// looked at.
+async fn sweep(run: &mut Run<'_>) -> anyhow::Result<usize> {
+    let grace = i32::try_from(run.app.config.upload_grace_minutes).unwrap_or(i32::MAX);
+    let batch = run.batch;
+    let stranded: Vec<Reservation> = run
+        .app
+        .db
+        .as_service(async |tx| {
+            let params = [(&grace as _, Type::INT4), (&batch as _, Type::INT8)];
+            let rows = tx.query_typed(sql::STRANDED, &params).await?;
+            Ok(rows.iter().map(Reservation::from_row).collect())
+        })
+        .await?;
+    for reservation in &stranded {
+        let kept = match recordings::inspect(run.r2, reservation).await? {
+            Upload::Missing => {
+                execute(run.app, sql::CLOSE, reservation.id).await?;
+                run.report.released += 1;
+                continue;
+            }
+            Upload::Mismatch(what) => format!("its {what} is unlike what was declared"),
+            Upload::Complete { audio, waveform } => {
+                let title = None;
+                match recordings::finalize(&run.app.db, reservation, title, audio, waveform).await {
+                    Ok(_) => {
+                        run.report.finalized += 1;
+                        run.touched.insert(reservation.family_id);
+                        continue;
+                    }
+                    Err(ApiError::QuotaExceeded) => "the family's quota is full".to_owned(),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        // The object stays, the reservation with it: a person should look.
+        execute(run.app, sql::KEEP, reservation.id).await?;
+        run.report.kept += 1;
+        let error = anyhow::anyhow!("a stranded upload was kept: {kept}");
+        report(
+            run.app,
+            "sweep",
+            error.as_ref(),
+            reservation.family_id,
+            &[("recordingId", reservation.id.to_string().into())],
+        );
+    }
+    Ok(stranded.len())
+}
+
+/// Runs a one-reservation statement in a transaction of its own.
+async fn execute(app: &App, statement: &str, id: Uuid) -> anyhow::Result<()> {
+    app.db
+        .as_service(async |tx| {
+            tx.query_typed(statement, &[(&id, Type::UUID)]).await?;
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// Looks at the next page of the recordings' objects; deletes those nothing owns (older
+/// than the grace). Returns whether pages are left.
+async fn orphans(run: &mut Run<'_>) -> anyhow::Result<bool> {
+    const CURSOR: &str = "orphans.token";
+    let token = state(run.app, CURSOR).await?;
+    let (objects, next) = run.r2.list(RecordingKey::PREFIX, token).await?;
+    let grace = chrono::Duration::minutes(i64::from(run.app.config.upload_grace_minutes));
+    let settled: Vec<String> = objects
+        .into_iter()
+        .filter(|(key, modified)| {
+            RecordingKey::is_recording_object(key) && *modified < Utc::now() - grace
+        })
+        .map(|(key, _)| key)
+        .collect();
+    run.report.objects_checked += settled.len() as u64;
+    let ids: Vec<Uuid> = settled
+        .iter()
+        .filter_map(|key| RecordingKey::parse(key))
+        .map(|(key, _)| key.recording_id)
+        .collect();
+    // id → (a recording?, it has a waveform / it was closed, it was purged)
+    let owners: Vec<(Uuid, bool, bool, bool)> = run
+        .app
+        .db
+        .as_service(async |tx| {
+            let rows = tx
+                .query_typed(sql::OWNERS, &[(&ids, Type::UUID_ARRAY)])
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect())
+        })
+        .await?;
+    let mut unowned = Vec::new();
+    let mut reopen = Vec::new();
+    for key in settled {
+        let owner = RecordingKey::parse(&key).and_then(|(k, object)| {
+            owners
+                .iter()
+                .find(|o| o.0 == k.recording_id)
+                .map(|o| (object, *o))
+        });
+        let keep = match owner {
+            // A live recording owns its audio, and its waveform if it has one.
+            Some((Object::Audio, (_, true, _, false))) => true,
+            Some((Object::Waveform, (_, true, with_waveform, false))) => with_waveform,
+            // A reservation not finalized owns its objects; a closed one is re-opened
+            // for the sweep to finalize: its object turned up after all.
+            Some((_, (id, false, closed, _))) => {
+                if closed {
+                    reopen.push(id);
+                }
+                true
+            }
+            // A purged recording's leftovers, or nothing at all.
+            _ => false,
+        };
+        if !keep {
+            unowned.push(key);
+        }
+    }
+    run.r2.delete(&unowned).await?;
+    run.report.objects_deleted += unowned.len() as u64;
+    if !reopen.is_empty() {
+        run.app
+            .db
+            .as_service(async |tx| {
+                tx.query_typed(sql::REOPEN, &[(&reopen, Type::UUID_ARRAY)])
+                    .await?;
+                Ok(())
+            })
+            .await?;
+    }
+    set_state(run.app, CURSOR, next.as_deref()).await?;
+    Ok(next.is_some())
+}
+
+/// Checks the books of the families this run touched and of the next families of the
+/// rotating sample; reports each drift (never corrects it).
+async fn books(run: &mut Run<'_>) -> anyhow::Result<()> {
+    const CURSOR: &str = "books.after";
+    let after: Uuid = state(run.app, CURSOR)
+        .await?
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_default();
+    let sample: Vec<Uuid> = run
+        .app
+        .db
+        .as_service(async |tx| {
+            let params = [(&after as _, Type::UUID), (&SAMPLE as _, Type::INT8)];
+            let rows = tx.query_typed(sql::SAMPLE, &params).await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+        .await?;
+    // A short page is the end of the families: the next run starts over.
+    let next = (sample.len() as i64 == SAMPLE).then(|| sample.last().map(Uuid::to_string));
+    set_state(run.app, CURSOR, next.flatten().as_deref()).await?;
+    let families: Vec<Uuid> = run.touched.iter().copied().chain(sample).collect();
+    let books: Vec<(Uuid, i64, i64, i64)> = run
+        .app
+        .db
+        .as_service(async |tx| {
+            let rows = tx
+                .query_typed(sql::BOOKS, &[(&families, Type::UUID_ARRAY)])
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect())
+        })
+        .await?;
+    run.report.families_checked += books.len() as u64;
+    for (family, counter, ledger, recordings) in books {
+        if counter == ledger && ledger == recordings {
+            continue;
+        }
+        run.report.drifted += 1;
+        tracing::error!(%family, counter, ledger, recordings, "the storage books drifted");
+        let error = anyhow::anyhow!(
+            "storage books drifted: counter {counter}, ledger {ledger}, recordings {recordings}"
+        );
+        report(
+            run.app,
+            "books",
+            error.as_ref(),
+            family,
+            &[
+                ("counter", counter.into()),
+                ("ledger", ledger.into()),
+                ("recordings", recordings.into()),
+            ],
+        );
+    }
+    Ok(())
+}
+
+/// Reports a finding to Sentry, with the family and the figures.
+fn report(
+    app: &App,
+    action: &'static str,
+    error: &(dyn std::error::Error + 'static),
+    family: Uuid,
+    figures: &[(&str, serde_json::Value)],
+) {
+    let mut extra = serde_json::Map::new();
+    extra.insert("familyId".into(), family.to_string().into());
+    for (k, v) in figures {
+        extra.insert((*k).into(), v.clone());
+    }
+    let context = ErrorContext {
+        feature: "storage",
+        action,
+        extra,
+    };
+    telemetry::report_error(app.sentry.as_ref(), error, context);
+}
+
+async fn state(app: &App, key: &str) -> anyhow::Result<Option<String>> {
+    Ok(app
+        .db
+        .as_service(async |tx| {
+            let rows = tx.query_typed(sql::STATE, &[(&key, Type::TEXT)]).await?;
+            Ok(rows.first().map(|r| r.get(0)))
+        })
+        .await?)
+}
+
+async fn set_state(app: &App, key: &str, value: Option<&str>) -> anyhow::Result<()> {
+    app.db
+        .as_service(async |tx| {
+            match value {
+                Some(v) => {
+                    let params = [(&key as _, Type::TEXT), (&v as _, Type::TEXT)];
+                    tx.query_typed(sql::SET_STATE, &params).await?
+                }
+                None => {
+                    tx.query_typed(sql::CLEAR_STATE, &[(&key, Type::TEXT)])
+                        .await?
+                }
+            };
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The statements storage-maintenance sends, each in a transaction of its own as the
+//! service role.
+
+/// Claims a batch of recordings whose trash time is over (a restore is refused from
+/// now on). Rows another run claimed and is working on are skipped; a claim older than
+/// any run's budget is taken over (that run died).
+pub const CLAIM_PURGE: &str = "
+    UPDATE public.recordings r SET purge_started_at = now()
+    WHERE r.id IN (
+      SELECT id FROM public.recordings
+      WHERE deleted_at <= now() - public.trash_retention() AND purged_at IS NULL
+        AND (purge_started_at IS NULL OR purge_started_at < now() - interval '10 minutes')
+      ORDER BY deleted_at
+      LIMIT $1
+      FOR UPDATE SKIP LOCKED)
+    RETURNING r.id, r.family_id";
+
+/// Marks claimed recordings purged and credits their bytes, once each; the families.
+pub const PURGE: &str = "SELECT public.purge_recordings($1)";
+
+/// Reservations past their expiry and the grace, neither finalized nor closed (those
+/// the sweep had to keep are tried again after six hours).
+pub const STRANDED: &str = "
+    SELECT id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
+           duration_seconds, content_type
+    FROM public.upload_reservations
+    WHERE finalized_at IS NULL AND closed_at IS NULL
+      AND expires_at < now() - make_interval(mins => $1)
+      AND (swept_at IS NULL OR swept_at < now() - interval '6 hours')
+    ORDER BY expires_at
+    LIMIT $2";
+
+/// Releases a reservation whose object never arrived: it stops counting.
+pub const CLOSE: &str = "
+    UPDATE public.upload_reservations SET closed_at = now()
+    WHERE id = $1 AND finalized_at IS NULL AND closed_at IS NULL";
+
+/// Notes that the sweep had to keep a reservation (tried again later).
+pub const KEEP: &str = "UPDATE public.upload_reservations SET swept_at = now() WHERE id = $1";
+
+/// What owns the recordings' objects found in the bucket: the recording (whether it has
+/// a waveform, whether it was purged) or a reservation not finalized (whether closed).
+pub const OWNERS: &str = "
+    SELECT id, true, waveform_size_bytes IS NOT NULL, purged_at IS NOT NULL
+    FROM public.recordings WHERE id = ANY ($1)
+    UNION ALL
+    SELECT id, false, closed_at IS NOT NULL, false
+    FROM public.upload_reservations WHERE id = ANY ($1) AND finalized_at IS NULL";
+
+/// Re-opens closed reservations whose object turned up after all: the sweep finalizes
+/// them (a recording is never lost because the bucket was slow to show it).
+pub const REOPEN: &str = "
+    UPDATE public.upload_reservations SET closed_at = NULL
+    WHERE id = ANY ($1) AND finalized_at IS NULL";
+
+/// A cursor of the job's rotating work.
+pub const STATE: &str = "SELECT value FROM public.maintenance_state WHERE key = $1";
+
+/// Moves a cursor.
+pub const SET_STATE: &str = "
+    INSERT INTO public.maintenance_state (key, value) VALUES ($1, $2)
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
+
+/// Forgets a cursor (the next run starts from the beginning).
+pub const CLEAR_STATE: &str = "DELETE FROM public.maintenance_state WHERE key = $1";
+
+/// The next families of the books' rotating sample.
+pub const SAMPLE: &str = "
+    SELECT family_id FROM public.entitlements WHERE family_id > $1 ORDER BY family_id LIMIT $2";
+
+/// Counter, ledger and recordings of each family.
+pub const BOOKS: &str =
+    "SELECT family_id, counter, ledger, recordings FROM public.storage_books($1)";

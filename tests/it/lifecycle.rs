@@ -1,0 +1,610 @@
+//! Recordings over time: the trash, the purge, the sweep, the books (contract §7), run
+//! through the maintenance function against the local S3. Time moves by writing
+//! timestamps (and files' modification times), never by sleeping.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+use shared::r2::{RecordingKey, URL_EXPIRY};
+use testkit::client::put_object;
+use testkit::server::{Server, TEST_BUCKET};
+use testkit::{As, TestDb, begin_as, fixtures};
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+/// One maintenance run; its report.
+async fn maintain(server: &Server, event: Value) -> storage_maintenance::Report {
+    let report = local::storage_maintenance::handle(&server.app, event)
+        .await
+        .expect("the maintenance run");
+    serde_json::from_value(report).expect("a report")
+}
+
+use local::storage_maintenance;
+
+/// A keeper, a token, their family.
+async fn keeper_family(server: &Server) -> (Uuid, String, Uuid) {
+    let (user, token) = server.user().await;
+    let family = server.family(&token).await;
+    (user, token, family)
+}
+
+/// An upload URL's answer for `size` bytes, with a waveform of 8 bytes when asked.
+async fn reserve(server: &Server, token: &str, family: Uuid, size: usize, waveform: bool) -> Value {
+    let mut body = json!({"familyId": family, "durationSeconds": 21.5, "sizeBytes": size});
+    if waveform {
+        body["waveformSizeBytes"] = json!(8);
+    }
+    server
+        .get_signed_upload_url(token, &body)
+        .await
+        .data()
+        .clone()
+}
+
+/// Reserves, uploads and finalizes a recording of `size` bytes; its id.
+async fn recording(server: &Server, token: &str, family: Uuid, size: usize) -> Uuid {
+    let upload = reserve(server, token, family, size, false).await;
+    let url = upload["upload"]["url"].as_str().expect("url");
+    assert_eq!(
+        put_object(&server.http, url, "audio/mp4", vec![5; size]).await,
+        200
+    );
+    let id = upload["recordingId"].as_str().expect("id");
+    let body = json!({"recordingId": id, "familyId": family});
+    server.finalize_recording(token, &body).await.data();
+    id.parse().expect("uuid")
+}
+
+/// Where the local S3 keeps an object.
+fn file(server: &Server, key: &str) -> PathBuf {
+    server.s3_dir.join(TEST_BUCKET).join(key)
+}
+
+/// Makes an object look older than the upload grace (an hour by default).
+fn age(path: &PathBuf) {
+    let then = SystemTime::now() - Duration::from_secs(3 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(then))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// Writes an object straight into the local S3's folder.
+fn stray(server: &Server, key: &str) -> PathBuf {
+    let path = file(server, key);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+    std::fs::write(&path, b"stray").expect("write");
+    age(&path);
+    path
+}
+
+async fn books(server: &Server, family: Uuid) -> (i64, i64, i64) {
+    fixtures::accounting(&server.db.admin().await, family).await
+}
+
+#[tokio::test]
+async fn a_deleted_recording_can_be_restored_until_the_purge_frees_its_space() {
+    let server = Server::start().await;
+    let (keeper, token, family) = keeper_family(&server).await;
+    let id = recording(&server, &token, family, 3000).await;
+    let audio = file(
+        &server,
+        &RecordingKey {
+            family_id: family,
+            recording_id: id,
+        }
+        .audio(),
+    );
+    let mut login = server.db.login().await;
+    let trash = |deleted: bool| {
+        if deleted {
+            "UPDATE recordings SET deleted_at = now() WHERE id = $1"
+        } else {
+            "UPDATE recordings SET deleted_at = NULL WHERE id = $1"
+        }
+    };
+
+    // Deleted, restored, deleted again: through PostgREST, as the keeper.
+    for deleted in [true, false, true] {
+        let tx = begin_as(&mut login, As::User(keeper)).await;
+        assert_eq!(tx.execute(trash(deleted), &[&id]).await.expect("trash"), 1);
+        tx.commit().await.expect("commit");
+    }
+    // Within the retention nothing is purged: the bytes still count.
+    let report = maintain(&server, json!({})).await;
+    assert_eq!(report.purged, 0);
+    assert_eq!(books(&server, family).await, (3000, 3000, 3000));
+
+    // Thirty-one days on, the maintenance job purges it.
+    let admin = server.db.admin().await;
+    fixtures::trashed(&admin, &[id], 31).await;
+    let report = maintain(&server, json!({})).await;
+    assert_eq!(report.purged, 1, "{report:?}");
+    assert!(!audio.exists(), "its audio is gone from the bucket");
+    assert_eq!(
+        books(&server, family).await,
+        (0, 0, 0),
+        "the quota is free again"
+    );
+    let row = admin
+        .query_one(
+            "SELECT purged_at IS NOT NULL, (SELECT count(*) FROM usage_ledger
+               WHERE recording_id = $1 AND operation = 'purge') FROM recordings WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("the tombstone stays");
+    assert_eq!((row.get::<_, bool>(0), row.get::<_, i64>(1)), (true, 1));
+
+    // Members no longer see it, and nobody restores it.
+    let tx = begin_as(&mut login, As::User(keeper)).await;
+    let seen: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM recordings WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("select")
+        .get(0);
+    assert_eq!(seen, 0);
+    assert_eq!(tx.execute(trash(false), &[&id]).await.expect("0 rows"), 0);
+    drop(tx);
+    let mut service = server.db.login().await;
+    let tx = begin_as(&mut service, As::ServiceRole).await;
+    let err = tx.execute(trash(false), &[&id]).await.expect_err("claimed");
+    assert_eq!(err.code(), Some(&SqlState::CHECK_VIOLATION));
+}
+
+#[tokio::test]
+async fn a_purge_that_dies_after_deleting_the_objects_is_completed_by_a_later_run() {
+    let server = Server::start().await;
+    let (_, token, family) = keeper_family(&server).await;
+    let id = recording(&server, &token, family, 1200).await;
+    let admin = server.db.admin().await;
+    fixtures::trashed(&admin, &[id], 40).await;
+    // The database step fails after the objects are deleted.
+    admin
+        .batch_execute("ALTER TABLE recordings ADD CONSTRAINT broken_for_this_test CHECK (purged_at IS NULL) NOT VALID")
+        .await
+        .expect("break");
+    assert!(
+        local::storage_maintenance::handle(&server.app, json!({}))
+            .await
+            .is_err(),
+        "the run fails"
+    );
+    let key = RecordingKey {
+        family_id: family,
+        recording_id: id,
+    };
+    assert!(
+        !file(&server, &key.audio()).exists(),
+        "the objects went first"
+    );
+    assert_eq!(
+        books(&server, family).await,
+        (1200, 1200, 1200),
+        "nothing credited"
+    );
+    admin
+        .batch_execute("ALTER TABLE recordings DROP CONSTRAINT broken_for_this_test")
+        .await
+        .expect("mend");
+
+    // The claim belongs to the run that died; a later run takes it over.
+    assert_eq!(
+        maintain(&server, json!({})).await.purged,
+        0,
+        "not while it may still run"
+    );
+    fixtures::backdate(
+        &admin,
+        "UPDATE recordings SET purge_started_at = now() - interval '11 minutes' WHERE id = $1",
+        &[&id],
+    )
+    .await;
+    assert_eq!(maintain(&server, json!({})).await.purged, 1);
+    assert_eq!(books(&server, family).await, (0, 0, 0));
+    let credits: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM usage_ledger WHERE operation = 'purge'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(credits, 1, "credited once");
+}
+
+#[tokio::test]
+async fn two_runs_at_once_purge_each_recording_once() {
+    let server = Server::start_with(TestDb::new().await, &[("DATABASE_POOL_SIZE", "6")]).await;
+    let admin = server.db.admin().await;
+    let mut all = Vec::new();
+    let mut families = Vec::new();
+    for i in 0..3 {
+        let (family, keeper) = fixtures::family(&admin, &format!("Family {i}"), "family").await;
+        for _ in 0..100 {
+            all.push(fixtures::recording(&admin, family, keeper, 700).await);
+        }
+        families.push(family);
+    }
+    fixtures::trashed(&admin, &all, 45).await;
+    let event = json!({"batch": 40});
+    let (a, b) = tokio::join!(maintain(&server, event.clone()), maintain(&server, event));
+    assert_eq!(a.purged + b.purged, 300, "{a:?} {b:?}");
+    let credits = admin
+        .query_one(
+            "SELECT count(*), count(DISTINCT recording_id) FROM usage_ledger WHERE operation = 'purge'",
+            &[],
+        )
+        .await
+        .expect("count");
+    assert_eq!(
+        (credits.get::<_, i64>(0), credits.get::<_, i64>(1)),
+        (300, 300),
+        "one credit each, none twice"
+    );
+    for family in families {
+        assert_eq!(books(&server, family).await, (0, 0, 0));
+    }
+}
+
+#[tokio::test]
+async fn a_stranded_upload_is_finalized_by_the_sweep_as_finalize_would() {
+    let server = Server::start().await;
+    let (keeper, token, family) = keeper_family(&server).await;
+    let admin = server.db.admin().await;
+    let prompt: Uuid = admin
+        .query_one(
+            "SELECT id FROM prompts WHERE family_id = $1 LIMIT 1",
+            &[&family],
+        )
+        .await
+        .expect("prompt")
+        .get(0);
+    let body =
+        json!({"familyId": family, "durationSeconds": 73.5, "sizeBytes": 900, "promptId": prompt});
+    let upload = server
+        .get_signed_upload_url(&token, &body)
+        .await
+        .data()
+        .clone();
+    let url = upload["upload"]["url"].as_str().expect("url");
+    assert_eq!(
+        put_object(&server.http, url, "audio/mp4", vec![1; 900]).await,
+        200
+    );
+    let id: Uuid = upload["recordingId"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    // The phone lost signal before finalize; the URL expired two hours ago.
+    admin
+        .execute(
+            "UPDATE upload_reservations SET expires_at = now() - interval '2 hours' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("expire");
+
+    let report = maintain(&server, json!({})).await;
+    assert_eq!(report.finalized, 1, "{report:?}");
+    let row = admin
+        .query_one(
+            "SELECT created_by, prompt_id, duration_seconds, size_bytes FROM recordings WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("the recording exists");
+    assert_eq!(
+        (
+            row.get::<_, Uuid>(0),
+            row.get::<_, Uuid>(1),
+            row.get::<_, f64>(2),
+            row.get::<_, i64>(3)
+        ),
+        (keeper, prompt, 73.5, 900)
+    );
+    assert_eq!(books(&server, family).await, (900, 900, 900));
+    // The app's finalize, arriving at last, is told it is done.
+    let late = server
+        .finalize_recording(&token, &json!({"recordingId": id, "familyId": family}))
+        .await;
+    assert_eq!(late.data()["created"], false);
+    assert_eq!(
+        books(&server, family).await,
+        (900, 900, 900),
+        "charged once"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_reservation_keeps_counting_until_the_sweep_releases_it() {
+    let server = Server::start().await;
+    let (_, token, family) = keeper_family(&server).await;
+    let admin = server.db.admin().await;
+    fixtures::plan(&admin, "small", 1000, 600, false).await;
+    admin
+        .execute(
+            "UPDATE entitlements SET plan = 'small' WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("plan");
+    let upload = reserve(&server, &token, family, 800, false).await;
+    let id: Uuid = upload["recordingId"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let more = json!({"familyId": family, "durationSeconds": 5, "sizeBytes": 800});
+
+    // Expired half an hour ago, within the grace: its upload may still arrive.
+    admin
+        .execute(
+            "UPDATE upload_reservations SET expires_at = now() - interval '30 minutes' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("expire");
+    let refused = server.get_signed_upload_url(&token, &more).await;
+    assert_eq!(
+        refused.code(),
+        Some("QUOTA_EXCEEDED"),
+        "its expiry doesn't release it"
+    );
+    assert_eq!(maintain(&server, json!({})).await.released, 0);
+
+    // Past the grace, with no object: released.
+    admin
+        .execute(
+            "UPDATE upload_reservations SET expires_at = now() - interval '2 hours' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("expire");
+    assert_eq!(maintain(&server, json!({})).await.released, 1);
+    let closed: bool = admin
+        .query_one(
+            "SELECT closed_at IS NOT NULL FROM upload_reservations WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert!(closed);
+    assert_eq!(
+        server.get_signed_upload_url(&token, &more).await.status,
+        200,
+        "space again"
+    );
+
+    // Its object turns up after all (the bucket was slow to show it): finalize
+    // re-opens it and records it, quota permitting.
+    let key = RecordingKey {
+        family_id: family,
+        recording_id: id,
+    };
+    let signed = server
+        .app
+        .r2()
+        .expect("r2")
+        .presign_put(&key.audio(), "audio/mp4", 800, URL_EXPIRY)
+        .await
+        .expect("sign");
+    admin
+        .execute("DELETE FROM upload_reservations WHERE id <> $1", &[&id])
+        .await
+        .expect("drop the second reservation");
+    assert_eq!(
+        put_object(&server.http, &signed.url, "audio/mp4", vec![2; 800]).await,
+        200
+    );
+    let late = server
+        .finalize_recording(&token, &json!({"recordingId": id, "familyId": family}))
+        .await;
+    assert_eq!(late.data()["created"], true);
+    let row = admin
+        .query_one(
+            "SELECT finalized_at IS NOT NULL, closed_at IS NULL FROM upload_reservations WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("row");
+    assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1)), (true, true));
+}
+
+#[tokio::test]
+async fn objects_nothing_owns_are_deleted_and_nothing_owned_is_touched() {
+    let server = Server::start().await;
+    let (_, token, family) = keeper_family(&server).await;
+    let live = recording(&server, &token, family, 500).await;
+    let live_key = RecordingKey {
+        family_id: family,
+        recording_id: live,
+    };
+    let live_audio = file(&server, &live_key.audio());
+    age(&live_audio);
+    // A waveform uploaded after its recording was finalized without one.
+    let late_waveform = stray(&server, &live_key.waveform());
+    // An open reservation's object (expired, within the grace: it stays its own).
+    let open = reserve(&server, &token, family, 300, false).await;
+    let open_id: Uuid = open["recordingId"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let open_key = RecordingKey {
+        family_id: family,
+        recording_id: open_id,
+    };
+    let open_object = stray(&server, &open_key.audio());
+    // Owned by nothing at all, under recordings/ (as a parsed key and as junk).
+    let orphan = stray(
+        &server,
+        &RecordingKey {
+            family_id: family,
+            recording_id: Uuid::new_v4(),
+        }
+        .audio(),
+    );
+    let junk = stray(
+        &server,
+        &format!("families/{family}/recordings/left-behind.tmp"),
+    );
+    // Elsewhere: never the maintenance job's to clean.
+    let archive = stray(&server, &format!("archives/{family}/stories.zip"));
+    let other = stray(&server, &format!("families/{family}/covers/portrait.jpg"));
+
+    let report = maintain(&server, json!({})).await;
+    assert_eq!(report.objects_deleted, 3, "{report:?}");
+    for gone in [&late_waveform, &orphan, &junk] {
+        assert!(!gone.exists(), "{} should be gone", gone.display());
+    }
+    for kept in [&live_audio, &open_object, &archive, &other] {
+        assert!(kept.exists(), "{} must stay", kept.display());
+    }
+    // A fresh object nothing owns yet (an upload arriving) is left for the grace.
+    let fresh = file(
+        &server,
+        &RecordingKey {
+            family_id: family,
+            recording_id: Uuid::new_v4(),
+        }
+        .audio(),
+    );
+    std::fs::write(&fresh, b"arriving").expect("write");
+    assert_eq!(maintain(&server, json!({})).await.objects_deleted, 0);
+    assert!(fresh.exists());
+}
+
+#[tokio::test]
+async fn drifted_books_are_reported_not_corrected_and_an_operator_adjusts_them() {
+    let server = Server::start_with_sentry().await;
+    let (_, token, family) = keeper_family(&server).await;
+    recording(&server, &token, family, 400).await;
+    let admin = server.db.admin().await;
+    admin
+        .execute(
+            "UPDATE entitlements SET storage_used_bytes = storage_used_bytes + 7 WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("drift");
+
+    let report = maintain(&server, json!({})).await;
+    assert_eq!(report.drifted, 1, "{report:?}");
+    assert_eq!(
+        books(&server, family).await,
+        (407, 400, 400),
+        "never corrected silently"
+    );
+    let events = server
+        .sentry
+        .as_ref()
+        .expect("sentry")
+        .fetch_and_clear_events();
+    let event = events
+        .iter()
+        .find(|e| e.tags.get("action").map(String::as_str) == Some("books"))
+        .expect("reported");
+    assert_eq!(event.extra["familyId"], family.to_string().as_str());
+    assert_eq!(
+        (
+            &event.extra["counter"],
+            &event.extra["ledger"],
+            &event.extra["recordings"]
+        ),
+        (&json!(407), &json!(400), &json!(400))
+    );
+
+    // After a human has looked: the operator's reconciliation, with a reason (none is
+    // refused), recorded in the ledger.
+    let err = admin
+        .execute("SELECT reconcile_storage($1, ' ')", &[&family])
+        .await
+        .expect_err("a reason is required");
+    assert_eq!(err.code(), Some(&SqlState::CHECK_VIOLATION));
+    assert_eq!(
+        books(&server, family).await,
+        (407, 400, 400),
+        "and nothing changed"
+    );
+    let reason = "counter raised by hand in an incident, ticket 42";
+    admin
+        .execute("SELECT reconcile_storage($1, $2)", &[&family, &reason])
+        .await
+        .expect("reconcile");
+    assert_eq!(books(&server, family).await, (400, 400, 400));
+    let recorded: String = admin
+        .query_one(
+            "SELECT description FROM usage_ledger WHERE family_id = $1 AND operation = 'adjustment'",
+            &[&family],
+        )
+        .await
+        .expect("the adjustment")
+        .get(0);
+    assert_eq!(recorded, reason);
+    assert_eq!(maintain(&server, json!({})).await.drifted, 0);
+}
+
+#[tokio::test]
+async fn ten_thousand_recordings_are_purged_across_runs_each_within_its_budget() {
+    let server = Server::start().await;
+    let admin = server.db.admin().await;
+    let (family, keeper) = fixtures::family(&admin, "A large family", "legacy").await;
+    admin
+        .execute(
+            "WITH r AS (
+               INSERT INTO recordings (id, family_id, created_by, duration_seconds, audio_size_bytes)
+               SELECT gen_random_uuid(), $1, $2, 30, 1000 FROM generate_series(1, 10000)
+               RETURNING id)
+             SELECT count(*) FROM r",
+            &[&family, &keeper],
+        )
+        .await
+        .expect("recordings");
+    admin
+        .execute(
+            "SELECT reconcile_storage($1, 'the test''s recordings')",
+            &[&family],
+        )
+        .await
+        .expect("their bytes in the books");
+    let all: Vec<Uuid> = admin
+        .query("SELECT id FROM recordings WHERE family_id = $1", &[&family])
+        .await
+        .expect("ids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    fixtures::trashed(&admin, &all, 60).await;
+
+    let budget = Duration::from_secs(2);
+    let mut runs = 0;
+    let mut purged = 0;
+    loop {
+        runs += 1;
+        let started = Instant::now();
+        let report = maintain(&server, json!({"budgetSeconds": 2, "batch": 1000})).await;
+        // A run stops taking batches when its budget is spent: one batch may overrun.
+        assert!(
+            started.elapsed() < budget + Duration::from_secs(8),
+            "run {runs} took {:?}",
+            started.elapsed()
+        );
+        purged += report.purged;
+        if report.finished {
+            break;
+        }
+        assert!(runs < 50, "no progress: {report:?}");
+    }
+    assert_eq!(purged, 10_000);
+    assert!(runs > 1, "the work was spread over runs");
+    assert_eq!(books(&server, family).await, (0, 0, 0));
+}
