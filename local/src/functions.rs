@@ -4,10 +4,15 @@ pub use ::create_checkout_session;
 pub use ::create_family;
 pub use ::create_invite;
 pub use ::create_portal_session;
+pub use ::delete_family;
 pub use ::finalize_recording;
 pub use ::get_signed_playback_url;
 pub use ::get_signed_upload_url;
+pub use ::leave_family;
 pub use ::redeem_invite;
+pub use ::remove_member;
+pub use ::restore_family;
+pub use ::set_member_role;
 pub use ::storage_maintenance;
 pub use ::stripe_webhook;
 
@@ -18,10 +23,15 @@ pub fn functions() -> Vec<shared::Function> {
         create_family::function(),
         create_invite::function(),
         create_portal_session::function(),
+        delete_family::function(),
         finalize_recording::function(),
         get_signed_playback_url::function(),
         get_signed_upload_url::function(),
+        leave_family::function(),
         redeem_invite::function(),
+        remove_member::function(),
+        restore_family::function(),
+        set_member_role::function(),
         storage_maintenance::function(),
         stripe_webhook::function(),
     ]
@@ -34,10 +44,15 @@ pub fn operations() -> Vec<shared::api::Operation> {
         create_family::api(),
         create_invite::api(),
         create_portal_session::api(),
+        delete_family::api(),
         finalize_recording::api(),
         get_signed_playback_url::api(),
         get_signed_upload_url::api(),
+        leave_family::api(),
         redeem_invite::api(),
+        remove_member::api(),
+        restore_family::api(),
+        set_member_role::api(),
         stripe_webhook::api(),
     ]
 }

@@ -23,6 +23,11 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(&'static str),
+    /// The change would leave a family without a keeper.
+    #[error("{0}")]
+    LastKeeper(&'static str),
+    #[error("This family has an active subscription: cancel it in the billing portal first")]
+    SubscriptionActive,
     #[error("Too many requests. Please try again later.")]
     RateLimit { retry_after_seconds: u32 },
     #[error("Request body is larger than 64 KiB")]
@@ -47,6 +52,8 @@ impl ApiError {
             ApiError::Validation(_) => ErrorCode::ValidationFailed,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::LastKeeper(_) => ErrorCode::LastKeeper,
+            ApiError::SubscriptionActive => ErrorCode::SubscriptionActive,
             ApiError::RateLimit { .. } => ErrorCode::RateLimit,
             ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
@@ -62,7 +69,9 @@ impl ApiError {
             ApiError::Forbidden(_) | ApiError::QuotaExceeded => StatusCode::FORBIDDEN,
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::LastKeeper(_) | ApiError::SubscriptionActive => {
+                StatusCode::CONFLICT
+            }
             ApiError::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -81,6 +90,8 @@ impl ApiError {
 /// there means the token outlived its account (deleted, but the token is still valid).
 const USER_FOREIGN_KEYS: &[&str] = &[
     "families_created_by_fkey",
+    "families_deleted_by_fkey",
+    "family_events_actor_id_fkey",
     "family_members_user_id_fkey",
     "invites_created_by_fkey",
     "prompts_created_by_fkey",

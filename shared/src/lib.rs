@@ -12,6 +12,7 @@ pub mod event;
 pub mod function;
 pub mod http;
 pub mod invite;
+pub mod members;
 pub mod r2;
 pub mod recordings;
 pub mod sql;
@@ -61,7 +62,8 @@ impl App {
             .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("INVITE_CODE_SECRET is not set")))
     }
 
-    /// Whether the caller belongs to the family, read as the caller (RLS decides).
+    /// Whether the caller belongs to the family, read as the caller (RLS decides); 404
+    /// when it is theirs but deleted.
     pub async fn is_member(
         &self,
         user: &auth::User,
@@ -72,13 +74,13 @@ impl App {
                 let rows = tx
                     .query_typed(sql::IS_MEMBER, &[(&family_id, Type::UUID)])
                     .await?;
-                Ok(!rows.is_empty())
+                Ok(!rows.is_empty() || gone(tx, family_id).await?)
             })
             .await
     }
 
     /// The caller's membership of the family, read as the caller (RLS decides): None
-    /// when they don't belong to it.
+    /// when they don't belong to it; 404 when it is theirs but deleted.
     pub async fn membership(
         &self,
         user: &auth::User,
@@ -89,6 +91,9 @@ impl App {
                 let rows = tx
                     .query_typed(sql::MEMBERSHIP, &[(&family_id, Type::UUID)])
                     .await?;
+                if rows.is_empty() {
+                    gone(tx, family_id).await?;
+                }
                 Ok(rows.first().map(|r| Membership {
                     is_keeper: r.get::<_, &str>(0) == "keeper",
                     family_name: r.get(1),
@@ -166,5 +171,20 @@ impl App {
             http,
             config,
         })
+    }
+}
+
+/// Where RLS shows the caller no membership: 404 when the family is theirs but deleted
+/// (a deleted family is gone for its members, not forbidden), otherwise false.
+async fn gone(
+    tx: &tokio_postgres::Transaction<'_>,
+    family_id: uuid::Uuid,
+) -> Result<bool, ApiError> {
+    let rows = tx
+        .query_typed(sql::IN_DELETED_FAMILY, &[(&family_id, Type::UUID)])
+        .await?;
+    match rows.first().map(|r| r.get::<_, bool>(0)) {
+        Some(true) => Err(ApiError::NotFound(members::GONE)),
+        _ => Ok(false),
     }
 }

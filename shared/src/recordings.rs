@@ -11,8 +11,10 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
+use crate::App;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::members;
 use crate::r2::{R2, RecordingKey, WAVEFORM_CONTENT_TYPE};
 
 /// The statements of this step, as the service role.
@@ -27,6 +29,18 @@ pub mod sql {
     /// closed: one idempotent step (false when the recording already exists).
     pub const FINALIZE: &str = "
         SELECT public.finalize_recording_tx($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+    /// Releases a reservation whose object never arrived: it stops counting.
+    pub const CLOSE: &str = "
+        UPDATE public.upload_reservations SET closed_at = now()
+        WHERE id = $1 AND finalized_at IS NULL AND closed_at IS NULL";
+
+    /// A member's open reservations in a family (neither finalized nor released).
+    pub const OPEN_OF_MEMBER: &str = "
+        SELECT id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
+               duration_seconds, content_type
+        FROM public.upload_reservations
+        WHERE family_id = $1 AND user_id = $2 AND finalized_at IS NULL AND closed_at IS NULL";
 
     /// The recording as finalized (now or by an earlier call).
     pub const FINALIZED: &str = "
@@ -132,16 +146,23 @@ pub struct Recording {
 
 /// Records a complete upload in one transaction (the service role): entitlement lock,
 /// quota and ledger, the recording, the reservation closed. Duration and prompt come
-/// from the reservation. Returns the recording and whether this call created it; over
-/// quota it is `QuotaExceeded` and nothing is written.
+/// from the reservation. When a `member` asks (finalize-recording), their membership is
+/// re-checked and share-locked in this same transaction, so a removal can't slip in
+/// between; the sweep and a departed member's settling ask for no one. Returns the
+/// recording and whether this call created it; over quota it is `QuotaExceeded` and
+/// nothing is written.
 pub async fn finalize(
     db: &Db,
+    member: Option<Uuid>,
     reservation: &Reservation,
     title: Option<&str>,
     audio: i64,
     waveform: Option<i64>,
 ) -> Result<(Recording, bool), ApiError> {
     db.as_service(async |tx| {
+        if let Some(user) = member {
+            members::lock_membership(tx, reservation.family_id, user).await?;
+        }
         let params = [
             (&reservation.id as _, Type::UUID),
             (&reservation.family_id as _, Type::UUID),
@@ -173,6 +194,68 @@ pub async fn finalize(
             created_at: r.get(7),
         };
         Ok((recording, created))
+    })
+    .await
+}
+
+/// What became of a departed member's unfinished uploads.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Settled {
+    /// Uploads whose audio had arrived: recordings now, theirs, in the family.
+    pub saved: u32,
+    /// Uploads that never arrived: their hold on the quota released.
+    pub released: u32,
+}
+
+/// Settles the open uploads of someone who just left `family` (removed, or of their
+/// own accord), as the sweep would: an upload whose audio arrived becomes a recording
+/// (a recording is never lost because its maker left), one that never arrived is
+/// released. What can't be settled now (the bucket is down, the quota is full, the
+/// upload is unlike what was declared) stays open for the sweep, which reports it;
+/// so this never fails the change it follows.
+pub async fn settle(app: &App, family: Uuid, user: Uuid) -> Settled {
+    let mut settled = Settled::default();
+    let result = async {
+        let r2 = app.r2()?;
+        let open: Vec<Reservation> = app
+            .db
+            .as_service(async |tx| {
+                let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
+                let rows = tx.query_typed(sql::OPEN_OF_MEMBER, &params).await?;
+                Ok(rows.iter().map(Reservation::from_row).collect())
+            })
+            .await?;
+        for reservation in &open {
+            match inspect(r2, reservation).await? {
+                Upload::Complete { audio, waveform } => {
+                    match finalize(&app.db, None, reservation, None, audio, waveform).await {
+                        Ok(_) => settled.saved += 1,
+                        Err(ApiError::QuotaExceeded) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Upload::Missing => {
+                    close(&app.db, reservation.id).await?;
+                    settled.released += 1;
+                }
+                Upload::Mismatch(_) => {}
+            }
+        }
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "a departed member's uploads are left to the sweep");
+    }
+    settled
+}
+
+/// Releases a reservation whose object never arrived: it stops counting.
+pub async fn close(db: &Db, id: Uuid) -> Result<(), ApiError> {
+    db.as_service(async |tx| {
+        tx.query_typed(sql::CLOSE, &[(&id, Type::UUID)]).await?;
+        Ok(())
     })
     .await
 }

@@ -22,5 +22,14 @@ pub const MEMBERSHIP: &str = "
     LEFT JOIN public.entitlements e ON e.family_id = f.id
     WHERE f.id = $1";
 
+/// Whether the caller belongs to the family and it is deleted (so a function answers
+/// 404 where RLS no longer shows it).
+pub const IN_DELETED_FAMILY: &str = "SELECT public.in_deleted_family($1)";
+
+/// Serialises the checkouts of one family, and a deletion with them: the uploads lock
+/// the entitlement row, which no checkout holds across a call to Stripe.
+pub const CHECKOUT_LOCK: &str = "
+    SELECT pg_advisory_xact_lock(hashtextextended('checkout:' || $1::text, 0))";
+
 /// Takes one hit of a fixed-window rate limit: 0, or the seconds until the window ends.
 pub const RATE_LIMIT_TAKE: &str = "SELECT public.rate_limit_take($1, $2, $3::interval)";

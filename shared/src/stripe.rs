@@ -59,6 +59,8 @@ pub struct Subscription {
     pub current_period_end: Option<i64>,
     pub items: Items,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Set when a keeper cancelled it in the portal: it ends with the period.
+    pub cancel_at_period_end: Option<bool>,
 }
 
 #[derive(Debug, miniserde::Deserialize)]

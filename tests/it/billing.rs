@@ -1050,3 +1050,55 @@ async fn a_hung_stripe_is_a_503_within_seconds_and_writes_nothing() {
     assert_eq!(s.count("checkout_sessions").await, 0);
     assert_eq!(entitlement(s, family).await.2, None, "no customer stored");
 }
+
+#[tokio::test]
+async fn a_paid_family_can_be_deleted_once_its_subscription_is_set_to_end() {
+    let b = billing().await;
+    let (family, sub, keeper) = subscribed(&b, "active", "price_family").await;
+    let customer = format!("cus_{}", family.simple());
+    let object = subscription(&sub, &customer, "active", "price_family", family);
+    let created = event(
+        "evt_sub_created",
+        "customer.subscription.created",
+        object.clone(),
+    );
+    assert_eq!(deliver_signed(&b.server, &created).await.0, 200);
+    let admin = b.server.db.admin().await;
+    let name: String = admin
+        .query_one("SELECT name FROM families WHERE id = $1", &[&family])
+        .await
+        .expect("name")
+        .get(0);
+    let delete = json!({"familyId": family, "confirmName": name});
+    let refused = b.server.call("delete-family", Some(&keeper), &delete).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, Some("SUBSCRIPTION_ACTIVE"))
+    );
+
+    // The keeper cancels in the portal; Stripe tells us it ends with the period.
+    let mut cancelled = object;
+    cancelled["cancel_at_period_end"] = json!(true);
+    b.stripe
+        .lock()
+        .await
+        .subscriptions
+        .insert(sub.clone(), cancelled.clone());
+    let updated = event(
+        "evt_sub_updated",
+        "customer.subscription.updated",
+        cancelled,
+    );
+    assert_eq!(deliver_signed(&b.server, &updated).await.0, 200);
+    let ending: bool = admin
+        .query_one(
+            "SELECT cancel_at_period_end FROM entitlements WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("entitlement")
+        .get(0);
+    assert!(ending);
+    let deleted = b.server.call("delete-family", Some(&keeper), &delete).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+}

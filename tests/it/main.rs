@@ -12,6 +12,7 @@ mod house;
 mod invites;
 mod lifecycle;
 mod observability;
+mod people;
 mod quota;
 mod recordings;
 mod rls;

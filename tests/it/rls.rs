@@ -472,6 +472,81 @@ async fn a_postgrest_soft_delete_and_restore_succeed_for_whom_the_matrix_allows(
     );
 }
 
+/// Family A's history: one event, as a function would write it.
+async fn an_event(w: &World) {
+    w.db.admin()
+        .await
+        .execute(
+            "INSERT INTO family_events (family_id, actor_id, subject_id, action)
+             VALUES ($1, $2, $3, 'member_left')",
+            &[&w.family, &w.storyteller, &w.storyteller],
+        )
+        .await
+        .expect("event");
+}
+
+#[tokio::test]
+async fn family_events_keepers_read_and_nobody_writes() {
+    let w = world().await;
+    an_event(&w).await;
+    check(&w, "family_events", &[
+        Cell("SELECT count(*) FROM family_events WHERE family_id = '{A}'", [Rows(1), Rows(0), Rows(0), Rows(0)]),
+        Cell(
+            "INSERT INTO family_events (family_id, actor_id, action) VALUES ('{A}', '{me}', 'member_left')",
+            [Denied, Denied, Denied, Denied],
+        ),
+        Cell("UPDATE family_events SET action = 'member_removed' WHERE family_id = '{A}'", [Denied, Denied, Denied, Denied]),
+        Cell("DELETE FROM family_events WHERE family_id = '{A}'", [Denied, Denied, Denied, Denied]),
+    ])
+    .await;
+    // Append-only for the service role too, but for an erased account's id.
+    let admin = w.db.admin().await;
+    let err = admin
+        .execute("UPDATE family_events SET action = 'member_removed'", &[])
+        .await
+        .expect_err("append-only");
+    assert_eq!(err.code(), Some(&SqlState::RESTRICT_VIOLATION));
+    admin
+        .execute("DELETE FROM auth.users WHERE id = $1", &[&w.storyteller])
+        .await
+        .expect("an account erased, its id nulled in the history");
+}
+
+#[tokio::test]
+async fn a_deleted_family_is_invisible_to_everyone_and_nothing_of_it_changes() {
+    let w = world().await;
+    an_event(&w).await;
+    w.db.admin()
+        .await
+        .execute(
+            "UPDATE families SET deleted_at = now() WHERE id = $1",
+            &[&w.family],
+        )
+        .await
+        .expect("deleted");
+    let none = [Rows(0), Rows(0), Rows(0), Rows(0)];
+    check(&w, "a deleted family", &[
+        Cell("SELECT count(*) FROM families WHERE id = '{A}'", none),
+        Cell("SELECT count(*) FROM family_members WHERE family_id = '{A}'", none),
+        Cell("SELECT count(*) FROM prompts WHERE family_id = '{A}'", none),
+        Cell("SELECT count(*) FROM recordings WHERE family_id = '{A}'", none),
+        Cell("SELECT count(*) FROM invites WHERE family_id = '{A}'", none),
+        Cell("SELECT count(*) FROM entitlements WHERE family_id = '{A}'", none),
+        Cell("SELECT count(*) FROM usage_ledger WHERE family_id = '{A}'", none),
+        Cell("SELECT count(*) FROM family_events WHERE family_id = '{A}'", none),
+        Cell("UPDATE families SET name = 'Back again' WHERE id = '{A}'", [Rows(0), Rows(0), Rows(0), Denied]),
+        Cell("UPDATE recordings SET deleted_at = now() WHERE family_id = '{A}'", [Rows(0), Rows(0), Rows(0), Denied]),
+        Cell("UPDATE prompts SET text = 'Edited' WHERE family_id = '{A}'", [Rows(0), Rows(0), Rows(0), Denied]),
+        Cell("UPDATE invites SET revoked_at = now() WHERE family_id = '{A}'", [Rows(0), Rows(0), Rows(0), Denied]),
+        Cell(
+            "INSERT INTO prompts (family_id, text, created_by) VALUES ('{A}', 'Still here?', '{me}')",
+            [Denied, Denied, Denied, Denied],
+        ),
+        Cell("SELECT count(*) FROM families WHERE name = 'Family B'", [Rows(0), Rows(0), Rows(1), Rows(0)]),
+    ])
+    .await;
+}
+
 #[tokio::test]
 async fn anon_and_authenticated_cannot_execute_the_privileged_functions() {
     let w = world().await;
@@ -482,6 +557,10 @@ async fn anon_and_authenticated_cannot_execute_the_privileged_functions() {
         "SELECT finalize_recording_tx(gen_random_uuid(), '{A}', NULL, NULL, NULL, 1, 'audio/mp4', 1, NULL)",
         "SELECT rate_limit_take('x', 1, interval '1 hour')",
         "SELECT rate_limit_refund('x', interval '1 hour')",
+        "SELECT lock_membership('{A}', '{A}')",
+        "SELECT purge_family('{A}')",
+        "SELECT purge_recordings(ARRAY['{A}'::uuid])",
+        "SELECT reconcile_storage('{A}', 'a reason')",
     ];
     for sql in calls {
         for who in [As::User(w.keeper), As::Anon] {

@@ -23,8 +23,9 @@ use local::get_signed_playback_url::sql as playback;
 use local::get_signed_upload_url::sql as upload;
 use local::redeem_invite::{self, sql as redeem};
 use local::stripe_webhook::sql as webhook;
+use shared::members::sql::{self as members, LOCK_MEMBERSHIP};
 use shared::recordings::sql as finalize;
-use shared::sql::{IS_MEMBER, MEMBERSHIP, PROLOGUE, RATE_LIMIT_TAKE};
+use shared::sql::{CHECKOUT_LOCK, IS_MEMBER, MEMBERSHIP, PROLOGUE, RATE_LIMIT_TAKE};
 
 const SERVICE_CLAIMS: &str = r#"{"role":"service_role"}"#;
 
@@ -47,14 +48,12 @@ pub enum Work {
     },
     UploadUrl {
         user: Uuid,
-        claims: String,
         family: Uuid,
         size: i64,
         duration: f64,
     },
     Finalize {
         user: Uuid,
-        claims: String,
         family: Uuid,
         recording: Uuid,
         title: String,
@@ -70,6 +69,10 @@ pub enum Work {
     },
     Portal {
         claims: String,
+        family: Uuid,
+    },
+    /// A change of who belongs that changes nothing: the members and family locked.
+    People {
         family: Uuid,
     },
     /// A function without a case of its own: the membership check, as the caller.
@@ -254,16 +257,15 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
         }
         Work::UploadUrl {
             user,
-            claims,
             family,
             size,
             duration,
         } => {
-            as_user(client, claims, &[(IS_MEMBER, &[(family, Type::UUID)])]).await?;
             let id = Uuid::new_v4();
             service(
                 client,
                 &[
+                    (LOCK_MEMBERSHIP, &[(family, Type::UUID), (user, Type::UUID)]),
                     (upload::LOCK_ENTITLEMENT, &[(family, Type::UUID)]),
                     (upload::RESERVED_BYTES, &[(family, Type::UUID)]),
                     (
@@ -286,7 +288,6 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
         }
         Work::Finalize {
             user,
-            claims,
             family,
             recording,
             title,
@@ -298,11 +299,11 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             .await?;
             let row = rows.first().context("no reservation")?;
             let (size, duration): (i64, f64) = (row.get(4), row.get(6));
-            as_user(client, claims, &[(IS_MEMBER, &[(family, Type::UUID)])]).await?;
             let title = Some(title.clone());
             service(
                 client,
                 &[
+                    (LOCK_MEMBERSHIP, &[(family, Type::UUID), (user, Type::UUID)]),
                     (
                         finalize::FINALIZE,
                         &[
@@ -345,7 +346,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             service(
                 client,
                 &[
-                    (checkout::CHECKOUT_LOCK, &[(family, Type::UUID)]),
+                    (CHECKOUT_LOCK, &[(family, Type::UUID)]),
                     (checkout::PRICE_OFFERED, &[(price, Type::TEXT)]),
                     (checkout::BILLING_STATE, &[(family, Type::UUID)]),
                 ],
@@ -354,7 +355,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
             service(
                 client,
                 &[
-                    (checkout::CHECKOUT_LOCK, &[(family, Type::UUID)]),
+                    (CHECKOUT_LOCK, &[(family, Type::UUID)]),
                     (checkout::BILLING_STATE, &[(family, Type::UUID)]),
                     (checkout::OPEN_SESSION, &[(family, Type::UUID)]),
                 ],
@@ -363,6 +364,16 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
         }
         Work::Member { claims, family } => {
             as_user(client, claims, &[(IS_MEMBER, &[(family, Type::UUID)])]).await?;
+        }
+        Work::People { family } => {
+            service(
+                client,
+                &[
+                    (members::LOCK_MEMBERS, &[(family, Type::UUID)]),
+                    (members::LOCK_FAMILY, &[(family, Type::UUID)]),
+                ],
+            )
+            .await?;
         }
         Work::Portal { claims, family } => {
             as_user(client, claims, &[(MEMBERSHIP, &[(family, Type::UUID)])]).await?;
@@ -410,6 +421,7 @@ pub async fn run(client: &mut Client, work: &Work) -> anyhow::Result<()> {
                     (subscription, Type::TEXT),
                     (customer, Type::TEXT),
                     (&period_end, Type::FLOAT8),
+                    (&false, Type::BOOL),
                 ],
             )
             .await?;

@@ -337,7 +337,6 @@ impl World {
                         ),
                         work: Work::UploadUrl {
                             user: user.id,
-                            claims: user.claims.clone(),
                             family: family.id,
                             size,
                             duration,
@@ -374,7 +373,7 @@ impl World {
                         let title = "The summer we drove to the coast".to_owned();
                         Case {
                             line: post(function, user, json!({"recordingId": recording, "familyId": family, "title": title})),
-                            work: Work::Finalize { user: user.id, claims: user.claims.clone(), family, recording, title },
+                            work: Work::Finalize { user: user.id, family, recording, title },
                         }
                     })
                     .collect()
@@ -405,6 +404,27 @@ impl World {
                                    "successUrl": format!("{APP}/billing/done"), "cancelUrl": format!("{APP}/billing")}),
                         ),
                         work: Work::Checkout { claims: keeper.claims.clone(), family, price: PRICE.to_owned() },
+                    }
+                })
+                .collect(),
+            // Their read-only success paths (the member already has the role; the family
+            // is not deleted): the members locked, the rules checked, nothing written.
+            "set-member-role" => (0..PER_RUN)
+                .map(|j| {
+                    let f = &self.families[j % FAMILIES];
+                    let (keeper, teller) = (&f.members[0], &f.members[1 + (j / FAMILIES) % (MEMBERS - 1)]);
+                    Case {
+                        line: post(function, keeper, json!({"familyId": f.id, "userId": teller.id, "role": "storyteller"})),
+                        work: Work::People { family: f.id },
+                    }
+                })
+                .collect(),
+            "restore-family" => (0..PER_RUN)
+                .map(|j| {
+                    let f = &self.families[j % FAMILIES];
+                    Case {
+                        line: post(function, &f.members[0], json!({"familyId": f.id})),
+                        work: Work::People { family: f.id },
                     }
                 })
                 .collect(),

@@ -112,7 +112,8 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     let customer = app
         .db
         .as_service(async |tx| {
-            tx.query_typed(sql::CHECKOUT_LOCK, &family_id).await?;
+            tx.query_typed(shared::sql::CHECKOUT_LOCK, &family_id)
+                .await?;
             let price = [(&input.price_id as _, Type::TEXT)];
             if tx.query_typed(sql::PRICE_OFFERED, &price).await?.is_empty() {
                 return Err(ApiError::Validation(
@@ -139,7 +140,8 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     //    otherwise it is expired before a new one is made.
     app.db
         .as_service(async |tx| {
-            tx.query_typed(sql::CHECKOUT_LOCK, &family_id).await?;
+            tx.query_typed(shared::sql::CHECKOUT_LOCK, &family_id)
+                .await?;
             // A payment may have landed since step 3.
             billing_state(tx, input.family_id).await?;
             let open = tx.query_typed(sql::OPEN_SESSION, &family_id).await?;

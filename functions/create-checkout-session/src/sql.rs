@@ -1,21 +1,18 @@
 //! The statements create-checkout-session sends (after the shared keeper check), in two
 //! transactions as the service role, each under the family's checkout lock.
 
-/// Serialises the checkouts of one family, and nothing else: the uploads lock the
-/// entitlement row, which no checkout holds across a call to Stripe.
-pub const CHECKOUT_LOCK: &str = "
-    SELECT pg_advisory_xact_lock(hashtextextended('checkout:' || $1::text, 0))";
-
 /// Whether the price maps to a paid plan we sell (in this environment).
 pub const PRICE_OFFERED: &str = "
     SELECT 1 FROM public.plan_prices pp JOIN public.plans p ON p.code = pp.plan
     WHERE pp.stripe_price_id = $1 AND p.is_paid";
 
-/// The family's Stripe customer, and whether a paid subscription is live.
+/// The family's Stripe customer, and whether a paid subscription is live (no row once
+/// the family is deleted).
 pub const BILLING_STATE: &str = "
     SELECT e.stripe_customer_id,
            p.is_paid AND e.status IN ('active', 'trialing', 'past_due')
     FROM public.entitlements e JOIN public.plans p ON p.code = e.plan
+    JOIN public.families f ON f.id = e.family_id AND f.deleted_at IS NULL
     WHERE e.family_id = $1";
 
 /// The customer Stripe created for the family, kept for every later checkout (the

@@ -117,12 +117,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         .filter(|r| r.family_id == input.family_id && r.user_id == Some(user.id))
         .ok_or(ApiError::NotFound("Recording not found"))?;
 
-    // 3. Still a member, read as the caller.
-    if !app.is_member(&user, input.family_id).await? {
-        return Err(ApiError::Forbidden("You are not a member of this family"));
-    }
-
-    // 4. The objects as R2 has them: the sizes charged are theirs.
+    // 3. The objects as R2 has them: the sizes charged are theirs.
     let (audio, waveform) = match recordings::inspect(r2, &reservation).await? {
         Upload::Missing => return Err(ApiError::NotFound("Upload not found")),
         Upload::Mismatch(what) => {
@@ -133,11 +128,13 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         Upload::Complete { audio, waveform } => (audio, waveform),
     };
 
-    // 5. One transaction: entitlement lock, quota and ledger, the recording, the
-    //    reservation marked finalized (the service role: users may not create
-    //    recordings). P0001 (over quota) becomes 403 QUOTA_EXCEEDED, nothing written.
+    // 4. One transaction: still a member (their row share-locked: a removal waits, or
+    //    is seen), entitlement lock, quota and ledger, the recording, the reservation
+    //    marked finalized (the service role: users may not create recordings). P0001
+    //    (over quota) becomes 403 QUOTA_EXCEEDED, nothing written.
     let title = input.title.as_deref();
+    let member = Some(user.id);
     let (recording, created) =
-        recordings::finalize(&app.db, &reservation, title, audio, waveform).await?;
+        recordings::finalize(&app.db, member, &reservation, title, audio, waveform).await?;
     Ok(Output { recording, created })
 }

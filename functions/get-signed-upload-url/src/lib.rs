@@ -16,7 +16,7 @@ use shared::http::{json_body, serve};
 use shared::r2::{
     AUDIO_CONTENT_TYPE, NO_OVERWRITE, Presigned, RecordingKey, URL_EXPIRY, WAVEFORM_CONTENT_TYPE,
 };
-use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
+use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -172,14 +172,11 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     let input: Input = json_body(req)?;
     telemetry::set_family(input.family_id);
 
-    // 2. Membership, read as the caller (RLS decides).
-    if !app.is_member(&user, input.family_id).await? {
-        return Err(ApiError::Forbidden("You are not a member of this family"));
-    }
-
-    // 3. The remaining checks and the reservation in one transaction (the service role:
-    //    reservations are not the user's to write), under the entitlement lock, so
-    //    concurrent requests can't reserve the same free bytes twice.
+    // 2. The checks and the reservation in one transaction (the service role:
+    //    reservations are not the user's to write): membership first, the caller's row
+    //    share-locked (a removal waits for this reservation, or this sees the removal),
+    //    then the entitlement lock, so concurrent requests can't reserve the same free
+    //    bytes twice.
     let recording_id = Uuid::new_v4();
     let key = RecordingKey {
         family_id: input.family_id,
@@ -187,6 +184,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     };
     app.db
         .as_service(async |tx| {
+            members::lock_membership(tx, input.family_id, user.id).await?;
             let rows = tx
                 .query_typed(sql::LOCK_ENTITLEMENT, &[(&input.family_id, Type::UUID)])
                 .await?;

@@ -1,4 +1,4 @@
-//! The statements get-signed-upload-url sends (after the shared membership check), in
+//! The statements get-signed-upload-url sends (after the shared membership lock), in
 //! one transaction as the service role.
 
 /// The family's entitlement, plan limits and used bytes, its row locked: every

@@ -9,7 +9,10 @@
 //! 3. Orphans: objects under `families/*/recordings/` that no recording or open
 //!    reservation owns, older than the grace, are deleted (the bucket is listed a page
 //!    at a time; the next run picks up where this one stopped).
-//! 4. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
+//! 4. Families: a family deleted longer ago than the retention has its recordings
+//!    purged, every object under its prefix deleted, and becomes a tombstone (members,
+//!    prompts, invites and reservations gone, its name scrubbed).
+//! 5. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
 //!    and a rotating sample of the rest; drift is reported, never corrected.
 //!
 //! Safe at any time: every step is idempotent, two runs claim different rows (SKIP
@@ -64,6 +67,8 @@ pub struct Report {
     /// Objects looked at in the bucket, and those deleted as owned by nothing.
     pub objects_checked: u64,
     pub objects_deleted: u64,
+    /// Deleted families purged to a tombstone.
+    pub families_purged: u64,
     /// Families whose books were checked, and those that drifted (reported).
     pub families_checked: u64,
     pub drifted: u64,
@@ -115,7 +120,7 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
     // 1. Purge the trash, a batch at a time.
     let mut purged_all = false;
     while run.in_time() {
-        if purge(&mut run).await? == 0 {
+        if purge(&mut run, Claim::Trash).await? == 0 {
             purged_all = true;
             break;
         }
@@ -136,24 +141,49 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
             break;
         }
     }
-    // 4. The books: always, however little time is left.
+    // 4. Deleted families past the retention, a few at a time.
+    let mut families_all = false;
+    while run.in_time() {
+        if purge_families(&mut run).await? == 0 {
+            families_all = true;
+            break;
+        }
+    }
+    // 5. The books: always, however little time is left.
     books(&mut run).await?;
-    run.report.finished = purged_all && swept_all && listed_all;
+    run.report.finished = purged_all && swept_all && listed_all && families_all;
     Ok(run.report)
 }
 
-/// Claims a batch of expired trash, deletes its objects, then marks it purged and
-/// credits it. Dying between the two leaves claimed rows a later run takes over (their
+/// Which recordings a purge batch claims.
+#[derive(Debug, Clone, Copy)]
+enum Claim {
+    /// Those whose trash time is over.
+    Trash,
+    /// Every one left of a deleted family being purged.
+    Family(Uuid),
+}
+
+/// Claims a batch of recordings, deletes their objects, then marks them purged and
+/// credits them. Dying between the two leaves claimed rows a later run takes over (their
 /// objects are deleted again: a no-op). Returns how many were claimed.
-async fn purge(run: &mut Run<'_>) -> anyhow::Result<usize> {
+async fn purge(run: &mut Run<'_>, claim: Claim) -> anyhow::Result<usize> {
     let batch = run.batch;
     let claimed: Vec<(Uuid, Uuid)> = run
         .app
         .db
         .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::CLAIM_PURGE, &[(&batch, Type::INT8)])
-                .await?;
+            let rows = match claim {
+                Claim::Trash => {
+                    tx.query_typed(sql::CLAIM_PURGE, &[(&batch, Type::INT8)])
+                        .await?
+                }
+                Claim::Family(family) => {
+                    let params = [(&family as _, Type::UUID), (&batch as _, Type::INT8)];
+                    tx.query_typed(sql::CLAIM_FAMILY_RECORDINGS, &params)
+                        .await?
+                }
+            };
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
         .await?;
@@ -187,6 +217,54 @@ async fn purge(run: &mut Run<'_>) -> anyhow::Result<usize> {
     Ok(claimed.len())
 }
 
+/// Claims deleted families past the retention (a restore is refused from now on) and
+/// purges each: its recordings, every object under its prefix, then its rows (the
+/// database's `purge_family`). A family the budget cuts short keeps its claim, which a
+/// later run takes over. Returns how many were claimed.
+async fn purge_families(run: &mut Run<'_>) -> anyhow::Result<usize> {
+    let claimed: Vec<Uuid> = run
+        .app
+        .db
+        .as_service(async |tx| {
+            let rows = tx.query_typed(sql::CLAIM_FAMILIES, &[]).await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+        .await?;
+    for &family in &claimed {
+        while run.in_time() && purge(run, Claim::Family(family)).await? > 0 {}
+        let prefix = format!("{}{family}/", RecordingKey::PREFIX);
+        let mut token = None;
+        while run.in_time() {
+            let (objects, next) = run.r2.list(&prefix, token).await?;
+            let keys: Vec<String> = objects.into_iter().map(|(key, _)| key).collect();
+            run.r2.delete(&keys).await?;
+            run.report.objects_deleted += keys.len() as u64;
+            token = next;
+            if token.is_none() {
+                break;
+            }
+        }
+        if !run.in_time() {
+            break;
+        }
+        let purged: bool = run
+            .app
+            .db
+            .as_service(async |tx| {
+                let rows = tx
+                    .query_typed(sql::PURGE_FAMILY, &[(&family, Type::UUID)])
+                    .await?;
+                Ok(rows[0].get(0))
+            })
+            .await?;
+        if purged {
+            run.report.families_purged += 1;
+            run.touched.insert(family);
+        }
+    }
+    Ok(claimed.len())
+}
+
 /// Finalizes, keeps or releases a batch of stranded reservations. Returns how many it
 /// looked at.
 async fn sweep(run: &mut Run<'_>) -> anyhow::Result<usize> {
@@ -204,14 +282,16 @@ async fn sweep(run: &mut Run<'_>) -> anyhow::Result<usize> {
     for reservation in &stranded {
         let kept = match recordings::inspect(run.r2, reservation).await? {
             Upload::Missing => {
-                execute(run.app, sql::CLOSE, reservation.id).await?;
+                recordings::close(&run.app.db, reservation.id).await?;
                 run.report.released += 1;
                 continue;
             }
             Upload::Mismatch(what) => format!("its {what} is unlike what was declared"),
             Upload::Complete { audio, waveform } => {
                 let title = None;
-                match recordings::finalize(&run.app.db, reservation, title, audio, waveform).await {
+                match recordings::finalize(&run.app.db, None, reservation, title, audio, waveform)
+                    .await
+                {
                     Ok(_) => {
                         run.report.finalized += 1;
                         run.touched.insert(reservation.family_id);

@@ -15,25 +15,53 @@ pub const CLAIM_PURGE: &str = "
       FOR UPDATE SKIP LOCKED)
     RETURNING r.id, r.family_id";
 
+/// Claims a batch of the recordings left of a family being purged, whatever their
+/// trash time (one never trashed goes into the trash as it is claimed).
+pub const CLAIM_FAMILY_RECORDINGS: &str = "
+    UPDATE public.recordings r
+    SET purge_started_at = now(), deleted_at = coalesce(r.deleted_at, now())
+    WHERE r.id IN (
+      SELECT id FROM public.recordings
+      WHERE family_id = $1 AND purged_at IS NULL
+        AND (purge_started_at IS NULL OR purge_started_at < now() - interval '10 minutes')
+      LIMIT $2
+      FOR UPDATE SKIP LOCKED)
+    RETURNING r.id, r.family_id";
+
+/// Claims deleted families past the retention, a few at a time (a restore is refused
+/// from now on); a claim older than any run's budget is taken over.
+pub const CLAIM_FAMILIES: &str = "
+    UPDATE public.families f SET purge_started_at = now()
+    WHERE f.id IN (
+      SELECT id FROM public.families
+      WHERE deleted_at <= now() - public.trash_retention() AND purged_at IS NULL
+        AND (purge_started_at IS NULL OR purge_started_at < now() - interval '10 minutes')
+      ORDER BY deleted_at
+      LIMIT 10
+      FOR UPDATE SKIP LOCKED)
+    RETURNING f.id";
+
+/// A claimed family, its recordings purged and objects deleted, emptied to a tombstone
+/// (false while a recording is left).
+pub const PURGE_FAMILY: &str = "SELECT public.purge_family($1)";
+
 /// Marks claimed recordings purged and credits their bytes, once each; the families.
 pub const PURGE: &str = "SELECT public.purge_recordings($1)";
 
 /// Reservations past their expiry and the grace, neither finalized nor closed (those
-/// the sweep had to keep are tried again after six hours).
+/// the sweep had to keep are tried again after six hours), of families not deleted (a
+/// deleted family's uploads wait for its restore, or go with its purge).
 pub const STRANDED: &str = "
     SELECT id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
            duration_seconds, content_type
-    FROM public.upload_reservations
+    FROM public.upload_reservations r
     WHERE finalized_at IS NULL AND closed_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM public.families f
+                      WHERE f.id = r.family_id AND f.deleted_at IS NOT NULL)
       AND expires_at < now() - make_interval(mins => $1)
       AND (swept_at IS NULL OR swept_at < now() - interval '6 hours')
     ORDER BY expires_at
     LIMIT $2";
-
-/// Releases a reservation whose object never arrived: it stops counting.
-pub const CLOSE: &str = "
-    UPDATE public.upload_reservations SET closed_at = now()
-    WHERE id = $1 AND finalized_at IS NULL AND closed_at IS NULL";
 
 /// Notes that the sweep had to keep a reservation (tried again later).
 pub const KEEP: &str = "UPDATE public.upload_reservations SET swept_at = now() WHERE id = $1";

@@ -287,6 +287,7 @@ async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome
         }
     };
     let period_end = sub.period_end().map(|t| t as f64);
+    let cancelling = sub.cancel_at_period_end.unwrap_or(false);
     let params = [
         (&family_id as _, Type::UUID),
         (&plan as _, Type::TEXT),
@@ -294,6 +295,7 @@ async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome
         (&sub.id as _, Type::TEXT),
         (&sub.customer as _, Type::TEXT),
         (&period_end as _, Type::FLOAT8),
+        (&cancelling as _, Type::BOOL),
     ];
     tx.query_typed(sql::APPLY_SUBSCRIPTION, &params).await?;
 

@@ -24,7 +24,7 @@ pub const APPLY_SUBSCRIPTION: &str = "
     UPDATE public.entitlements
     SET plan = $2, status = $3, stripe_subscription_id = $4,
         stripe_customer_id = coalesce(stripe_customer_id, $5),
-        current_period_end = to_timestamp($6)
+        current_period_end = to_timestamp($6), cancel_at_period_end = $7
     WHERE family_id = $1";
 
 /// The family's first keeper: the distinct id of its server-side analytics.

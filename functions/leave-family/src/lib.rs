@@ -1,0 +1,115 @@
+//! leave-family: a member leaves a family. Their recordings stay with it; their uploads
+//! whose object arrived become recordings, the rest release their hold. The last keeper
+//! promotes someone first; the only member deletes the family instead.
+
+use garde::Validate;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::api::{ErrorCode, Operation};
+use shared::http::{json_body, serve};
+use shared::members::{Change, Family, LAST_KEEPER};
+use shared::recordings::{self, Settled};
+use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
+use uuid::Uuid;
+
+/// The function's name, as routed and deployed.
+pub const NAME: &str = env!("CARGO_PKG_NAME");
+
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "LeaveFamilyInput")]
+pub struct Input {
+    /// A family the caller belongs to.
+    #[garde(skip)]
+    pub family_id: Uuid,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "LeaveFamilyOutput")]
+pub struct Output {
+    pub family_id: Uuid,
+    /// What became of the caller's unfinished uploads.
+    pub uploads: Settled,
+}
+
+/// This function in the OpenAPI document.
+pub fn api() -> Operation {
+    Operation::post::<Input, Output>(
+        NAME,
+        "Leave a family",
+        "The caller leaves the family: their recordings stay with it, their uploads whose \
+         audio arrived become recordings. The last keeper must make someone else a keeper \
+         first (LAST_KEEPER); the only member deletes the family instead (CONFLICT).",
+        || {
+            let family = json!("0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21");
+            (
+                json!({"familyId": family}),
+                json!({"familyId": family, "uploads": {"saved": 0, "released": 0}}),
+            )
+        },
+    )
+    .errors(&[
+        (403, &[ErrorCode::Forbidden]),
+        (404, &[ErrorCode::NotFound]),
+        (409, &[ErrorCode::LastKeeper, ErrorCode::Conflict]),
+    ])
+}
+
+/// This function, as its Lambda binary and the local runner serve it.
+pub fn function() -> Function {
+    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
+}
+
+/// Handles one invocation.
+pub async fn handle(app: &App, req: Request) -> Response {
+    serve(app, NAME, Methods::Post, &req, async |req| {
+        run(app, req).await
+    })
+    .await
+}
+
+async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+    // 1. Who is leaving which family.
+    let user = app.auth.verify(req.headers()).await?;
+    let input: Input = json_body(req)?;
+    telemetry::set_family(input.family_id);
+
+    // 2. One transaction as the service role (memberships are not users' to write): the
+    //    family's members locked, the rules checked, the row deleted, the change
+    //    recorded.
+    app.db
+        .as_service(async |tx| {
+            let family = Family::lock(tx, input.family_id, user.id).await?;
+            family.live()?;
+            if family.members.len() == 1 {
+                return Err(ApiError::Conflict(
+                    "You are the only member of this family: delete the family instead",
+                ));
+            }
+            if family.would_lose_last_keeper(user.id) {
+                return Err(ApiError::LastKeeper(LAST_KEEPER));
+            }
+            let role = family.role_of(user.id).map(|r| r.as_str());
+            members::remove(tx, family.id, user.id).await?;
+            let details = json!({ "role": role });
+            members::record(
+                tx,
+                family.id,
+                user.id,
+                Change::MemberLeft,
+                Some(user.id),
+                details,
+            )
+            .await
+        })
+        .await?;
+
+    // 3. Their unfinished uploads, now that they can start no more.
+    let uploads = recordings::settle(app, input.family_id, user.id).await;
+    Ok(Output {
+        family_id: input.family_id,
+        uploads,
+    })
+}

@@ -1,0 +1,126 @@
+//! remove-member: a keeper removes someone from the family. Access ends at once (RLS and
+//! every function re-check membership); their recordings stay with the family; their
+//! uploads whose object arrived become recordings, the rest release their hold.
+
+use garde::Validate;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::api::{ErrorCode, Operation};
+use shared::http::{json_body, serve};
+use shared::members::{Change, Family, LAST_KEEPER};
+use shared::recordings::{self, Settled};
+use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
+use uuid::Uuid;
+
+/// The function's name, as routed and deployed.
+pub const NAME: &str = env!("CARGO_PKG_NAME");
+
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "RemoveMemberInput")]
+pub struct Input {
+    /// A family the caller keeps.
+    #[garde(skip)]
+    pub family_id: Uuid,
+    /// The member to remove (not the caller: leave-family is for leaving).
+    #[garde(skip)]
+    pub user_id: Uuid,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "RemoveMemberOutput")]
+pub struct Output {
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+    /// What became of their unfinished uploads.
+    pub uploads: Settled,
+}
+
+/// This function in the OpenAPI document.
+pub fn api() -> Operation {
+    Operation::post::<Input, Output>(
+        NAME,
+        "Remove a member from a family",
+        "A keeper removes a member: their access ends at once, their recordings stay with \
+         the family, their uploads whose audio arrived become recordings and the rest are \
+         released. The last keeper can't be removed; to leave, use leave-family.",
+        || {
+            let family = json!("0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21");
+            let user = json!("7c9e6679-7425-40de-944b-e07fc1f90ae7");
+            (
+                json!({"familyId": family, "userId": user}),
+                json!({"familyId": family, "userId": user,
+                       "uploads": {"saved": 1, "released": 0}}),
+            )
+        },
+    )
+    .errors(&[
+        (400, &[ErrorCode::ValidationFailed]),
+        (403, &[ErrorCode::Forbidden]),
+        (404, &[ErrorCode::NotFound]),
+        (409, &[ErrorCode::LastKeeper]),
+    ])
+}
+
+/// This function, as its Lambda binary and the local runner serve it.
+pub fn function() -> Function {
+    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
+}
+
+/// Handles one invocation.
+pub async fn handle(app: &App, req: Request) -> Response {
+    serve(app, NAME, Methods::Post, &req, async |req| {
+        run(app, req).await
+    })
+    .await
+}
+
+async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+    // 1. Who is asking, and whom they remove.
+    let user = app.auth.verify(req.headers()).await?;
+    let input: Input = json_body(req)?;
+    telemetry::set_family(input.family_id);
+    if input.user_id == user.id {
+        return Err(ApiError::Validation(
+            "userId: to leave a family yourself, use leave-family".into(),
+        ));
+    }
+
+    // 2. One transaction as the service role (memberships are not users' to write): the
+    //    family's members locked, the rules checked, the row deleted, the change
+    //    recorded.
+    app.db
+        .as_service(async |tx| {
+            let family = Family::lock(tx, input.family_id, user.id).await?;
+            family.kept_by(user.id)?;
+            let role = family
+                .role_of(input.user_id)
+                .ok_or(ApiError::NotFound("Member not found"))?;
+            if family.would_lose_last_keeper(input.user_id) {
+                return Err(ApiError::LastKeeper(LAST_KEEPER));
+            }
+            members::remove(tx, family.id, input.user_id).await?;
+            let details = json!({"role": role.as_str()});
+            members::record(
+                tx,
+                family.id,
+                user.id,
+                Change::MemberRemoved,
+                Some(input.user_id),
+                details,
+            )
+            .await
+        })
+        .await?;
+
+    // 3. Their unfinished uploads, now that they can start no more: saved when the
+    //    audio arrived, released when not (what this misses, the sweep does later).
+    let uploads = recordings::settle(app, input.family_id, input.user_id).await;
+    Ok(Output {
+        family_id: input.family_id,
+        user_id: input.user_id,
+        uploads,
+    })
+}

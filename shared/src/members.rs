@@ -1,0 +1,223 @@
+//! Who belongs to a family, as what, and its changes (contract §8): the member rows
+//! locked in one order, the family read after them, the rules every change keeps (a
+//! family never loses its last keeper), and each change appended to `family_events`.
+//!
+//! The one lock order, everywhere: a family's member rows first (all of them, in user
+//! order, by a change of who belongs; the caller's one, shared, by a write on a
+//! member's behalf: `lock_membership()`), then the family row. Two changes at once
+//! queue instead of deadlocking, and the later one sees what the first did.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_postgres::Transaction;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::ApiError;
+use crate::api::Role;
+
+/// The statements of this module, as the service role.
+pub mod sql {
+    /// Every member of the family, their rows locked in user order.
+    pub const LOCK_MEMBERS: &str = "
+        SELECT user_id, role FROM public.family_members WHERE family_id = $1
+        ORDER BY user_id FOR UPDATE";
+
+    /// The family, its row locked (after its members'): name, when it was deleted,
+    /// whether the trash retention still allows a restore, whether a purge claimed it.
+    pub const LOCK_FAMILY: &str = "
+        SELECT name, deleted_at, deleted_at > now() - public.trash_retention(),
+               purge_started_at IS NOT NULL
+        FROM public.families WHERE id = $1 FOR UPDATE";
+
+    /// A member's standing for a write on their behalf: their row share-locked, then
+    /// the family read afresh (the role, 'deleted', or NULL).
+    pub const LOCK_MEMBERSHIP: &str = "SELECT public.lock_membership($1, $2)";
+
+    /// A member out of the family.
+    pub const REMOVE: &str =
+        "DELETE FROM public.family_members WHERE family_id = $1 AND user_id = $2";
+
+    /// A member's new role.
+    pub const SET_ROLE: &str =
+        "UPDATE public.family_members SET role = $3 WHERE family_id = $1 AND user_id = $2";
+
+    /// One line of the family's history.
+    pub const EVENT: &str = "
+        INSERT INTO public.family_events (family_id, actor_id, subject_id, action, details)
+        VALUES ($1, $2, $3, $4, $5)";
+}
+
+/// A family and its members, locked for a change.
+#[derive(Debug)]
+pub struct Family {
+    pub id: Uuid,
+    pub name: String,
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Deleted, and still within the trash retention with no purge begun.
+    pub restorable: bool,
+    pub members: Vec<(Uuid, Role)>,
+}
+
+/// The refusal for a caller who doesn't belong to the family (or there is none).
+pub const NOT_A_MEMBER: &str = "You are not a member of this family";
+/// The refusal for a member who doesn't keep it.
+pub const NOT_A_KEEPER: &str = "Only a keeper of this family can do this";
+/// What a deleted family is, to its members.
+pub const GONE: &str = "Family not found";
+/// Why a change that would leave no keeper is refused.
+pub const LAST_KEEPER: &str = "A family needs a keeper: make someone else a keeper first";
+
+impl Family {
+    /// Locks the family's member rows, then the family. A caller who is not a member
+    /// gets 403, whether or not the family exists.
+    pub async fn lock(tx: &Transaction<'_>, id: Uuid, caller: Uuid) -> Result<Family, ApiError> {
+        let members: Vec<(Uuid, Role)> = tx
+            .query_typed(sql::LOCK_MEMBERS, &[(&id, Type::UUID)])
+            .await?
+            .iter()
+            .filter_map(|r| Some((r.get(0), Role::parse(r.get(1))?)))
+            .collect();
+        if !members.iter().any(|(user, _)| *user == caller) {
+            return Err(ApiError::Forbidden(NOT_A_MEMBER));
+        }
+        let rows = tx
+            .query_typed(sql::LOCK_FAMILY, &[(&id, Type::UUID)])
+            .await?;
+        let row = rows.first().ok_or(ApiError::Forbidden(NOT_A_MEMBER))?;
+        let (restorable, claimed): (Option<bool>, bool) = (row.get(2), row.get(3));
+        Ok(Family {
+            id,
+            name: row.get(0),
+            deleted_at: row.get(1),
+            restorable: restorable.unwrap_or(false) && !claimed,
+            members,
+        })
+    }
+
+    /// A member's role.
+    pub fn role_of(&self, user: Uuid) -> Option<Role> {
+        self.members
+            .iter()
+            .find(|(u, _)| *u == user)
+            .map(|(_, role)| *role)
+    }
+
+    /// How many keepers it has.
+    pub fn keepers(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|(_, role)| *role == Role::Keeper)
+            .count()
+    }
+
+    /// Whether taking `user`'s keeper role away (removing them, or making them a
+    /// storyteller) would leave the family without one.
+    pub fn would_lose_last_keeper(&self, user: Uuid) -> bool {
+        self.role_of(user) == Some(Role::Keeper) && self.keepers() == 1
+    }
+
+    /// A live family the caller keeps: 404 once deleted, 403 for a storyteller.
+    pub fn kept_by(&self, caller: Uuid) -> Result<(), ApiError> {
+        self.live()?;
+        match self.role_of(caller) {
+            Some(Role::Keeper) => Ok(()),
+            _ => Err(ApiError::Forbidden(NOT_A_KEEPER)),
+        }
+    }
+
+    /// 404 once deleted.
+    pub fn live(&self) -> Result<(), ApiError> {
+        match self.deleted_at {
+            None => Ok(()),
+            Some(_) => Err(ApiError::NotFound(GONE)),
+        }
+    }
+}
+
+/// What happened, as `family_events.action` writes it.
+#[derive(Debug, Clone, Copy)]
+pub enum Change {
+    MemberRemoved,
+    MemberLeft,
+    RoleChanged,
+    FamilyDeleted,
+    FamilyRestored,
+}
+
+impl Change {
+    fn as_str(self) -> &'static str {
+        match self {
+            Change::MemberRemoved => "member_removed",
+            Change::MemberLeft => "member_left",
+            Change::RoleChanged => "role_changed",
+            Change::FamilyDeleted => "family_deleted",
+            Change::FamilyRestored => "family_restored",
+        }
+    }
+}
+
+/// Takes a member out of the family (after [`Family::lock`]).
+pub async fn remove(tx: &Transaction<'_>, family: Uuid, user: Uuid) -> Result<(), ApiError> {
+    let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
+    tx.query_typed(sql::REMOVE, &params).await?;
+    Ok(())
+}
+
+/// Gives a member a role (after [`Family::lock`]).
+pub async fn set_role(
+    tx: &Transaction<'_>,
+    family: Uuid,
+    user: Uuid,
+    role: Role,
+) -> Result<(), ApiError> {
+    let role = role.as_str();
+    let params = [
+        (&family as _, Type::UUID),
+        (&user as _, Type::UUID),
+        (&role as _, Type::TEXT),
+    ];
+    tx.query_typed(sql::SET_ROLE, &params).await?;
+    Ok(())
+}
+
+/// Appends a change to the family's history, in the transaction that made it.
+pub async fn record(
+    tx: &Transaction<'_>,
+    family: Uuid,
+    actor: Uuid,
+    change: Change,
+    subject: Option<Uuid>,
+    details: Value,
+) -> Result<(), ApiError> {
+    let action = change.as_str();
+    let params = [
+        (&family as _, Type::UUID),
+        (&actor as _, Type::UUID),
+        (&subject as _, Type::UUID),
+        (&action as _, Type::TEXT),
+        (&details as _, Type::JSONB),
+    ];
+    tx.query_typed(sql::EVENT, &params).await?;
+    Ok(())
+}
+
+/// A member's standing for a write on their behalf (a reservation, a recording), in the
+/// transaction that writes: their membership row share-locked until it commits, so a
+/// removal either waits for the write or is seen by it. 403 for a non-member, 404 once
+/// the family is deleted.
+pub async fn lock_membership(
+    tx: &Transaction<'_>,
+    family: Uuid,
+    user: Uuid,
+) -> Result<Role, ApiError> {
+    let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
+    let rows = tx.query_typed(sql::LOCK_MEMBERSHIP, &params).await?;
+    let standing: Option<String> = rows.first().and_then(|r| r.get(0));
+    match standing.as_deref() {
+        None => Err(ApiError::Forbidden(NOT_A_MEMBER)),
+        Some("deleted") => Err(ApiError::NotFound(GONE)),
+        Some(role) => Role::parse(role)
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown role {role}"))),
+    }
+}
