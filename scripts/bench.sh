@@ -4,9 +4,10 @@
 #   (init and first invocation apart, peak RSS) and each binary's size; then warm
 #   latency, throughput, floors, contention and peak RSS under load through the local
 #   runner, loaded by wrk, on a database of families with 1,000 recordings each; one
-#   storage-maintenance run purging a trash of 1,000 recordings (time, peak RSS).
-#   scripts/bench.sh [cold RUNS | warm SECONDS | maintenance RECORDINGS]
-#   (default: all three; 20 starts, 5 s per run, 1,000 recordings)
+#   storage-maintenance run purging a trash of 1,000 recordings (time, peak RSS); one
+#   archive-worker run over a family of 1 GB of recordings (throughput, peak RSS).
+#   scripts/bench.sh [cold RUNS | warm SECONDS | maintenance RECORDINGS | archive MB]
+#   (default: all four; 20 starts, 5 s per run, 1,000 recordings, 1,000 MB)
 # Needs the test PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
 # and wrk (Debian package wrk; installed here when apt-get can).
 source "$(dirname "$0")/lib.sh"
@@ -41,4 +42,11 @@ if [ "$what" = all ] || [ "$what" = maintenance ]; then
   cargo build --release --locked -p storage-maintenance -p bench --bin storage-maintenance --bin maintenance
   echo "== storage-maintenance: one run over a trash of ${2:-1000} recordings (release binary)"
   "$CARGO_TARGET_DIR/release/maintenance" "$CARGO_TARGET_DIR/release" "${2:-1000}"
+fi
+
+if [ "$what" = all ] || [ "$what" = archive ]; then
+  wait_for_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  cargo build --release --locked -p archive-worker -p bench --bin archive-worker --bin archive
+  echo "== archive-worker: one archive of a family with ${2:-1000} MB of recordings (release binary)"
+  "$CARGO_TARGET_DIR/release/archive" "$CARGO_TARGET_DIR/release" "${2:-1000}"
 fi

@@ -14,11 +14,19 @@ wait_for_postgres "$DATABASE_URL"
 # Debian's Chromium and the browser driver (the browser tests skip loudly without them,
 # outside CI only).
 "$ROOT/scripts/browser.sh"
+# The archive tests read ZIPs back with Info-ZIP's unzip (and Python's zipfile).
+if ! command -v unzip >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -qq unzip >/dev/null 2>&1 \
+    || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq unzip >/dev/null; } \
+    || die "could not install Debian's unzip"
+fi
 # A few threads: every test opens its own connections, and max_connections is 100.
 threads="${TEST_THREADS:-4}"
 
 echo "== deploy checks: workflows, template, deploy script, smoke check"
-cargo build --locked -p local
+# The archive-worker binary too: a test measures its own process.
+cargo build --locked -p local -p archive-worker
 "$ROOT/scripts/check-deploy.sh"
 
 echo "== a new function from the template, in a scratch clone"

@@ -10,13 +10,12 @@
 // A benchmark: its report goes to the terminal.
 #![allow(clippy::print_stdout)]
 
-mod lambda;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use shared::Kind;
+use testkit::lambda;
 
 fn url_event() -> String {
     serde_json::json!({

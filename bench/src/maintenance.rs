@@ -8,13 +8,12 @@
 // A benchmark: its report goes to the terminal.
 #![allow(clippy::print_stdout)]
 
-mod lambda;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use shared::r2::RecordingKey;
+use testkit::lambda;
 use testkit::{TestDb, fixtures};
 
 const AUDIO_BYTES: usize = 64 * 1024;

@@ -42,6 +42,17 @@ pub mod sql {
     pub const SET_ROLE: &str =
         "UPDATE public.family_members SET role = $3 WHERE family_id = $1 AND user_id = $2";
 
+    /// The archives of the family ($2: only those a member asked for) go: one waiting
+    /// is cancelled, one made is deleted by the next maintenance run; one being
+    /// written is left to its worker, which deletes it when done if it may no longer
+    /// be had.
+    pub const FORGET_ARCHIVES: &str = "
+        UPDATE public.archives
+        SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+            expires_at = now()
+        WHERE family_id = $1 AND ($2::uuid IS NULL OR requested_by = $2)
+          AND status <> 'running' AND deleted_at IS NULL";
+
     /// One line of the family's history.
     pub const EVENT: &str = "
         INSERT INTO public.family_events (family_id, actor_id, subject_id, action, details)
@@ -157,10 +168,23 @@ impl Change {
     }
 }
 
-/// Takes a member out of the family (after [`Family::lock`]).
+/// Takes a member out of the family (after [`Family::lock`]), and the archives they
+/// asked for with them.
 pub async fn remove(tx: &Transaction<'_>, family: Uuid, user: Uuid) -> Result<(), ApiError> {
     let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
     tx.query_typed(sql::REMOVE, &params).await?;
+    forget_archives(tx, family, Some(user)).await
+}
+
+/// The family's archives, or those `requested_by` asked for, go (see
+/// [`sql::FORGET_ARCHIVES`]).
+pub async fn forget_archives(
+    tx: &Transaction<'_>,
+    family: Uuid,
+    requested_by: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let params = [(&family as _, Type::UUID), (&requested_by as _, Type::UUID)];
+    tx.query_typed(sql::FORGET_ARCHIVES, &params).await?;
     Ok(())
 }
 

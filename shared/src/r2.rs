@@ -1,5 +1,6 @@
-//! Cloudflare R2 through aws-sdk-s3: presigned PUT and GET URLs, `HeadObject`, and for
-//! the maintenance job `DeleteObjects` and `ListObjectsV2`.
+//! Cloudflare R2 through aws-sdk-s3: presigned PUT and GET URLs, `HeadObject`; for
+//! the maintenance job `DeleteObjects` and `ListObjectsV2`; for the archive worker
+//! streamed `GetObject` and multipart uploads.
 //!
 //! The client is built once per cold start with an explicit endpoint, region `auto`
 //! and static credentials (no provider chain, no IMDS probe at init). Checksums are
@@ -299,6 +300,226 @@ impl R2 {
             .flatten();
         Ok((objects, next))
     }
+}
+
+/// Where a family's archives live: `archives/{family}/{archive}/part-N-of-M.zip`, never
+/// under `families/` (the maintenance job's sweep cleans that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveKey {
+    pub family_id: Uuid,
+    pub archive_id: Uuid,
+}
+
+impl ArchiveKey {
+    /// The prefix of every object of the archive.
+    pub fn prefix(&self) -> String {
+        format!("archives/{}/{}/", self.family_id, self.archive_id)
+    }
+
+    /// Part `part` (from 1) of `parts`.
+    pub fn part(&self, part: i32, parts: i32) -> String {
+        format!("{}part-{part}-of-{parts}.zip", self.prefix())
+    }
+}
+
+/// The content type of an archive's parts.
+pub const ZIP_CONTENT_TYPE: &str = "application/zip";
+
+/// Calls that move bulk bytes (a part of a multipart upload, a download) get longer
+/// than the request path's few seconds: they run in the archive worker, whose timeout
+/// is minutes.
+fn bulk() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .operation_timeout(Duration::from_secs(150))
+            .build(),
+    )
+}
+
+/// An object being read: its size and its bytes as they arrive.
+pub struct Download {
+    pub size: i64,
+    pub body: aws_sdk_s3::primitives::ByteStream,
+}
+
+/// A multipart upload in progress: parts are sent in order; `complete` makes the object,
+/// `abort` leaves nothing behind.
+pub struct Multipart<'a> {
+    r2: &'a R2,
+    key: String,
+    upload_id: String,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+}
+
+impl R2 {
+    /// A GET URL that makes the browser save the object as `filename`.
+    pub async fn presign_download(
+        &self,
+        key: &str,
+        filename: &str,
+        expires_in: Duration,
+    ) -> Result<Presigned, ApiError> {
+        let expires_at = Utc::now() + expires_in;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_disposition(content_disposition(filename))
+            .presigned(PresigningConfig::expires_in(expires_in).map_err(ApiError::internal)?)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(Presigned {
+            url: request.uri().to_owned(),
+            expires_at,
+        })
+    }
+
+    /// Starts reading an object; None when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<Download>, ApiError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .customize()
+            .config_override(bulk())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(Download {
+                size: out.content_length().unwrap_or_default(),
+                body: out.body,
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(ApiError::Unavailable(anyhow::anyhow!(
+                "R2 GetObject failed: {e}"
+            ))),
+        }
+    }
+
+    /// Starts a multipart upload of `key`.
+    pub async fn start_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<Multipart<'_>, ApiError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| {
+                ApiError::Unavailable(anyhow::anyhow!("R2 CreateMultipartUpload failed: {e}"))
+            })?;
+        let upload_id = out
+            .upload_id()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("R2 gave no upload id")))?;
+        Ok(Multipart {
+            r2: self,
+            key: key.to_owned(),
+            upload_id: upload_id.to_owned(),
+            parts: Vec::new(),
+        })
+    }
+}
+
+impl Multipart<'_> {
+    /// Sends the next part. R2 wants every part but the last of one size, at least 5 MiB.
+    pub async fn put(&mut self, bytes: Vec<u8>) -> Result<(), ApiError> {
+        let number = i32::try_from(self.parts.len() + 1).map_err(ApiError::internal)?;
+        let out = self
+            .r2
+            .client
+            .upload_part()
+            .bucket(&self.r2.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .body(bytes.into())
+            .customize()
+            .config_override(bulk())
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("R2 UploadPart failed: {e}")))?;
+        self.parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_owned))
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Makes the object of the parts sent.
+    pub async fn complete(self) -> Result<(), ApiError> {
+        let upload = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+            .set_parts(Some(self.parts))
+            .build();
+        self.r2
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.r2.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(upload)
+            .customize()
+            .config_override(bulk())
+            .send()
+            .await
+            .map_err(|e| {
+                ApiError::Unavailable(anyhow::anyhow!("R2 CompleteMultipartUpload failed: {e}"))
+            })?;
+        Ok(())
+    }
+
+    /// Throws away the parts sent (R2's lifecycle rule aborts what this misses after a
+    /// day: deploy/r2/).
+    pub async fn abort(self) -> Result<(), ApiError> {
+        self.r2
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.r2.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+            .map_err(|e| {
+                ApiError::Unavailable(anyhow::anyhow!("R2 AbortMultipartUpload failed: {e}"))
+            })?;
+        Ok(())
+    }
+}
+
+/// `attachment` with the file name twice: plain ASCII for old clients, RFC 5987 UTF-8
+/// for the rest.
+fn content_disposition(filename: &str) -> String {
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod client;
 pub mod fixtures;
+pub mod lambda;
 pub mod logs;
 pub mod pgproxy;
 pub mod server;

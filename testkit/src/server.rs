@@ -30,6 +30,8 @@ pub struct Server {
     pub app: Arc<shared::App>,
     /// The folder the test's own S3 server keeps objects in.
     pub s3_dir: std::path::PathBuf,
+    /// Failures its S3 server can be told to answer with.
+    pub s3_faults: Arc<local::s3::Faults>,
     /// What the app sent to Sentry, when started with [`Server::start_with_sentry`].
     pub sentry: Option<Arc<sentry::test::TestTransport>>,
 }
@@ -129,8 +131,11 @@ impl Server {
             .expect("bind s3");
         let s3_endpoint = format!("http://{}", s3.local_addr().expect("addr"));
         let root = s3_dir.clone();
+        let s3_faults = Arc::new(local::s3::Faults::default());
+        let faults = s3_faults.clone();
         tokio::spawn(async move {
-            local::s3::serve(s3, &root, TEST_BUCKET, TEST_R2_KEY, TEST_R2_SECRET).await
+            let (bucket, key, secret) = (TEST_BUCKET, TEST_R2_KEY, TEST_R2_SECRET);
+            local::s3::serve_with_faults(s3, &root, bucket, key, secret, faults).await
         });
         let (supabase_url, jwks_hits) = jwks_server().await;
         let mut vars: HashMap<String, String> = HashMap::from([
@@ -164,6 +169,7 @@ impl Server {
             http: reqwest::Client::new(),
             app,
             s3_dir,
+            s3_faults,
             sentry: None,
         }
     }

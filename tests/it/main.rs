@@ -1,5 +1,6 @@
 //! Integration tests: one binary, so the template database is migrated once per run.
 
+mod archive;
 mod auth;
 mod billing;
 mod bootstrap;

@@ -561,6 +561,7 @@ async fn anon_and_authenticated_cannot_execute_the_privileged_functions() {
         "SELECT purge_family('{A}')",
         "SELECT purge_recordings(ARRAY['{A}'::uuid])",
         "SELECT reconcile_storage('{A}', 'a reason')",
+        "SELECT * FROM account_of('{A}')",
     ];
     for sql in calls {
         for who in [As::User(w.keeper), As::Anon] {

@@ -428,6 +428,33 @@ impl World {
                     }
                 })
                 .collect(),
+            // A done archive of each family, its parts signed for a member (the keeper
+            // who asked for it): one RLS read and a presigned URL.
+            "get-archive" => {
+                let ids: Vec<Uuid> = self.families.iter().map(|f| f.id).collect();
+                let archives: Vec<Uuid> = self
+                    .admin
+                    .query(
+                        "INSERT INTO archives (family_id, requested_by, status, parts_total, parts_done, expires_at)
+                         SELECT f.id, f.created_by, 'done', 1, 1, now() + interval '7 days'
+                         FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, n) JOIN families f USING (id)
+                         ORDER BY t.n RETURNING id",
+                        &[&ids],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                (0..PER_RUN)
+                    .map(|j| {
+                        let f = &self.families[j % FAMILIES];
+                        Case {
+                            line: post(function, &f.members[0], json!({"archiveId": archives[j % FAMILIES]})),
+                            work: Work::Member { claims: f.members[0].claims.clone(), family: f.id },
+                        }
+                    })
+                    .collect()
+            }
             "create-portal-session" => (0..PER_RUN)
                 .map(|j| {
                     let (family, keeper, _) = billing(j);

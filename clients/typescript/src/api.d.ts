@@ -124,6 +124,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/functions/v1/get-archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Get an archive
+         * @description An archive's state; once done, a download URL (24 hours) for each of its parts. Its requester (while a member) and the family's keepers may see it; anyone else gets a 404.
+         */
+        post: operations["get-archive"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/functions/v1/get-signed-playback-url": {
         parameters: {
             query?: never;
@@ -228,6 +248,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/functions/v1/request-archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Request the family's archive
+         * @description Starts making one ZIP of every live recording of the family, with a manifest and an offline player; the caller is emailed when it is ready (get-archive then signs its download URLs). While a job is in flight it is returned, not repeated; at most 3 a day per family (429 with Retry-After).
+         */
+        post: operations["request-archive"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/functions/v1/restore-family": {
         parameters: {
             query?: never;
@@ -292,6 +332,15 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        Archive: {
+            /**
+             * Format: uuid
+             * @description For get-archive, and the app's `/archive/{id}` page.
+             */
+            id: string;
+            /** @description `queued`, or `running` when a job was already in flight (it is returned). */
+            status: string;
+        };
         /**
          * @description The audio's content type.
          * @enum {string}
@@ -462,6 +511,30 @@ export interface components {
             created: boolean;
             recording: components["schemas"]["Recording"];
         };
+        GetArchiveInput: {
+            /**
+             * Format: uuid
+             * @description From request-archive, or the email's link.
+             */
+            archiveId: string;
+        };
+        GetArchiveOutput: {
+            /**
+             * Format: date-time
+             * @description When a done archive is deleted.
+             */
+            expiresAt?: string | null;
+            /** @description Why it failed, for people. */
+            failure?: string | null;
+            /** @description One URL per part, in order; empty until done. */
+            parts: components["schemas"]["Part"][];
+            /**
+             * Format: int64
+             * @description Bytes of the parts written so far (all of them once done).
+             */
+            sizeBytes: number;
+            status: components["schemas"]["Status"];
+        };
         GetSignedPlaybackUrlInput: {
             /**
              * Format: uuid
@@ -547,6 +620,12 @@ export interface components {
             /** @description What became of the caller's unfinished uploads. */
             uploads: components["schemas"]["Settled"];
         };
+        Part: {
+            /** Format: date-time */
+            expiresAt: string;
+            /** @description A GET URL that downloads the part as a named `.zip`. */
+            url: string;
+        };
         /** @description A recording. */
         Recording: {
             /** Format: date-time */
@@ -597,6 +676,16 @@ export interface components {
             uploads: components["schemas"]["Settled"];
             /** Format: uuid */
             userId: string;
+        };
+        RequestArchiveInput: {
+            /**
+             * Format: uuid
+             * @description A family the caller belongs to.
+             */
+            familyId: string;
+        };
+        RequestArchiveOutput: {
+            archive: components["schemas"]["Archive"];
         };
         RestoreFamilyInput: {
             /**
@@ -656,6 +745,8 @@ export interface components {
              */
             saved: number;
         };
+        /** @description Where an archive is. */
+        Status: "queued" | "running" | "done" | "failed" | "cancelled" | "expired";
         /** @description A Stripe event, as Stripe sends it (the fields we read). */
         StripeEvent: {
             /**
@@ -1636,6 +1727,143 @@ export interface operations {
             };
         };
     };
+    "get-archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "archiveId": "4f1c2d3e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+                 *     }
+                 */
+                "application/json": components["schemas"]["GetArchiveInput"];
+            };
+        };
+        responses: {
+            /** @description Done: the envelope's `data`. */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "expiresAt": "2026-03-21T18:30:00Z",
+                     *         "parts": [
+                     *           {
+                     *             "expiresAt": "2026-03-15T18:30:00Z",
+                     *             "url": "https://account.r2.cloudflarestorage.com/stories-audio/archives/0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21/4f1c2d3e-5a6b-4c7d-8e9f-0a1b2c3d4e5f/part-1-of-1.zip?X-Amz-Signature=…"
+                     *           }
+                     *         ],
+                     *         "sizeBytes": 734003200,
+                     *         "status": "done"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        data: components["schemas"]["GetArchiveOutput"];
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "VALIDATION_FAILED";
+                        };
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND";
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "PAYLOAD_TOO_LARGE";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
     "get-signed-playback-url-get": {
         parameters: {
             query: {
@@ -2472,6 +2700,169 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "PAYLOAD_TOO_LARGE";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    "request-archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21"
+                 *     }
+                 */
+                "application/json": components["schemas"]["RequestArchiveInput"];
+            };
+        };
+        responses: {
+            /** @description Done: the envelope's `data`. */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "archive": {
+                     *           "id": "4f1c2d3e-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                     *           "status": "queued"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        data: components["schemas"]["RequestArchiveOutput"];
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "VALIDATION_FAILED";
+                        };
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description FORBIDDEN */
+            403: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "FORBIDDEN";
+                        };
+                    };
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND";
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "PAYLOAD_TOO_LARGE";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMIT */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMIT";
                         };
                     };
                 };

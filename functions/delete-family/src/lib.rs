@@ -122,6 +122,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
             let row = &tx.query_typed(sql::DELETE, &params).await?[0];
             let (deleted_at, restorable_until) = (row.get(0), row.get(1));
             let trashed: i64 = tx.query_typed(sql::TRASH, &family_id).await?[0].get(0);
+            members::forget_archives(tx, family.id, None).await?;
             let details = json!({"recordingsTrashed": trashed});
             members::record(tx, family.id, user.id, Change::FamilyDeleted, None, details).await?;
             Ok(Output {

@@ -12,7 +12,9 @@
 //! 4. Families: a family deleted longer ago than the retention has its recordings
 //!    purged, every object under its prefix deleted, and becomes a tombstone (members,
 //!    prompts, invites and reservations gone, its name scrubbed).
-//! 5. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
+//! 5. Archives: those past their time (7 days, their requester gone, their family
+//!    deleted) have their objects under `archives/` deleted and their lists dropped.
+//! 6. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
 //!    and a rotating sample of the rest; drift is reported, never corrected.
 //!
 //! Safe at any time: every step is idempotent, two runs claim different rows (SKIP
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use shared::r2::{Object, R2, RecordingKey};
+use shared::r2::{ArchiveKey, Object, R2, RecordingKey};
 use shared::recordings::{self, Reservation, Upload};
 use shared::telemetry::{self, ErrorContext};
 use shared::{ApiError, App, Function, Kind};
@@ -69,6 +71,8 @@ pub struct Report {
     pub objects_deleted: u64,
     /// Deleted families purged to a tombstone.
     pub families_purged: u64,
+    /// Archives deleted (their objects count in objects_deleted).
+    pub archives_deleted: u64,
     /// Families whose books were checked, and those that drifted (reported).
     pub families_checked: u64,
     pub drifted: u64,
@@ -149,9 +153,17 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
             break;
         }
     }
-    // 5. The books: always, however little time is left.
+    // 5. Archives past their time.
+    let mut archives_all = false;
+    while run.in_time() {
+        if expire_archives(&mut run).await? == 0 {
+            archives_all = true;
+            break;
+        }
+    }
+    // 6. The books: always, however little time is left.
     books(&mut run).await?;
-    run.report.finished = purged_all && swept_all && listed_all && families_all;
+    run.report.finished = purged_all && swept_all && listed_all && families_all && archives_all;
     Ok(run.report)
 }
 
@@ -233,18 +245,7 @@ async fn purge_families(run: &mut Run<'_>) -> anyhow::Result<usize> {
     for &family in &claimed {
         while run.in_time() && purge(run, Claim::Family(family)).await? > 0 {}
         let prefix = format!("{}{family}/", RecordingKey::PREFIX);
-        let mut token = None;
-        while run.in_time() {
-            let (objects, next) = run.r2.list(&prefix, token).await?;
-            let keys: Vec<String> = objects.into_iter().map(|(key, _)| key).collect();
-            run.r2.delete(&keys).await?;
-            run.report.objects_deleted += keys.len() as u64;
-            token = next;
-            if token.is_none() {
-                break;
-            }
-        }
-        if !run.in_time() {
+        if !delete_prefix(run, &prefix).await? {
             break;
         }
         let purged: bool = run
@@ -263,6 +264,62 @@ async fn purge_families(run: &mut Run<'_>) -> anyhow::Result<usize> {
         }
     }
     Ok(claimed.len())
+}
+
+/// Deletes every object under `prefix`, a page at a time; false when the budget ran out
+/// first.
+async fn delete_prefix(run: &mut Run<'_>, prefix: &str) -> anyhow::Result<bool> {
+    let mut token = None;
+    while run.in_time() {
+        let (objects, next) = run.r2.list(prefix, token).await?;
+        let keys: Vec<String> = objects.into_iter().map(|(key, _)| key).collect();
+        run.r2.delete(&keys).await?;
+        run.report.objects_deleted += keys.len() as u64;
+        token = next;
+        if token.is_none() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Deletes a batch of archives past their time: their objects, then their rows marked
+/// deleted and their lists dropped. Returns how many it found.
+async fn expire_archives(run: &mut Run<'_>) -> anyhow::Result<usize> {
+    let batch = run.batch;
+    let expired: Vec<ArchiveKey> = run
+        .app
+        .db
+        .as_service(async |tx| {
+            let rows = tx
+                .query_typed(sql::EXPIRED_ARCHIVES, &[(&batch, Type::INT8)])
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| ArchiveKey {
+                    archive_id: r.get(0),
+                    family_id: r.get(1),
+                })
+                .collect())
+        })
+        .await?;
+    let mut deleted = Vec::new();
+    for archive in &expired {
+        if !delete_prefix(run, &archive.prefix()).await? {
+            break;
+        }
+        deleted.push(archive.archive_id);
+    }
+    run.app
+        .db
+        .as_service(async |tx| {
+            tx.query_typed(sql::ARCHIVES_DELETED, &[(&deleted, Type::UUID_ARRAY)])
+                .await?;
+            Ok(())
+        })
+        .await?;
+    run.report.archives_deleted += deleted.len() as u64;
+    Ok(expired.len())
 }
 
 /// Finalizes, keeps or releases a batch of stranded reservations. Returns how many it

@@ -99,3 +99,17 @@ pub const SAMPLE: &str = "
 /// Counter, ledger and recordings of each family.
 pub const BOOKS: &str =
     "SELECT family_id, counter, ledger, recordings FROM public.storage_books($1)";
+
+/// Archives past their time, not yet deleted (none being written).
+pub const EXPIRED_ARCHIVES: &str = "
+    SELECT id, family_id FROM public.archives
+    WHERE expires_at <= now() AND deleted_at IS NULL AND status <> 'running'
+    ORDER BY expires_at LIMIT $1";
+
+/// Archives whose objects are gone: marked deleted, their lists (names, titles) dropped.
+pub const ARCHIVES_DELETED: &str = "
+    WITH gone AS (
+      UPDATE public.archives SET deleted_at = now()
+      WHERE id = ANY ($1) AND deleted_at IS NULL
+      RETURNING id)
+    DELETE FROM public.archive_items WHERE archive_id IN (SELECT id FROM gone)";

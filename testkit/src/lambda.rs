@@ -1,7 +1,8 @@
 //! A local stand-in for the Lambda Runtime API: starts a function's binary the way
-//! Lambda does, hands it one event and times what it does with it.
+//! Lambda does, hands it one event and times what it does with it (the cold-start and
+//! maintenance benchmarks, and the tests that measure a function's own process).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,6 +99,25 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A function's binary built beside the running test (`target/debug/NAME`): the tests
+/// that measure a function's own process run it. `cargo build -p NAME` builds it
+/// (scripts/test.sh does, before the tests).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/debug/deps/it-… → target/debug/NAME
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .expect("a target folder");
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build -p {name}` (scripts/test.sh does)",
+        path.display()
+    );
+    path
 }
 
 /// Starts `bin` as the function `function` with `env` over the base environment, hands

@@ -1,0 +1,412 @@
+//! What an archive holds besides the recordings: their readable names, `manifest.json`
+//! and an `index.html` that plays them offline.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use shared::email::escape_html;
+use uuid::Uuid;
+
+/// The longest file name part we make from user text (in characters): well within
+/// every file system's 255 bytes once the date, the extension and a counter are added.
+const MAX_NAME: usize = 80;
+
+/// A recording as the archive lists it.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub recording_id: Uuid,
+    pub part: i32,
+    /// The file name without extension, unique in the archive.
+    pub name: String,
+    pub recorded_at: DateTime<Utc>,
+    pub duration_seconds: f64,
+    pub speaker: String,
+    pub prompt_id: Option<Uuid>,
+    pub prompt_text: Option<String>,
+    pub title: Option<String>,
+    pub audio_size_bytes: i64,
+    pub waveform_size_bytes: Option<i64>,
+    pub audio_sha256: Option<Vec<u8>>,
+    pub waveform_sha256: Option<Vec<u8>>,
+    pub missing: bool,
+}
+
+impl Item {
+    /// The audio's path in the ZIP, under the archive's folder.
+    pub fn audio_path(&self) -> String {
+        format!("recordings/{}.m4a", self.name)
+    }
+
+    /// The waveform's path, when the recording has one.
+    pub fn waveform_path(&self) -> Option<String> {
+        self.waveform_size_bytes
+            .map(|_| format!("recordings/{}.waveform.json", self.name))
+    }
+}
+
+/// The family as the archive tells it.
+pub struct Family {
+    pub id: Uuid,
+    pub name: String,
+    pub language: String,
+}
+
+/// Words of the archive, in the family's language.
+struct Words {
+    fallback_topic: &'static str,
+    title: &'static str,
+    intro: &'static str,
+    by_prompt: &'static str,
+    by_person: &'static str,
+    no_prompt: &'static str,
+    empty: &'static str,
+}
+
+fn words(language: &str) -> Words {
+    match language {
+        "es" => Words {
+            fallback_topic: "Grabación",
+            title: "Las voces de",
+            intro: "Todas las grabaciones de la familia, para escuchar sin conexión.",
+            by_prompt: "Por pregunta",
+            by_person: "Por persona",
+            no_prompt: "Sin pregunta",
+            empty: "Todavía no hay grabaciones.",
+        },
+        _ => Words {
+            fallback_topic: "Recording",
+            title: "The voices of",
+            intro: "Every recording of the family, to listen to offline.",
+            by_prompt: "By prompt",
+            by_person: "By person",
+            no_prompt: "No prompt",
+            empty: "No recordings yet.",
+        },
+    }
+}
+
+/// What a speaker is called when their account has no name.
+pub fn unnamed_speaker(language: &str) -> &'static str {
+    match language {
+        "es" => "Un familiar",
+        _ => "Family member",
+    }
+}
+
+/// Text made safe as one file or folder name on every system: no path separators, no
+/// characters Windows refuses, no control characters, no leading or trailing dots or
+/// spaces, at most [`MAX_NAME`] characters; `fallback` when nothing is left.
+pub fn sanitize(text: &str, fallback: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => ' ',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    let words: Vec<&str> = cleaned.split_whitespace().collect();
+    let mut name: String = words.join(" ").chars().take(MAX_NAME).collect();
+    name = name.trim_matches(|c: char| c == '.' || c == ' ').to_owned();
+    let reserved = ["CON", "PRN", "AUX", "NUL"];
+    let upper = name.to_uppercase();
+    let device = reserved.contains(&upper.as_str())
+        || ((upper.starts_with("COM") || upper.starts_with("LPT"))
+            && upper.len() == 4
+            && upper.ends_with(|c: char| c.is_ascii_digit()));
+    if name.is_empty() {
+        fallback.to_owned()
+    } else if device {
+        format!("{name} ({fallback})")
+    } else {
+        name
+    }
+}
+
+/// `2026-03-14 Grandma Rosa - What was your first job`: the day, who, and the title,
+/// else the prompt, else a word for a recording.
+pub fn base_name(
+    recorded_at: DateTime<Utc>,
+    speaker: &str,
+    title: Option<&str>,
+    prompt: Option<&str>,
+    language: &str,
+) -> String {
+    let w = words(language);
+    let topic = title
+        .filter(|t| !t.trim().is_empty())
+        .or(prompt)
+        .unwrap_or(w.fallback_topic);
+    let speaker = sanitize(speaker, unnamed_speaker(language));
+    let topic = sanitize(topic, w.fallback_topic);
+    format!("{} {speaker} - {topic}", recorded_at.format("%Y-%m-%d"))
+}
+
+/// Makes names unique (ignoring case, as macOS and Windows do): the second
+/// `2026-03-14 Rosa - Recording` becomes `2026-03-14 Rosa - Recording (2)`.
+pub fn unique(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut taken = HashSet::new();
+    names
+        .into_iter()
+        .map(|name| {
+            let mut candidate = name.clone();
+            let mut n = 1;
+            while !taken.insert(candidate.to_lowercase()) {
+                n += 1;
+                candidate = format!("{name} ({n})");
+            }
+            candidate
+        })
+        .collect()
+}
+
+/// The archive's folder in the ZIP: the family's name.
+pub fn folder(family: &Family) -> String {
+    let fallback = match family.language.as_str() {
+        "es" => "Familia",
+        _ => "Family",
+    };
+    sanitize(&family.name, fallback)
+}
+
+/// `manifest.json`: the family, its prompts, and every recording written, with where it
+/// is and the SHA-256 of each file; those gone before they could be written are listed
+/// apart.
+pub fn manifest(
+    archive_id: Uuid,
+    parts: i32,
+    family: &Family,
+    prompts: &[(Uuid, String)],
+    items: &[Item],
+) -> Value {
+    let sha = |s: &Option<Vec<u8>>| s.as_ref().map(hex::encode);
+    let prompts: Vec<Value> = prompts
+        .iter()
+        .map(|(id, text)| json!({"id": id, "text": text}))
+        .collect();
+    let recordings: Vec<Value> = items
+        .iter()
+        .filter(|i| !i.missing)
+        .map(|i| {
+            json!({
+                "id": i.recording_id,
+                "recordedAt": i.recorded_at,
+                "durationSeconds": i.duration_seconds,
+                "speaker": i.speaker,
+                "title": i.title,
+                "prompt": i.prompt_id.map(|id| json!({"id": id, "text": i.prompt_text})),
+                "part": i.part,
+                "audio": {
+                    "file": i.audio_path(),
+                    "sizeBytes": i.audio_size_bytes,
+                    "sha256": sha(&i.audio_sha256),
+                },
+                "waveform": i.waveform_path().map(|file| json!({
+                    "file": file,
+                    "sizeBytes": i.waveform_size_bytes,
+                    "sha256": sha(&i.waveform_sha256),
+                })),
+            })
+        })
+        .collect();
+    let left_out: Vec<Value> = items
+        .iter()
+        .filter(|i| i.missing)
+        .map(
+            |i| json!({"id": i.recording_id, "reason": "deleted while the archive was being made"}),
+        )
+        .collect();
+    json!({
+        "format": "stories-from-the-sun/archive/1",
+        "archive": {"id": archive_id, "createdAt": Utc::now(), "parts": parts},
+        "family": {"id": family.id, "name": family.name, "language": family.language},
+        "prompts": prompts,
+        "recordings": recordings,
+        "leftOut": left_out,
+    })
+}
+
+/// `index.html`: every recording with a player, grouped by prompt and by person; no
+/// script, no network, any browser.
+pub fn index(family: &Family, items: &[Item]) -> String {
+    let w = words(&family.language);
+    let name = escape_html(&family.name);
+    let live: Vec<&Item> = items.iter().filter(|i| !i.missing).collect();
+    let mut by_prompt: BTreeMap<(bool, String), Vec<&Item>> = BTreeMap::new();
+    let mut by_person: BTreeMap<String, Vec<&Item>> = BTreeMap::new();
+    for item in &live {
+        let prompt = item.prompt_text.clone().unwrap_or_default();
+        // Recordings without a prompt last.
+        by_prompt
+            .entry((item.prompt_text.is_none(), prompt))
+            .or_default()
+            .push(item);
+        by_person
+            .entry(item.speaker.clone())
+            .or_default()
+            .push(item);
+    }
+    let mut html = format!(
+        "<!doctype html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title} {name}</title>\n<style>\n\
+         body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;\
+         padding:0 1rem;color:#222}}\n\
+         h1{{font-weight:600}} h2{{margin-top:2.5rem;border-bottom:1px solid #ddd}}\n\
+         h3{{margin-bottom:.5rem}} li{{margin:.75rem 0;list-style:none}}\n\
+         audio{{display:block;width:100%;margin-top:.25rem}} .meta{{color:#666;font-size:.9rem}}\n\
+         </style>\n</head>\n<body>\n<h1>{title} {name}</h1>\n<p>{intro}</p>\n",
+        lang = escape_html(&family.language),
+        title = w.title,
+        intro = w.intro,
+    );
+    if live.is_empty() {
+        html.push_str(&format!("<p>{}</p>\n", w.empty));
+    } else {
+        html.push_str(&format!("<h2 id=\"by-prompt\">{}</h2>\n", w.by_prompt));
+        for ((no_prompt, prompt), group) in &by_prompt {
+            let heading = if *no_prompt {
+                w.no_prompt
+            } else {
+                prompt.as_str()
+            };
+            section(&mut html, heading, group, |i| &i.speaker);
+        }
+        html.push_str(&format!("<h2 id=\"by-person\">{}</h2>\n", w.by_person));
+        for (person, group) in &by_person {
+            section(&mut html, person, group, |i| {
+                i.title
+                    .as_deref()
+                    .or(i.prompt_text.as_deref())
+                    .unwrap_or(w.fallback_topic)
+            });
+        }
+    }
+    html.push_str("</body>\n</html>\n");
+    html
+}
+
+fn section<'a>(
+    html: &mut String,
+    heading: &str,
+    items: &[&'a Item],
+    label: impl Fn(&'a Item) -> &'a str,
+) {
+    html.push_str(&format!("<h3>{}</h3>\n<ul>\n", escape_html(heading)));
+    for item in items {
+        html.push_str(&format!(
+            "<li data-recording=\"{id}\">{label} <span class=\"meta\">{date} · {duration}</span>\
+             <audio controls preload=\"none\" src=\"{src}\"></audio></li>\n",
+            id = item.recording_id,
+            label = escape_html(label(item)),
+            date = item.recorded_at.format("%Y-%m-%d"),
+            duration = duration(item.duration_seconds),
+            src = escape_html(&url_path(&item.audio_path())),
+        ));
+    }
+    html.push_str("</ul>\n");
+}
+
+/// `m:ss`, or `h:mm:ss` past an hour.
+fn duration(seconds: f64) -> String {
+    let s = seconds.round().max(0.0) as u64;
+    match s / 3600 {
+        0 => format!("{}:{:02}", s / 60, s % 60),
+        h => format!("{h}:{:02}:{:02}", s / 60 % 60, s % 60),
+    }
+}
+
+/// A relative URL for a path: each segment percent-encoded (names hold spaces, `#`, `%`).
+fn url_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            segment
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        "2026-03-14T18:30:00Z".parse().expect("a time")
+    }
+
+    #[test]
+    fn names_read_well_and_cannot_escape_their_folder() {
+        let name = base_name(
+            at(),
+            "Grandma Rosa",
+            None,
+            Some("What was your first job?"),
+            "en",
+        );
+        assert_eq!(name, "2026-03-14 Grandma Rosa - What was your first job");
+        let hostile = base_name(at(), "../../etc", Some("a/b\\c:d*\u{0}e|.."), None, "en");
+        assert!(
+            !hostile.contains(['/', '\\', ':', '*', '|', '\u{0}']),
+            "{hostile}"
+        );
+        assert_eq!(hostile, "2026-03-14 etc - a b c d e");
+        assert_eq!(
+            base_name(at(), "  ", Some(" "), None, "es"),
+            "2026-03-14 Un familiar - Grabación"
+        );
+        let long = base_name(at(), &"x".repeat(500), None, None, "en");
+        assert!(long.chars().count() < 2 * MAX_NAME, "{long}");
+    }
+
+    #[test]
+    fn names_are_made_unique_whatever_their_case() {
+        let names = ["A", "a", "A", "B"].map(str::to_owned);
+        assert_eq!(unique(names), ["A", "a (2)", "A (3)", "B"]);
+    }
+
+    #[test]
+    fn windows_device_names_are_not_made() {
+        assert_eq!(sanitize("con", "Family"), "con (Family)");
+        assert_eq!(sanitize("COM1", "Family"), "COM1 (Family)");
+        assert_eq!(sanitize("Comet", "Family"), "Comet");
+    }
+
+    #[test]
+    fn the_index_escapes_what_people_typed_and_encodes_links() {
+        let family = Family {
+            id: Uuid::nil(),
+            name: "<script>alert(1)</script>".into(),
+            language: "en".into(),
+        };
+        let item = Item {
+            recording_id: Uuid::nil(),
+            part: 1,
+            name: "2026-03-14 Rosa - 100% #1".into(),
+            recorded_at: at(),
+            duration_seconds: 3725.0,
+            speaker: "Rosa".into(),
+            prompt_id: None,
+            prompt_text: None,
+            title: Some("<b>".into()),
+            audio_size_bytes: 1,
+            waveform_size_bytes: None,
+            audio_sha256: None,
+            waveform_sha256: None,
+            missing: false,
+        };
+        let html = index(&family, &[item]);
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("recordings/2026-03-14%20Rosa%20-%20100%25%20%231.m4a"));
+        assert!(html.contains("1:02:05"));
+    }
+}

@@ -1,0 +1,6 @@
+//! The get-archive Lambda: wiring only; the function lives in the library.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::function::run(get_archive::function()).await
+}
