@@ -41,6 +41,26 @@ done
 grep -q "=" <<<"$(grep 'environment file' <<<"$plan")" && die "the dry run printed a variable's value"
 echo "dry run: $(grep -c 'cargo lambda deploy' <<<"$plan") functions planned"
 
+echo "== r2-setup --dry-run prints the two S3 API calls, with this environment's origins"
+plan=$(env -u R2_ACCESS_KEY_ID -u R2_SECRET_ACCESS_KEY -u R2_ENDPOINT -u ALLOWED_REDIRECT_ORIGINS \
+  R2_ACCOUNT_ID=acct R2_BUCKET_NAME=stories-audio-staging APP_URL=https://staging.sunstories.app/join \
+  scripts/r2-setup.sh staging --dry-run)
+at="--endpoint-url https://acct.r2.cloudflarestorage.com --region auto --bucket stories-audio-staging"
+cors=$(APP_URL=https://staging.sunstories.app python3 scripts/r2_cors.py deploy/r2/cors.json)
+lifecycle=$(python3 -c 'import json; print(json.dumps(json.load(open("deploy/r2/lifecycle.json")), separators=(",", ":")))')
+expected="== R2 bucket stories-audio-staging (staging) at https://acct.r2.cloudflarestorage.com
+aws s3api put-bucket-cors $at --cors-configuration '$cors'
+aws s3api put-bucket-lifecycle-configuration $at --lifecycle-configuration '$lifecycle'"
+[ "$plan" = "$expected" ] || die "r2-setup --dry-run printed:
+$plan
+expected:
+$expected"
+grep -qF '"AllowedOrigins":["https://staging.sunstories.app"]' <<<"$plan" || die "the origins are not APP_URL's: $plan"
+if env -u R2_BUCKET_NAME scripts/r2-setup.sh staging --dry-run >/dev/null 2>&1; then
+  die "r2-setup ran without R2_BUCKET_NAME"
+fi
+echo "$plan" | cut -c1-110
+
 echo "== smoke check against the local runner"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -37,7 +37,9 @@ async fn main() -> anyhow::Result<()> {
     let s3 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", s3.local_addr()?);
     let root = s3_dir.clone();
-    tokio::spawn(async move { local::s3::serve(s3, &root, BUCKET, KEY, SECRET).await });
+    tokio::spawn(async move {
+        local::s3::serve(s3, &root, BUCKET, KEY, SECRET, Default::default()).await
+    });
 
     fixtures::plan(&admin, "bench", 1 << 40, 3600, true).await;
     let (family, keeper) = fixtures::family(&admin, "A family with a full trash", "bench").await;

@@ -133,10 +133,6 @@ impl Server {
         let root = s3_dir.clone();
         let s3_faults = Arc::new(local::s3::Faults::default());
         let faults = s3_faults.clone();
-        tokio::spawn(async move {
-            let (bucket, key, secret) = (TEST_BUCKET, TEST_R2_KEY, TEST_R2_SECRET);
-            local::s3::serve_with_faults(s3, &root, bucket, key, secret, faults).await
-        });
         let (supabase_url, jwks_hits) = jwks_server().await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".to_owned(), functions_url(&db)),
@@ -158,6 +154,15 @@ impl Server {
         let supabase_url = vars.get("SUPABASE_URL").cloned().unwrap_or_default();
         let config =
             shared::config::Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
+        // The bucket's CORS rules for the app's origins, as R2 would have them.
+        let options = local::s3::Options {
+            faults,
+            cors: local::s3::Cors::for_origins(&config.allowed_redirect_origins).expect("cors"),
+        };
+        tokio::spawn(async move {
+            let (bucket, key, secret) = (TEST_BUCKET, TEST_R2_KEY, TEST_R2_SECRET);
+            local::s3::serve(s3, &root, bucket, key, secret, options).await
+        });
         let transport = sentry.map(|t| Arc::new(t) as Arc<dyn sentry::TransportFactory>);
         let app = Arc::new(shared::App::with_sentry_transport(config, transport).expect("app"));
         let base = format!("{}/functions/v1", spawn(local::router(app.clone())).await);

@@ -19,3 +19,4 @@ mod recordings;
 mod rls;
 mod round_trip;
 mod runner;
+mod web;

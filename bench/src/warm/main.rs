@@ -162,7 +162,9 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
     let s3_endpoint = format!("http://{}", s3.local_addr()?);
     let s3_dir = work_dir.join("s3");
     let root = s3_dir.clone();
-    tokio::spawn(async move { local::s3::serve(s3, &root, BUCKET, S3_KEY, S3_SECRET).await });
+    tokio::spawn(async move {
+        local::s3::serve(s3, &root, BUCKET, S3_KEY, S3_SECRET, Default::default()).await
+    });
     let stripe = testkit::stubs::stripe().await;
     let nothing = testkit::stubs::spawn(testkit::stubs::nothing()).await;
     let env: BTreeMap<&str, String> = BTreeMap::from([

@@ -1,6 +1,7 @@
 //! `serve`: all functions on http://127.0.0.1:$PORT/functions/v1/<name> (PORT default
 //! 54321). With LOCAL_S3_DIR set it also serves that folder as the S3 endpoint in
-//! R2_ENDPOINT (an `http://127.0.0.1:PORT` address), with the R2_* credentials. With
+//! R2_ENDPOINT (an `http://127.0.0.1:PORT` address), with the R2_* credentials and the
+//! bucket's CORS rules for the app's origins (`deploy/r2/cors.json`). With
 //! LOCAL_SCHEDULE_SECONDS set it runs every scheduled function that often (as
 //! EventBridge would in the cloud).
 
@@ -29,8 +30,14 @@ async fn main() -> anyhow::Result<()> {
         let (bucket, key) = (r2.bucket.clone(), r2.access_key_id.clone());
         let secret = secrecy::ExposeSecret::expose_secret(&r2.secret_access_key).to_owned();
         tracing::info!("local S3 at http://{addr}, bucket {bucket}, files in {dir}");
+        // The bucket's CORS rules for the app's origins, as scripts/r2-setup.sh gives R2.
+        let options = local::s3::Options {
+            cors: local::s3::Cors::for_origins(&app.config.allowed_redirect_origins)?,
+            ..Default::default()
+        };
         tokio::spawn(async move {
-            if let Err(e) = local::s3::serve(listener, dir.as_ref(), &bucket, &key, &secret).await {
+            let served = local::s3::serve(listener, dir.as_ref(), &bucket, &key, &secret, options);
+            if let Err(e) = served.await {
                 tracing::error!(error = %e, "local S3 stopped");
             }
         });
