@@ -31,21 +31,21 @@ if [ "$what" = all ] || [ "$what" = warm ]; then
     apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } || true
   fi
   need_tool wrk "Debian package wrk"
-  wait_for_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  DATABASE_URL=$(find_postgres); export DATABASE_URL
   cargo build --release --locked -p local -p bench --bin serve --bin warm
   echo "== warm: the local runner under wrk (${2:-5} s per run)"
   "$CARGO_TARGET_DIR/release/warm" "$CARGO_TARGET_DIR/release/serve" "${2:-5}"
 fi
 
 if [ "$what" = all ] || [ "$what" = maintenance ]; then
-  wait_for_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  DATABASE_URL=$(find_postgres); export DATABASE_URL
   cargo build --release --locked -p storage-maintenance -p bench --bin storage-maintenance --bin maintenance
   echo "== storage-maintenance: one run over a trash of ${2:-1000} recordings (release binary)"
   "$CARGO_TARGET_DIR/release/maintenance" "$CARGO_TARGET_DIR/release" "${2:-1000}"
 fi
 
 if [ "$what" = all ] || [ "$what" = archive ]; then
-  wait_for_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  DATABASE_URL=$(find_postgres); export DATABASE_URL
   cargo build --release --locked -p archive-worker -p bench --bin archive-worker --bin archive
   echo "== archive-worker: one archive of a family with ${2:-1000} MB of recordings (release binary)"
   "$CARGO_TARGET_DIR/release/archive" "$CARGO_TARGET_DIR/release" "${2:-1000}"

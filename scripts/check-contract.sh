@@ -11,6 +11,7 @@ cd "$ROOT"
 what="${1:-all}"
 need_tool npm "Node.js 20 and npm"
 ADMIN_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+pg_addr=$(python3 -c 'import sys; from urllib.parse import urlsplit; u = urlsplit(sys.argv[1]); print(f"{u.hostname}:{u.port or 5432}")' "$ADMIN_URL")
 db="sfts_contract_$$"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -34,7 +35,7 @@ export SUPABASE_JWT_SECRET=contract-check-secret-with-at-least-32-characters
 stripe=$!
 for _ in $(seq 1 50); do [ -s "$work/stripe" ] && break; sleep 0.1; done
 "$CARGO_TARGET_DIR/debug/migrate" set-price price_1PfamilyMonthly family >/dev/null
-PORT=$port STRIPE_SECRET_KEY=sk_test_contract STRIPE_API_BASE="$(cat "$work/stripe")" DATABASE_URL="postgres://functions_authenticator:contract-check@127.0.0.1:5432/$db" \
+PORT=$port STRIPE_SECRET_KEY=sk_test_contract STRIPE_API_BASE="$(cat "$work/stripe")" DATABASE_URL="postgres://functions_authenticator:contract-check@$pg_addr/$db" \
   INVITE_CODE_SECRET=contract-check APP_URL=https://app.example.com \
   R2_BUCKET_NAME=contract R2_ENDPOINT="http://127.0.0.1:$s3_port" R2_ACCESS_KEY_ID=k R2_SECRET_ACCESS_KEY=s \
   LOCAL_S3_DIR="$work/s3" MAILBOX_DIR="$work/mailbox" STRIPE_WEBHOOK_SECRET=whsec_contract RUST_LOG=warn \

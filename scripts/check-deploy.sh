@@ -15,6 +15,11 @@ echo "== actionlint"
 actionlint .github/workflows/*.yml
 echo "== cfn-lint"
 cfn-lint deploy/api.yaml
+scheduled=$(python3 scripts/functions.py names --kind scheduled | wc -l)
+alarms=$(grep -c "Type: AWS::CloudWatch::Alarm" deploy/api.yaml)
+[ "$alarms" -eq $(( 3 * ${#FUNCTIONS[@]} + scheduled )) ] \
+  || die "deploy/api.yaml has $alarms alarms for ${#FUNCTIONS[@]} functions ($scheduled scheduled)"
+echo "alarms: $alarms (errors, throttles and duration of each function; each schedule's success)"
 if command -v cargo-deny >/dev/null 2>&1; then
   echo "== cargo deny (licenses, duplicates, sources; CI on GitHub also checks advisories)"
   cargo deny --locked check licenses bans sources 2>&1 | tail -n 1
@@ -60,6 +65,100 @@ if env -u R2_BUCKET_NAME scripts/r2-setup.sh staging --dry-run >/dev/null 2>&1; 
   die "r2-setup ran without R2_BUCKET_NAME"
 fi
 echo "$plan" | cut -c1-110
+
+echo "== deploy, rollback and the database step for real, against an AWS emulator (moto)"
+# The real scripts, not a dry run: the AWS CLI and cargo-lambda's SDK follow
+# AWS_ENDPOINT_URL to moto's server. The build is skipped (SKIP_BUILD=1): each function's
+# bootstrap is a placeholder Linux binary in a scratch target folder, never the real one.
+use_tools emulator
+use_tools deploy
+emulated=$(mktemp -d)
+moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+moto_server -H 127.0.0.1 -p "$moto_port" > "$emulated/moto.log" 2>&1 &
+moto=$!
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$moto_port/" && break; sleep 0.2; done
+(
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=emulated AWS_SECRET_ACCESS_KEY=emulated
+  export AWS_REGION=eu-west-1 AWS_DEFAULT_REGION=eu-west-1 SKIP_BUILD=1 CARGO_TARGET_DIR="$emulated/target"
+  unset AWS_PROFILE AWS_WEB_IDENTITY_TOKEN_FILE
+  LAMBDA_ROLE_ARN=$(aws iam create-role --role-name stories-lambda --query Role.Arn --output text \
+    --assume-role-policy-document '{"Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
+  export LAMBDA_ROLE_ARN DATABASE_URL=postgres://emulated@127.0.0.1/emulated SUPABASE_URL=https://emulated.supabase.co
+  export R2_ACCOUNT_ID=emulated R2_ACCESS_KEY_ID=emulated R2_SECRET_ACCESS_KEY=emulated R2_BUCKET_NAME=emulated
+  for f in create-family storage-maintenance; do
+    mkdir -p "$CARGO_TARGET_DIR/lambda/$f"
+    cp /bin/true "$CARGO_TARGET_DIR/lambda/$f/bootstrap"
+  done
+  live() { aws lambda get-alias --function-name "stories-staging-$1" --name live --query FunctionVersion --output text; }
+  versions() { aws lambda list-versions-by-function --function-name "stories-staging-$1" --query 'Versions[].Version' --output text; }
+  expect() { [ "$2" = "$3" ] || die "$1: expected $3, got $2"; }
+
+  scripts/deploy.sh staging create-family storage-maintenance >/dev/null
+  expect "first deploy: create-family live" "$(live create-family)" 1
+  expect "first deploy: storage-maintenance live" "$(live storage-maintenance)" 1
+  url=$(aws lambda get-function-url-config --function-name stories-staging-create-family --qualifier live \
+    --query '[AuthType, FunctionUrl]' --output text)
+  grep -q "^NONE" <<<"$url" || die "create-family's function URL is not auth NONE on live: $url"
+  if aws lambda get-function-url-config --function-name stories-staging-storage-maintenance --qualifier live >/dev/null 2>&1; then
+    die "a scheduled function got a function URL"
+  fi
+  others=$(versions storage-maintenance)
+
+  scripts/deploy.sh staging create-family >/dev/null
+  expect "second deploy: create-family live" "$(live create-family)" 2
+  expect "the other function's versions" "$(versions storage-maintenance)" "$others"
+  expect "the other function's alias" "$(live storage-maintenance)" 1
+
+  scripts/rollback.sh staging create-family >/dev/null
+  expect "rollback to the previous version" "$(live create-family)" 1
+  scripts/rollback.sh staging create-family 2 >/dev/null
+  expect "rollback (forward) to a named version" "$(live create-family)" 2
+
+  before=$(versions create-family)
+  if env -u DATABASE_URL scripts/deploy.sh staging create-family >/dev/null 2>&1; then
+    die "a deploy without a required variable went ahead"
+  fi
+  expect "versions after a refused deploy" "$(versions create-family)" "$before"
+  expect "live after a refused deploy" "$(live create-family)" 2
+  echo "emulated: first deploy (v1, live, URL), second (v2), rollback to 1 and to 2, others untouched, refusal changes nothing"
+)
+kill "$moto"
+rm -rf "$emulated"
+
+db="sfts_deploy_db_$$"
+admin="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+psql -q "$admin" -c "CREATE DATABASE $db" >/dev/null
+MIGRATIONS_DATABASE_URL="${admin%/*}/$db" FUNCTIONS_DB_PASSWORD=deploy-check TRASH_RETENTION_DAYS=14 \
+  STRIPE_PRICE_FAMILY=price_check_family scripts/deploy-db.sh > "/tmp/$db.log" 2>&1 \
+  || { cat "/tmp/$db.log"; die "deploy-db.sh failed on a scratch database"; }
+applied=$(psql -tAq "${admin%/*}/$db" -c "SELECT (SELECT count(*) FROM plan_prices WHERE stripe_price_id = 'price_check_family'),
+                                                 public.trash_retention()")
+# The runbook's books check, on the fresh database: nothing drifted.
+MIGRATIONS_DATABASE_URL="${admin%/*}/$db" "$CARGO_TARGET_DIR/debug/books" check > "/tmp/$db.books" 2>&1 \
+  || { cat "/tmp/$db.books"; die "books check failed"; }
+rm -f "/tmp/$db.books"
+psql -q "$admin" -c "DROP DATABASE $db WITH (FORCE)" >/dev/null
+rm -f "/tmp/$db.log"
+[ "$applied" = "1|14 days" ] || die "deploy-db.sh did not map the price and the retention: $applied"
+echo "deploy-db.sh: bootstrap, migrations, price and retention on a scratch database"
+
+echo "== no PostgreSQL where the scripts look: a private one, started, reused, stopped (scratch clone)"
+scratch=$(mktemp -d)
+chmod 755 "$scratch"
+mkdir "$scratch/scripts"
+cp scripts/lib.sh scripts/dev.sh "$scratch/scripts/"
+nowhere=postgres://postgres@127.0.0.1:1/postgres
+private=postgres://postgres@127.0.0.1:54322/postgres
+url=$(env -u DATABASE_URL -u DEV_ADMIN_URL USUAL_DATABASE_URL=$nowhere "$scratch/scripts/dev.sh" db)
+[ "$url" = "$private" ] || die "dev.sh db gave $url, not the private server"
+where=$(psql -tAq "$private" -c "SELECT current_setting('data_directory')")
+[ "$where" = "$scratch/.local/pg/data" ] || die "the server on 54322 is not the scratch clone's: $where"
+again=$(env -u DATABASE_URL -u DEV_ADMIN_URL USUAL_DATABASE_URL=$nowhere "$scratch/scripts/dev.sh" db 2>&1)
+grep -q "a new cluster" <<<"$again" && die "the second run made a new cluster instead of reusing it"
+"$scratch/scripts/dev.sh" stop
+if pg_isready -q -h 127.0.0.1 -p 54322; then die "dev.sh stop left the private server running"; fi
+echo "private PostgreSQL: started at 54322 in $scratch/.local/pg, reused, stopped"
+rm -rf "$scratch"
 
 echo "== smoke check against the local runner"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -4,10 +4,13 @@
 # migrated here). No cloud account needed; every variable below can be overridden.
 #   scripts/dev.sh                       serve (and run the maintenance job every minute)
 #   scripts/dev.sh invoke NAME [JSON]    run a scheduled or worker function once, here
+#   scripts/dev.sh db                    only make sure PostgreSQL runs; print its URL
+#   scripts/dev.sh stop                  stop this clone's private PostgreSQL
+# PostgreSQL: DEV_ADMIN_URL (a superuser URL) when set; else the one on 127.0.0.1:5432;
+# else a private one of this clone's, started (and installed) here on 127.0.0.1:54322.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 need_tool cargo "install Rust with rustup"
-need_tool psql "Debian package postgresql-client"
 
 # Secrets you set yourself are never printed below; only this script's local defaults
 # are (they are useless anywhere else).
@@ -16,14 +19,24 @@ jwt_secret=set; [ -n "${SUPABASE_JWT_SECRET:-}" ] || jwt_secret=default
 webhook_secret=set; [ -n "${STRIPE_WEBHOOK_SECRET:-}" ] || webhook_secret=default
 admin_url=set; [ -n "${MIGRATIONS_DATABASE_URL:-}" ] || admin_url=default
 
-ADMIN_URL="${DEV_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-wait_for_postgres "$ADMIN_URL"
+if [ "${1:-}" = stop ]; then
+  private_postgres stop
+  exit 0
+fi
+ADMIN_URL=$(DATABASE_URL="${DEV_ADMIN_URL:-}" find_postgres)
+if [ "${1:-}" = db ]; then
+  echo "$ADMIN_URL"
+  exit 0
+fi
+need_tool psql "Debian package postgresql-client"
 DEV_DB="${DEV_DB:-stories_dev}"
 ADMIN_BASE="${ADMIN_URL%/*}"
+# host:port of the server, for the functions' own connection.
+PG_ADDR=$(python3 -c 'import sys; from urllib.parse import urlsplit; u = urlsplit(sys.argv[1]); print(f"{u.hostname}:{u.port or 5432}")' "$ADMIN_URL")
 
 export FUNCTIONS_DB_PASSWORD="${FUNCTIONS_DB_PASSWORD:-local-dev-password}"
 export MIGRATIONS_DATABASE_URL="${MIGRATIONS_DATABASE_URL:-$ADMIN_BASE/$DEV_DB}"
-export DATABASE_URL="postgres://functions_authenticator:${FUNCTIONS_DB_PASSWORD}@127.0.0.1:5432/$DEV_DB"
+export DATABASE_URL="postgres://functions_authenticator:${FUNCTIONS_DB_PASSWORD}@$PG_ADDR/$DEV_DB"
 # Supabase local's well-known development secret; never used outside this machine.
 export SUPABASE_JWT_SECRET="${SUPABASE_JWT_SECRET:-super-secret-jwt-token-with-at-least-32-characters-long}"
 export INVITE_CODE_SECRET="${INVITE_CODE_SECRET:-local-dev-invite-secret}"

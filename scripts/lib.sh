@@ -18,6 +18,69 @@ wait_for_postgres() {
   die "PostgreSQL is not reachable at $1 (start it, or set DATABASE_URL)"
 }
 
+# The PostgreSQL the scripts use, as a superuser URL on stdout: DATABASE_URL when set
+# (it must answer); else the usual local server (127.0.0.1:5432, as on CI) when it
+# answers; else this clone's private one (private_postgres start). USUAL_DATABASE_URL
+# overrides where the usual server is looked for.
+PRIVATE_PG_PORT=54322
+find_postgres() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    wait_for_postgres "$DATABASE_URL" >&2
+    echo "$DATABASE_URL"
+    return
+  fi
+  local usual="${USUAL_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -t 3 -d "$usual"; then
+    echo "$usual"
+    return
+  fi
+  echo "== no PostgreSQL answers at $usual: using this clone's own on 127.0.0.1:$PRIVATE_PG_PORT" >&2
+  private_postgres start >&2
+  echo "postgres://postgres@127.0.0.1:$PRIVATE_PG_PORT/postgres"
+}
+
+# This clone's private PostgreSQL: a cluster under .local/pg/ on 127.0.0.1:54322 (the
+# Supabase CLI's database port), trust authentication on loopback only. `start` installs
+# Debian's PostgreSQL 15 server package when no server binaries are found (as root or
+# with sudo), creates the cluster once (owned by the `postgres` user when run as root:
+# PostgreSQL refuses to run as root) and starts it, or finds it running; `stop` stops it.
+private_postgres() {
+  local dir="$ROOT/.local/pg" bin owner=()
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ "$1" = stop ]; then
+    [ -n "$bin" ] && [ -f "$dir/data/postmaster.pid" ] || { echo "no private PostgreSQL is running"; return 0; }
+    [ "$(id -u)" = 0 ] && owner=(runuser -u postgres --)
+    "${owner[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop
+    return
+  fi
+  if pg_isready -q -t 1 -h 127.0.0.1 -p "$PRIVATE_PG_PORT" 2>/dev/null; then return 0; fi
+  if [ -z "$bin" ]; then
+    command -v apt-get >/dev/null 2>&1 \
+      || die "no PostgreSQL server here: install PostgreSQL 15 (macOS: brew install postgresql@15 && brew services start postgresql@15) or set DATABASE_URL"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "== installing Debian's PostgreSQL 15 server"
+    $sudo apt-get install -y -qq postgresql-15 >/dev/null 2>&1 \
+      || { $sudo apt-get update -qq && $sudo apt-get install -y -qq postgresql-15 >/dev/null; } \
+      || die "could not install the Debian package postgresql-15"
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || die "running as root, PostgreSQL needs the postgres user (Debian's package makes it)"
+    chown postgres "$dir"
+    owner=(runuser -u postgres --)
+    "${owner[@]}" test -x "$dir" \
+      || die "the postgres user cannot reach $dir: let it traverse the clone's folders (chmod o+x) or set DATABASE_URL"
+  fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    echo "== a new cluster in $dir/data"
+    "${owner[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  "${owner[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start \
+    -o "-p $PRIVATE_PG_PORT -c listen_addresses=127.0.0.1 -k $dir" >/dev/null \
+    || die "the private PostgreSQL did not start: see $dir/log"
+}
+
 # Puts the pinned tools of tools/NAME.txt first on PATH: installed with their hashes
 # (pip --require-hashes) into a venv of their own outside the clone, reused while the
 # file is unchanged.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts PgBouncer (transaction mode) on 127.0.0.1:6432 in front of the local
-# PostgreSQL, installing Debian's package first if it is missing. Idempotent.
+# PostgreSQL (DATABASE_URL's server), installing Debian's package first if it is missing. Idempotent.
 source "$(dirname "$0")/lib.sh"
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 if ! command -v pgbouncer >/dev/null 2>&1; then
@@ -13,7 +13,10 @@ mkdir -p "$DIR"
 if [ -f "$DIR/pgbouncer.pid" ] && kill -0 "$(cat "$DIR/pgbouncer.pid")" 2>/dev/null; then
   exit 0
 fi
-sed "s|@DIR@|$DIR|g" "$ROOT/scripts/pgbouncer.ini" > "$DIR/pgbouncer.ini"
+read -r pg_host pg_port < <(python3 -c 'import sys; from urllib.parse import urlsplit; u = urlsplit(sys.argv[1]); print(u.hostname or "127.0.0.1", u.port or 5432)' \
+  "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}")
+sed -e "s|@DIR@|$DIR|g" -e "s|@PGHOST@|$pg_host|g" -e "s|@PGPORT@|$pg_port|g" \
+  "$ROOT/scripts/pgbouncer.ini" > "$DIR/pgbouncer.ini"
 echo '"functions_authenticator" ""' > "$DIR/userlist.txt"
 # PgBouncer refuses to run as root.
 if [ "$(id -u)" = 0 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against the local PostgreSQL (DATABASE_URL, a superuser;
-# default postgres://postgres@127.0.0.1:5432/postgres), twice: once with the functions
+# default postgres://postgres@127.0.0.1:5432/postgres, or when nothing answers there a
+# private one started on 127.0.0.1:54322), twice: once with the functions
 # connected directly, once through PgBouncer in transaction mode (how Supabase's
 # pooler runs them; started, and installed if missing, by scripts/pgbouncer.sh); the
 # deploy checks (scripts/check-deploy.sh), a scaffolded function (check-scaffold.sh),
@@ -8,8 +9,10 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 need_tool cargo "install Rust with rustup"
-export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-wait_for_postgres "$DATABASE_URL"
+# DATABASE_URL when set; else the server on 127.0.0.1:5432; else a private one
+# (scripts/lib.sh find_postgres).
+DATABASE_URL=$(find_postgres)
+export DATABASE_URL
 "$ROOT/scripts/pgbouncer.sh"
 # Debian's Chromium and the browser driver (the browser tests skip loudly without them,
 # outside CI only).

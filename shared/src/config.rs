@@ -40,7 +40,9 @@ pub struct Config {
     /// `STRIPE_API_BASE`: Stripe's API root, `/v1` is appended (default `https://api.stripe.com/`; tests
     /// point it at a local server).
     pub stripe_api_base: Option<String>,
-    /// `STRIPE_WEBHOOK_SECRET`: the `whsec_…` the webhook signature is checked with.
+    /// `STRIPE_WEBHOOK_SECRET`: the `whsec_…` the webhook signature is checked with; while
+    /// Stripe rolls the endpoint's secret, the new and the old one, comma-separated
+    /// (Stripe signs with both during the overlap).
     pub stripe_webhook_secret: Option<SecretString>,
     /// `RESEND_API_KEY`: without it invite emails go to the local mailbox folder.
     pub resend_api_key: Option<SecretString>,
@@ -57,6 +59,9 @@ pub struct Config {
     pub allowed_redirect_origins: Vec<String>,
     /// `INVITE_CODE_SECRET`: the HMAC key invite codes are stored under.
     pub invite_code_secret: Option<SecretString>,
+    /// `INVITE_CODE_SECRET_PREVIOUS`: the key before a rotation; codes stored under it
+    /// still redeem (until they expire), new ones are stored under the current key.
+    pub invite_code_secret_previous: Option<SecretString>,
     /// `SENTRY_DSN`: absent, Sentry is off.
     pub sentry_dsn: Option<SecretString>,
     /// `SENTRY_ENVIRONMENT` (default `development`).
@@ -189,6 +194,7 @@ impl Config {
             app_url,
             allowed_redirect_origins,
             invite_code_secret: secret("INVITE_CODE_SECRET"),
+            invite_code_secret_previous: secret("INVITE_CODE_SECRET_PREVIOUS"),
             sentry_dsn: secret("SENTRY_DSN"),
             sentry_environment: get("SENTRY_ENVIRONMENT")
                 .unwrap_or_else(|| "development".to_owned()),

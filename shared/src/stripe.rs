@@ -272,7 +272,8 @@ fn stripe_error(e: ::stripe::StripeError) -> ApiError {
 
 /// Checks a `Stripe-Signature` header over the raw body: HMAC-SHA256 of `"{t}.{body}"`
 /// with the endpoint secret, any of several `v1` values, compared in constant time,
-/// `t` within [`SIGNATURE_TOLERANCE_SECONDS`] of `now` in either direction.
+/// `t` within [`SIGNATURE_TOLERANCE_SECONDS`] of `now` in either direction. `secret`
+/// may name several secrets, comma-separated (a rotation's overlap): any one will do.
 pub fn verify_signature(secret: &SecretString, header: &str, body: &[u8], now: i64) -> bool {
     let mut timestamp = None;
     let mut signatures = Vec::new();
@@ -287,15 +288,23 @@ pub fn verify_signature(secret: &SecretString, header: &str, body: &[u8], now: i
     if (now - t).abs() > SIGNATURE_TOLERANCE_SECONDS {
         return false;
     }
+    let secrets = || {
+        secret
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
     signatures.iter().any(|sig| {
-        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose_secret().as_bytes())
-        else {
-            return false;
-        };
-        mac.update(t.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.verify_slice(sig).is_ok()
+        secrets().any(|secret| {
+            let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) else {
+                return false;
+            };
+            mac.update(t.to_string().as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            mac.verify_slice(sig).is_ok()
+        })
     })
 }
 
@@ -327,6 +336,33 @@ mod tests {
         assert!(ok(&sign(SECRET, body, 1_000), body, 700));
         assert!(!ok(&sign(SECRET, body, 1_000), body, 1_301));
         assert!(!ok(&sign(SECRET, body, 1_000), body, 699));
+    }
+
+    #[test]
+    fn during_a_roll_either_secret_passes_and_no_other() {
+        let body = br#"{"id":"evt_1"}"#;
+        let both = SecretString::from("whsec_new, whsec_test");
+        for secret in ["whsec_new", SECRET] {
+            assert!(verify_signature(
+                &both,
+                &sign(secret, body, 1_000),
+                body,
+                1_000
+            ));
+        }
+        assert!(!verify_signature(
+            &both,
+            &sign("whsec_other", body, 1_000),
+            body,
+            1_000
+        ));
+        let empty = SecretString::from(" , ");
+        assert!(!verify_signature(
+            &empty,
+            &sign("", body, 1_000),
+            body,
+            1_000
+        ));
     }
 
     #[test]

@@ -1102,3 +1102,37 @@ async fn a_paid_family_can_be_deleted_once_its_subscription_is_set_to_end() {
     let deleted = b.server.call("delete-family", Some(&keeper), &delete).await;
     assert_eq!(deleted.status, 200, "{}", deleted.body);
 }
+
+/// While Stripe rolls the endpoint's secret it signs with both; the webhook, given both
+/// (comma-separated), accepts either and nothing else.
+#[tokio::test]
+async fn while_the_webhook_secret_rolls_either_secret_passes_and_no_other() {
+    let secrets = format!("whsec_rolled_in, {WEBHOOK_SECRET}");
+    let b = billing_with(&[("STRIPE_WEBHOOK_SECRET", secrets.as_str())], false).await;
+    let s = &b.server;
+    let (_, sub, _) = subscribed(&b, "active", "price_family").await;
+    let now = chrono::Utc::now().timestamp();
+    for (i, secret) in ["whsec_rolled_in", WEBHOOK_SECRET].into_iter().enumerate() {
+        let body = event(
+            &format!("evt_roll_{i}"),
+            "customer.subscription.updated",
+            json!({"id": sub}),
+        );
+        let signature = shared::stripe::sign(secret, &body, now);
+        let (status, reply) = deliver(s, &body, Some(signature)).await;
+        assert_eq!(status, 200, "{secret}: {reply}");
+    }
+    let before = s.count("stripe_events").await;
+    let body = event(
+        "evt_roll_neither",
+        "customer.subscription.updated",
+        json!({"id": sub}),
+    );
+    let forged = shared::stripe::sign("whsec_neither", &body, now);
+    let (status, reply) = deliver(s, &body, Some(forged)).await;
+    assert_eq!(
+        (status, &reply["error"]["code"]),
+        (400, &json!("VALIDATION_FAILED"))
+    );
+    assert_eq!(s.count("stripe_events").await, before);
+}

@@ -598,3 +598,60 @@ async fn a_hung_resend_still_creates_the_invite_within_seconds() {
     );
     assert_eq!(server.count("invites").await, 1);
 }
+
+/// After INVITE_CODE_SECRET is rotated (the old one kept as INVITE_CODE_SECRET_PREVIOUS),
+/// a code stored under the old secret still redeems, new codes are stored under the new
+/// one, and a code under neither is unknown.
+#[tokio::test]
+async fn after_a_rotation_codes_made_under_the_previous_secret_still_redeem() {
+    use secrecy::SecretString;
+    use shared::invite::InviteCode;
+    let (current, previous) = ("rotated-in-secret", "test-invite-secret");
+    let server = Server::start_with(
+        TestDb::new().await,
+        &[
+            ("INVITE_CODE_SECRET", current),
+            ("INVITE_CODE_SECRET_PREVIOUS", previous),
+        ],
+    )
+    .await;
+    let (_, keeper) = server.user().await;
+    let family = server.family(&keeper).await;
+    let keeper_id = keeper_id(&server, family).await;
+    let admin = server.db.admin().await;
+    let stored = async |secret: &str| {
+        let code = InviteCode::generate().expect("a code");
+        admin
+            .execute(
+                "INSERT INTO invites (family_id, code_hmac, created_by, expires_at)
+                 VALUES ($1, $2, $3, now() + interval '7 days')",
+                &[&family, &code.hmac(&SecretString::from(secret)), &keeper_id],
+            )
+            .await
+            .expect("an invite");
+        code.to_string()
+    };
+    let before_rotation = stored(previous).await;
+    let (_, teller) = server.user().await;
+    let (status, body) = redeem(&server, &teller, &before_rotation).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = invite(&server, &keeper, json!({"familyId": family})).await;
+    assert_eq!(status, 200, "{body}");
+    let code = InviteCode::parse(body["data"]["invite"]["code"].as_str().expect("code"))
+        .expect("a well-formed code");
+    let hmac: Vec<u8> = admin
+        .query_one(
+            "SELECT code_hmac FROM invites WHERE family_id = $1 ORDER BY created_at DESC LIMIT 1",
+            &[&family],
+        )
+        .await
+        .expect("the new invite")
+        .get(0);
+    assert_eq!(hmac, code.hmac(&SecretString::from(current)));
+
+    let foreign = stored("some-other-secret").await;
+    let (_, stranger) = server.user().await;
+    let (status, body) = redeem(&server, &stranger, &foreign).await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("NOT_FOUND")));
+}

@@ -100,7 +100,12 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
 
     // 3. Membership and use count in one call, the same statements for every code
     //    (the service role: reading an invite by code and creating memberships, §4).
-    let hmacs = vec![code.hmac(secret)];
+    //    A code stored under the key before a rotation still opens its family.
+    let previous = app.config.invite_code_secret_previous.as_ref();
+    let hmacs: Vec<Vec<u8>> = std::iter::once(secret)
+        .chain(previous)
+        .map(|key| code.hmac(key))
+        .collect();
     let joined = app
         .db
         .as_service(async |tx| {
