@@ -1,19 +1,17 @@
 //! Database access: connections with the contract's TLS policy.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio_postgres::config::Host;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Config, NoTls, Transaction};
+use tokio_postgres::{Client, Config, NoTls, Row};
 
 use crate::error::ApiError;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// Environment variable holding extra PEM root certificates for the database
-/// (Supabase signs its Postgres certificates with its own CA).
-pub const CA_CERT_VAR: &str = "DATABASE_CA_CERT";
+pub use crate::tls::CA_CERT_VAR;
 
 /// How to reach a database: plain TCP only to loopback, TLS with verification otherwise.
 pub enum Tls {
@@ -44,30 +42,9 @@ pub fn parse(url: &str) -> Result<(Config, Tls)> {
     let tls = if is_local(&config) {
         Tls::Plain
     } else {
-        Tls::Verified(MakeRustlsConnect::new(client_tls_config()?))
+        Tls::Verified(MakeRustlsConnect::new(crate::tls::client_config()?))
     };
     Ok((config, tls))
-}
-
-/// The rustls configuration for database connections, built once per cold start.
-pub fn client_tls_config() -> Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Ok(pem) = std::env::var(CA_CERT_VAR) {
-        use rustls::pki_types::{CertificateDer, pem::PemObject};
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.with_context(|| format!("{CA_CERT_VAR} is not PEM"))?;
-            roots
-                .add(cert)
-                .with_context(|| format!("{CA_CERT_VAR} holds a bad certificate"))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// Opens one connection (session) and drives it in the background.
@@ -134,11 +111,11 @@ impl Db {
         use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
         let (mut config, tls) = parse(url)?;
         config.connect_timeout(std::time::Duration::from_secs(3));
-        // Lambda freezes instances between requests and drops their idle connections;
-        // Verified runs a round trip before handing a connection out again, so a dead
-        // one is replaced instead of failing the request.
+        // Fast: a pooled connection is handed out without a round trip to check it;
+        // one that died while Lambda froze the instance fails at BEGIN, and `begin`
+        // tries once more on a new connection.
         let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Verified,
+            recycling_method: RecyclingMethod::Fast,
         };
         let manager = match tls {
             Tls::Plain => Manager::from_config(config, NoTls, manager_config),
@@ -163,7 +140,7 @@ impl Db {
     pub async fn as_user<T>(
         &self,
         user: &crate::auth::User,
-        f: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, ApiError>,
+        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         self.run("authenticated", &user.claims.to_string(), f).await
     }
@@ -172,7 +149,7 @@ impl Db {
     /// the contract's §4 lists.
     pub async fn as_service<T>(
         &self,
-        f: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, ApiError>,
+        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         self.run("service_role", r#"{"role":"service_role"}"#, f)
             .await
@@ -182,56 +159,124 @@ impl Db {
         &self,
         role: &str,
         claims: &str,
-        f: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, ApiError>,
+        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let mut client = self.pool.get().await?;
-        let Ok(begun) = tokio::time::timeout(START_TIMEOUT, async {
-            let tx = client.transaction().await?;
-            // Unnamed statements only (query_typed): the connection may sit behind a
-            // transaction-mode pooler, where named prepared statements don't survive.
-            tx.query_typed(
-                crate::sql::PROLOGUE,
-                &[
-                    (&role, Type::TEXT),
-                    (&claims, Type::TEXT),
-                    (&STATEMENT_TIMEOUT, Type::TEXT),
-                ],
-            )
-            .await?;
-            Ok::<_, tokio_postgres::Error>(tx)
-        })
-        .await
-        else {
-            // Its late answer may still arrive: the connection is never reused.
-            drop(deadpool_postgres::Object::take(client));
-            return Err(ApiError::Unavailable(anyhow::anyhow!(
-                "the database did not start a transaction within {START_TIMEOUT:?}"
-            )));
+        let mut open = self.begin(role, claims).await?;
+        let (result, ended) = {
+            let client = open.client();
+            let result = f(&Tx(client)).await;
+            let end = match &result {
+                Ok(_) => "COMMIT",
+                // Said explicitly: the connection goes back to the pool clean.
+                Err(_) => "ROLLBACK",
+            };
+            (result, client.batch_execute(end).await)
         };
-        let tx = begun?;
-        match f(&tx).await {
-            Ok(value) => {
-                tx.commit().await?;
-                Ok(value)
-            }
-            Err(e) => {
-                // Dropping the transaction rolls it back; say so explicitly when we can.
-                let _ = tx.rollback().await;
-                Err(e)
+        open.done();
+        match (result, ended) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// A connection in a transaction with the prologue applied, in one round trip:
+    /// `BEGIN` and the prologue are sent together (tokio-postgres pipelines requests
+    /// issued together; the claims stay a bind parameter). A pooled connection is not
+    /// checked before use (that was a round trip of its own); one that died while
+    /// Lambda froze the instance fails here, before anything was done, and the
+    /// transaction is tried once more on a new connection (the other idle ones idled
+    /// as long: they go too). Safe behind a transaction-mode pooler: BEGIN comes first.
+    async fn begin(&self, role: &str, claims: &str) -> Result<Open, ApiError> {
+        let mut retried = false;
+        loop {
+            let open = Open(Some(self.pool.get().await?));
+            let client = open.client();
+            let params: [(&(dyn ToSql + Sync), Type); 3] = [
+                (&role, Type::TEXT),
+                (&claims, Type::TEXT),
+                (&STATEMENT_TIMEOUT, Type::TEXT),
+            ];
+            let started = tokio::time::timeout(START_TIMEOUT, async {
+                let (begun, prologue) = tokio::join!(
+                    client.batch_execute("BEGIN"),
+                    client.query_typed(crate::sql::PROLOGUE, &params)
+                );
+                begun.and(prologue.map(drop))
+            })
+            .await;
+            match started {
+                Ok(Ok(())) => return Ok(open),
+                // Its late answer may still arrive: the connection is never reused
+                // (dropping `open` unfinished discards it).
+                Err(_) => {
+                    return Err(ApiError::Unavailable(anyhow::anyhow!(
+                        "the database did not start a transaction within {START_TIMEOUT:?}"
+                    )));
+                }
+                // Nothing was done yet, and BEGIN and the prologue fail only when the
+                // connection does (closed, or an error from a pooler whose server
+                // connection died): any failure here is worth one more try.
+                Ok(Err(e)) if !retried => {
+                    tracing::debug!(error = %e, "a pooled connection was dead; once more on a new one");
+                    self.pool.retain(|_, _| false);
+                    retried = true;
+                }
+                Ok(Err(e)) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// A pooled connection inside a transaction. Dropped before [`Open::done`] (a failed
+/// start, or the request future dropped mid-transaction) it is discarded, never handed
+/// to the next request with this one's role and claims still set.
+struct Open(Option<deadpool_postgres::Object>);
+
+impl Open {
+    fn client(&self) -> &Client {
+        self.0.as_deref().map(|c| &**c).expect("an open connection")
+    }
+
+    /// The transaction ended: the connection may go back to the pool.
+    fn done(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+/// The statements of one transaction, as the caller's role (the only way handlers reach
+/// the database).
+pub struct Tx<'a>(&'a Client);
+
+impl Tx<'_> {
+    /// One statement with typed parameters, unnamed (safe behind a transaction-mode
+    /// pooler: no prepared statement outlives it).
+    pub async fn query_typed(
+        &self,
+        statement: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.0.query_typed(statement, params).await
+    }
+
+    /// Statements of constant text, in one round trip (savepoints).
+    pub async fn batch_execute(&self, statements: &str) -> Result<(), tokio_postgres::Error> {
+        self.0.batch_execute(statements).await
     }
 }
 
 /// Takes one hit of the fixed-window rate limit `key` (at most `limit` per `window`, an
 /// interval such as `1 hour`) in the caller's transaction: 429 with `Retry-After` when
 /// the window is full. The counter row is locked, so concurrent callers can't slip past.
-pub async fn rate_limit(
-    tx: &Transaction<'_>,
-    key: &str,
-    limit: i32,
-    window: &str,
-) -> Result<(), ApiError> {
+pub async fn rate_limit(tx: &Tx<'_>, key: &str, limit: i32, window: &str) -> Result<(), ApiError> {
     let retry_after: i32 = tx
         .query_typed(
             crate::sql::RATE_LIMIT_TAKE,

@@ -18,6 +18,7 @@ pub mod recordings;
 pub mod sql;
 pub mod stripe;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::ApiError;
 pub use function::{Function, Kind};
@@ -150,6 +151,7 @@ impl App {
         // Connect and total timeouts well within the shortest function timeout (15 s):
         // a dependency that hangs is an answer, never a Lambda timeout.
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls::client_config()?)
             .connect_timeout(std::time::Duration::from_secs(2))
             .timeout(std::time::Duration::from_secs(5))
             .build()?;
@@ -176,10 +178,7 @@ impl App {
 
 /// Where RLS shows the caller no membership: 404 when the family is theirs but deleted
 /// (a deleted family is gone for its members, not forbidden), otherwise false.
-async fn gone(
-    tx: &tokio_postgres::Transaction<'_>,
-    family_id: uuid::Uuid,
-) -> Result<bool, ApiError> {
+async fn gone(tx: &crate::db::Tx<'_>, family_id: uuid::Uuid) -> Result<bool, ApiError> {
     let rows = tx
         .query_typed(sql::IN_DELETED_FAMILY, &[(&family_id, Type::UUID)])
         .await?;

@@ -7,9 +7,9 @@
 //! member's behalf: `lock_membership()`), then the family row. Two changes at once
 //! queue instead of deadlocking, and the later one sees what the first did.
 
+use crate::db::Tx;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -82,7 +82,7 @@ pub const LAST_KEEPER: &str = "A family needs a keeper: make someone else a keep
 impl Family {
     /// Locks the family's member rows, then the family. A caller who is not a member
     /// gets 403, whether or not the family exists.
-    pub async fn lock(tx: &Transaction<'_>, id: Uuid, caller: Uuid) -> Result<Family, ApiError> {
+    pub async fn lock(tx: &Tx<'_>, id: Uuid, caller: Uuid) -> Result<Family, ApiError> {
         let members: Vec<(Uuid, Role)> = tx
             .query_typed(sql::LOCK_MEMBERS, &[(&id, Type::UUID)])
             .await?
@@ -170,7 +170,7 @@ impl Change {
 
 /// Takes a member out of the family (after [`Family::lock`]), and the archives they
 /// asked for with them.
-pub async fn remove(tx: &Transaction<'_>, family: Uuid, user: Uuid) -> Result<(), ApiError> {
+pub async fn remove(tx: &Tx<'_>, family: Uuid, user: Uuid) -> Result<(), ApiError> {
     let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
     tx.query_typed(sql::REMOVE, &params).await?;
     forget_archives(tx, family, Some(user)).await
@@ -179,7 +179,7 @@ pub async fn remove(tx: &Transaction<'_>, family: Uuid, user: Uuid) -> Result<()
 /// The family's archives, or those `requested_by` asked for, go (see
 /// [`sql::FORGET_ARCHIVES`]).
 pub async fn forget_archives(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     family: Uuid,
     requested_by: Option<Uuid>,
 ) -> Result<(), ApiError> {
@@ -189,12 +189,7 @@ pub async fn forget_archives(
 }
 
 /// Gives a member a role (after [`Family::lock`]).
-pub async fn set_role(
-    tx: &Transaction<'_>,
-    family: Uuid,
-    user: Uuid,
-    role: Role,
-) -> Result<(), ApiError> {
+pub async fn set_role(tx: &Tx<'_>, family: Uuid, user: Uuid, role: Role) -> Result<(), ApiError> {
     let role = role.as_str();
     let params = [
         (&family as _, Type::UUID),
@@ -207,7 +202,7 @@ pub async fn set_role(
 
 /// Appends a change to the family's history, in the transaction that made it.
 pub async fn record(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     family: Uuid,
     actor: Uuid,
     change: Change,
@@ -230,11 +225,7 @@ pub async fn record(
 /// transaction that writes: their membership row share-locked until it commits, so a
 /// removal either waits for the write or is seen by it. 403 for a non-member, 404 once
 /// the family is deleted.
-pub async fn lock_membership(
-    tx: &Transaction<'_>,
-    family: Uuid,
-    user: Uuid,
-) -> Result<Role, ApiError> {
+pub async fn lock_membership(tx: &Tx<'_>, family: Uuid, user: Uuid) -> Result<Role, ApiError> {
     let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
     let rows = tx.query_typed(sql::LOCK_MEMBERSHIP, &params).await?;
     let standing: Option<String> = rows.first().and_then(|r| r.get(0));

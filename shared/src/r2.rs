@@ -2,7 +2,7 @@
 //! the maintenance job `DeleteObjects` and `ListObjectsV2`; for the archive worker
 //! streamed `GetObject` and multipart uploads.
 //!
-//! The client is built once per cold start with an explicit endpoint, region `auto`
+//! The client is built once per process, on first use, with an explicit endpoint, region `auto`
 //! and static credentials (no provider chain, no IMDS probe at init). Checksums are
 //! "when required": the SDK's default CRC32 breaks R2 and bakes `x-amz-checksum-*`
 //! into presigned URLs. Every call has connect and total timeouts well within the
@@ -123,13 +123,28 @@ pub struct Head {
 
 /// The bucket and its client.
 pub struct R2 {
-    client: Client,
+    config: R2Config,
+    /// Built on first use, not at cold start: a function that reaches R2 only now and
+    /// then (or not on the request at hand) does not pay for the SDK's setup.
+    client: std::sync::OnceLock<Client>,
     bucket: String,
 }
 
 impl R2 {
-    /// Builds the client (no network call).
+    /// The bucket, its client to be built on first use (no work, no network call).
     pub fn new(config: &R2Config) -> Self {
+        R2 {
+            config: config.clone(),
+            client: std::sync::OnceLock::new(),
+            bucket: config.bucket.clone(),
+        }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.get_or_init(|| Self::build(&self.config))
+    }
+
+    fn build(config: &R2Config) -> Client {
         let credentials = Credentials::new(
             config.access_key_id.clone(),
             config.secret_access_key.expose_secret().to_owned(),
@@ -155,10 +170,7 @@ impl R2 {
             )
             .retry_config(RetryConfig::standard().with_max_attempts(2))
             .build();
-        R2 {
-            client: Client::from_conf(conf),
-            bucket: config.bucket.clone(),
-        }
+        Client::from_conf(conf)
     }
 
     /// A PUT URL binding the content type, the exact length and `If-None-Match: *` into
@@ -172,7 +184,7 @@ impl R2 {
     ) -> Result<Presigned, ApiError> {
         let expires_at = Utc::now() + expires_in;
         let request = self
-            .client
+            .client()
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -196,7 +208,7 @@ impl R2 {
     ) -> Result<Presigned, ApiError> {
         let expires_at = Utc::now() + expires_in;
         let request = self
-            .client
+            .client()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -212,7 +224,7 @@ impl R2 {
     /// The object's real size and content type; None when it does not exist.
     pub async fn head(&self, key: &str) -> Result<Option<Head>, ApiError> {
         match self
-            .client
+            .client()
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -247,7 +259,7 @@ impl R2 {
                 .build()
                 .map_err(ApiError::internal)?;
             let out = self
-                .client
+                .client()
                 .delete_objects()
                 .bucket(&self.bucket)
                 .delete(delete)
@@ -276,7 +288,7 @@ impl R2 {
         token: Option<String>,
     ) -> Result<(Vec<(String, DateTime<Utc>)>, Option<String>), ApiError> {
         let out = self
-            .client
+            .client()
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
@@ -363,7 +375,7 @@ impl R2 {
     ) -> Result<Presigned, ApiError> {
         let expires_at = Utc::now() + expires_in;
         let request = self
-            .client
+            .client()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -380,7 +392,7 @@ impl R2 {
     /// Starts reading an object; None when it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Download>, ApiError> {
         match self
-            .client
+            .client()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -407,7 +419,7 @@ impl R2 {
         content_type: &str,
     ) -> Result<Multipart<'_>, ApiError> {
         let out = self
-            .client
+            .client()
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -435,7 +447,7 @@ impl Multipart<'_> {
         let number = i32::try_from(self.parts.len() + 1).map_err(ApiError::internal)?;
         let out = self
             .r2
-            .client
+            .client()
             .upload_part()
             .bucket(&self.r2.bucket)
             .key(&self.key)
@@ -462,7 +474,7 @@ impl Multipart<'_> {
             .set_parts(Some(self.parts))
             .build();
         self.r2
-            .client
+            .client()
             .complete_multipart_upload()
             .bucket(&self.r2.bucket)
             .key(&self.key)
@@ -482,7 +494,7 @@ impl Multipart<'_> {
     /// day: deploy/r2/).
     pub async fn abort(self) -> Result<(), ApiError> {
         self.r2
-            .client
+            .client()
             .abort_multipart_upload()
             .bucket(&self.r2.bucket)
             .key(&self.key)

@@ -19,9 +19,12 @@ use crate::error::ApiError;
 /// How far a webhook's timestamp may be from now, either way.
 pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
 
-/// The Stripe client of a cold start.
+/// Stripe: its client built on the first call, not at cold start (most requests of a
+/// billing function's instance never reach Stripe).
 pub struct Stripe {
-    client: ::stripe::Client,
+    key: secrecy::SecretString,
+    base: Option<String>,
+    client: tokio::sync::OnceCell<::stripe::Client>,
 }
 
 /// An object Stripe created, by id.
@@ -141,16 +144,26 @@ impl Stripe {
         let Some(key) = &config.stripe_secret_key else {
             return Ok(None);
         };
-        let mut builder = ::stripe::ClientBuilder::new(key.expose_secret())
-            .request_strategy(RequestStrategy::Once)
-            // Per attempt; requests are tried once, so this bounds each call.
-            .timeout(Duration::from_secs(5));
-        if let Some(base) = &config.stripe_api_base {
-            builder = builder.url(base);
-        }
         Ok(Some(Stripe {
-            client: builder.build()?,
+            key: key.clone(),
+            base: config.stripe_api_base.clone(),
+            client: tokio::sync::OnceCell::new(),
         }))
+    }
+
+    async fn client(&self) -> Result<&::stripe::Client, ApiError> {
+        self.client
+            .get_or_try_init(async || {
+                let mut builder = ::stripe::ClientBuilder::new(self.key.expose_secret())
+                    .request_strategy(RequestStrategy::Once)
+                    // Per attempt; requests are tried once, so this bounds each call.
+                    .timeout(Duration::from_secs(5));
+                if let Some(base) = &self.base {
+                    builder = builder.url(base);
+                }
+                builder.build().map_err(ApiError::internal)
+            })
+            .await
     }
 
     /// Creates the family's customer. The idempotency key comes from the family id;
@@ -170,7 +183,7 @@ impl Stripe {
             .form(&form)
             .customize()
             .request_strategy(RequestStrategy::Idempotent(key))
-            .send(&self.client)
+            .send(self.client().await?)
             .await
             .map_err(stripe_error)?;
         Ok(created.id)
@@ -181,7 +194,7 @@ impl Stripe {
         RequestBuilder::new(StripeMethod::Post, "/checkout/sessions")
             .form(form)
             .customize()
-            .send(&self.client)
+            .send(self.client().await?)
             .await
             .map_err(stripe_error)
     }
@@ -190,7 +203,7 @@ impl Stripe {
     pub async fn checkout_session(&self, id: &str) -> Result<Session, ApiError> {
         RequestBuilder::new(StripeMethod::Get, format!("/checkout/sessions/{id}"))
             .customize()
-            .send(&self.client)
+            .send(self.client().await?)
             .await
             .map_err(stripe_error)
     }
@@ -202,7 +215,7 @@ impl Stripe {
             format!("/checkout/sessions/{id}/expire"),
         )
         .customize()
-        .send(&self.client)
+        .send(self.client().await?)
         .await
         .map_err(stripe_error)?;
         Ok(())
@@ -218,7 +231,7 @@ impl Stripe {
         let list: SubscriptionList = RequestBuilder::new(StripeMethod::Get, "/subscriptions")
             .query(&query)
             .customize()
-            .send(&self.client)
+            .send(self.client().await?)
             .await
             .map_err(stripe_error)?;
         Ok(list.data)
@@ -236,7 +249,7 @@ impl Stripe {
                 return_url,
             })
             .customize()
-            .send(&self.client)
+            .send(self.client().await?)
             .await
             .map_err(stripe_error)?;
         session
@@ -248,7 +261,7 @@ impl Stripe {
     pub async fn subscription(&self, id: &str) -> Result<Subscription, ApiError> {
         RequestBuilder::new(StripeMethod::Get, format!("/subscriptions/{id}"))
             .customize()
-            .send(&self.client)
+            .send(self.client().await?)
             .await
             .map_err(stripe_error)
     }

@@ -17,7 +17,7 @@ fn user(id: Uuid) -> User {
 }
 
 async fn whoami(db: &Db, who: Option<&User>) -> (Option<Uuid>, i32, String) {
-    let read = async |tx: &tokio_postgres::Transaction<'_>| {
+    let read = async |tx: &shared::db::Tx<'_>| {
         let row = &tx
             .query_typed(
                 "SELECT auth.uid(), pg_backend_pid(), current_user::text",
@@ -232,4 +232,32 @@ async fn a_transaction_that_cannot_start_is_a_503_within_seconds_not_a_hang() {
         .expect("count")
         .get(0);
     assert_eq!(written, 0);
+}
+
+/// Playback signs its URLs without calling R2 (here R2 is unreachable) and its one
+/// transaction costs three round trips: BEGIN with the prologue, the read, COMMIT (no
+/// check of the pooled connection first, no BEGIN of its own).
+#[tokio::test]
+async fn playback_makes_no_r2_call_and_three_database_round_trips() {
+    let (server, wire) =
+        Server::start_through_proxy(&[("R2_ENDPOINT", "http://127.0.0.1:9")]).await;
+    let (user, token) = server.user().await;
+    let family = server.family(&token).await;
+    let admin = server.db.admin().await;
+    let recording = testkit::fixtures::recording(&admin, family, user, 1000).await;
+    wire.clear();
+    let reply = server
+        .call(
+            "get-signed-playback-url",
+            Some(&token),
+            &json!({"recordingId": recording}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert!(
+        reply.data()["url"]
+            .as_str()
+            .is_some_and(|u| u.contains("127.0.0.1:9"))
+    );
+    assert_eq!(wire.round_trips(), 3, "{:#?}", wire.statements());
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use crate::stats::Latencies;
@@ -90,23 +90,38 @@ pub enum Work {
 
 type Params<'a> = &'a [(&'a (dyn ToSql + Sync), Type)];
 
-async fn begin<'c>(
-    client: &'c mut Client,
-    role: &str,
-    claims: &str,
-) -> anyhow::Result<Transaction<'c>> {
-    let tx = client.transaction().await?;
+/// A transaction on a bare connection, begun as `shared::db` begins them: `BEGIN` and the
+/// prologue pipelined, one round trip.
+struct Tx<'c>(&'c Client);
+
+impl Tx<'_> {
+    async fn query_typed(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        self.0.query_typed(sql, params).await
+    }
+
+    async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        self.0.batch_execute("COMMIT").await
+    }
+}
+
+async fn begin<'c>(client: &'c mut Client, role: &str, claims: &str) -> anyhow::Result<Tx<'c>> {
     let timeout = "8s";
-    tx.query_typed(
-        PROLOGUE,
-        &[
-            (&role, Type::TEXT),
-            (&claims, Type::TEXT),
-            (&timeout, Type::TEXT),
-        ],
-    )
-    .await?;
-    Ok(tx)
+    let params: Params<'_> = &[
+        (&role, Type::TEXT),
+        (&claims, Type::TEXT),
+        (&timeout, Type::TEXT),
+    ];
+    let (begun, prologue) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.query_typed(PROLOGUE, params)
+    );
+    begun?;
+    prologue?;
+    Ok(Tx(client))
 }
 
 /// Runs statements in one transaction as `role`; the rows of the last one.

@@ -38,6 +38,8 @@ const INVITE_SECRET: &str = "bench-invite-secret";
 /// the tests (`tests/it/people.rs`) only.
 const ONCE_EACH: [&str; 3] = ["remove-member", "leave-family", "delete-family"];
 const BUCKET: &str = "bench";
+/// Requests counted for the round trips of each function.
+const ROUND_TRIP_REQUESTS: usize = 20;
 const S3_KEY: &str = "bench-access-key";
 const S3_SECRET: &str = "bench-secret-key";
 
@@ -59,10 +61,9 @@ impl Calls {
         match function {
             "get-signed-upload-url" => (self.jwt + self.presign_put, "JWT + presign PUT"),
             "finalize-recording" => (self.jwt + self.head_found, "JWT + HeadObject"),
-            "get-signed-playback-url" => (
-                self.jwt + self.presign_get + self.head_missing,
-                "JWT + presign GET + HeadObject (no waveform)",
-            ),
+            "get-signed-playback-url" | "get-archive" => {
+                (self.jwt + self.presign_get, "JWT + presign GET")
+            }
             "create-checkout-session" | "create-portal-session" => {
                 (self.jwt + self.stripe_post, "JWT + Stripe POST")
             }
@@ -76,7 +77,10 @@ impl Calls {
 }
 
 struct Measured {
-    load: Vec<(usize, wrk::Run)>,
+    /// Each concurrency's run, and the runner's CPU time per request in it.
+    load: Vec<(usize, wrk::Run, Duration)>,
+    /// Database round trips per request (through a counting proxy, one at a time).
+    round_trips: f64,
     sql: Vec<(usize, Latencies)>,
     http_floor: wrk::Run,
     peak_rss_kib: u64,
@@ -111,6 +115,21 @@ impl Runner {
             std::thread::sleep(Duration::from_millis(50));
         }
         bail!("the runner did not listen on {port}")
+    }
+
+    /// CPU time the process has used so far, user and system (`/proc/PID/stat`, in
+    /// clock ticks of 10 ms).
+    fn cpu(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name (which may hold spaces), from field 3 on.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("/proc/PID/stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        Ok(Duration::from_millis(ticks * 10))
     }
 
     /// Peak resident set size so far, in KiB.
@@ -165,6 +184,17 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
     tokio::spawn(async move {
         local::s3::serve(s3, &root, BUCKET, S3_KEY, S3_SECRET, Default::default()).await
     });
+    let db_addr = {
+        let config: tokio_postgres::Config = db.login_url().parse()?;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        format!(
+            "{host}:{}",
+            config.get_ports().first().copied().unwrap_or(5432)
+        )
+    };
     let stripe = testkit::stubs::stripe().await;
     let nothing = testkit::stubs::spawn(testkit::stubs::nothing()).await;
     let env: BTreeMap<&str, String> = BTreeMap::from([
@@ -238,15 +268,18 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
                 .prepare(function, Purpose::Http, Spread::Families)
                 .await?;
             let file = wrk.write(&format!("{function}-{c}"), &lines(cases))?;
+            let cpu_before = runner.cpu()?;
             let run = wrk.run(&runner.base, &file, c, load_for, wrap)?;
+            let cpu = (runner.cpu()? - cpu_before) / u32::try_from(run.requests.max(1))?;
             ensure_all_succeeded(function, c, &run)?;
             println!(
-                "   c={c:<3} p50 {} ms  p99 {} ms  {:.0} req/s",
+                "   c={c:<3} p50 {} ms  p99 {} ms  {:.0} req/s  {:.0} µs CPU/req",
                 ms(run.p50()),
                 ms(run.p99()),
-                run.per_second()
+                run.per_second(),
+                cpu.as_secs_f64() * 1e6
             );
-            load.push((c, run));
+            load.push((c, run, cpu));
             world.reset(function).await?;
             floor_file.get_or_insert(file);
         }
@@ -262,6 +295,29 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
         }
         let peak_rss_kib = runner.peak_rss_kib()?;
         drop(runner);
+
+        // Round trips: a runner whose connections go through a counting proxy, a few
+        // requests one after another (the first, which opens the connection, apart).
+        let (proxy, wire) = testkit::pgproxy::start(db_addr.clone()).await;
+        let mut proxied = env.clone();
+        proxied.insert(
+            "DATABASE_URL",
+            db.login_url().replace(&db_addr, &proxy.to_string()),
+        );
+        let counting = Runner::start(serve, &proxied, work_dir.join(format!("{function}-rt.log")))?;
+        let cases = world
+            .prepare(function, Purpose::Http, Spread::Families)
+            .await?;
+        check_success(&counting.base, &cases[0].line).await?;
+        wire.clear();
+        let counted = &cases[1..cases.len().min(ROUND_TRIP_REQUESTS + 1)];
+        for case in counted {
+            check_success(&counting.base, &case.line).await?;
+        }
+        let round_trips = wire.round_trips() as f64 / counted.len().max(1) as f64;
+        println!("   {round_trips:.1} database round trips per request");
+        drop(counting);
+        world.reset(function).await?;
 
         let floor_file = floor_file.context("no run")?;
         let http_floor = wrk.run(&nothing, &floor_file, 1, floor_for, true)?;
@@ -283,6 +339,7 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
             function,
             Measured {
                 load,
+                round_trips,
                 sql,
                 http_floor,
                 peak_rss_kib,
@@ -477,17 +534,19 @@ fn report(
 ) {
     println!("\n### Warm latency and throughput (through the runner; SQL floor beside)\n");
     println!(
-        "| function | c | p50 ms | p99 ms | req/s | SQL floor p50 ms | SQL floor p99 ms | SQL floor tx/s |"
+        "| function | c | p50 ms | p99 ms | req/s | CPU µs/req | DB round trips | SQL floor p50 ms | SQL floor p99 ms | SQL floor tx/s |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for &function in functions {
         let m = &results[function];
-        for ((c, run), (_, sql)) in m.load.iter().zip(&m.sql) {
+        for ((c, run, cpu), (_, sql)) in m.load.iter().zip(&m.sql) {
             println!(
-                "| {function} | {c} | {} | {} | {:.0} | {} | {} | {:.0} |",
+                "| {function} | {c} | {} | {} | {:.0} | {:.0} | {:.1} | {} | {} | {:.0} |",
                 ms(run.p50()),
                 ms(run.p99()),
                 run.per_second(),
+                cpu.as_secs_f64() * 1e6,
+                m.round_trips,
                 ms(sql.percentile(50.0)),
                 ms(sql.percentile(99.0)),
                 sql.per_second()

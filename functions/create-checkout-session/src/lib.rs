@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Operation, PRINTABLE};
 use shared::billing::{BILLING_IS_FOR_KEEPERS, allowed_redirect};
+use shared::db::Tx;
 use shared::http::{json_body, printable, serve};
 use shared::stripe::{CheckoutForm, LineItem, SubscriptionData, family_metadata};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
-use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -195,7 +195,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
 const SUBSCRIBED: &str = "This family already has an active subscription";
 
 /// The family's Stripe customer, if it has one; 409 when a paid subscription is live.
-async fn billing_state(tx: &Transaction<'_>, family_id: Uuid) -> Result<Option<String>, ApiError> {
+async fn billing_state(tx: &Tx<'_>, family_id: Uuid) -> Result<Option<String>, ApiError> {
     let rows = tx
         .query_typed(sql::BILLING_STATE, &[(&family_id, Type::UUID)])
         .await?;

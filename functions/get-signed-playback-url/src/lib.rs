@@ -96,27 +96,28 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     telemetry::set_recording(input.recording_id);
 
     // 2. The recording, if the caller's families hold it (RLS).
-    let family_id: Uuid = app
+    let (family_id, has_waveform): (Uuid, bool) = app
         .db
         .as_user(&user, async |tx| {
             let rows = tx
                 .query_typed(sql::PLAYABLE, &[(&input.recording_id, Type::UUID)])
                 .await?;
-            Ok(rows.first().map(|r| r.get(0)))
+            Ok(rows.first().map(|r| (r.get(0), r.get(1))))
         })
         .await?
         .ok_or(ApiError::NotFound("Recording not found"))?;
     telemetry::set_family(family_id);
 
-    // 3. The URLs; the waveform's only if it was uploaded.
+    // 3. The URLs (signed here: no call to R2); the waveform's only if finalize found one.
     let key = RecordingKey {
         family_id,
         recording_id: input.recording_id,
     };
     let audio = r2.presign_get(&key.audio(), URL_EXPIRY).await?;
-    let waveform_url = match r2.head(&key.waveform()).await? {
-        Some(_) => Some(r2.presign_get(&key.waveform(), URL_EXPIRY).await?.url),
-        None => None,
+    let waveform_url = if has_waveform {
+        Some(r2.presign_get(&key.waveform(), URL_EXPIRY).await?.url)
+    } else {
+        None
     };
     Ok(Output {
         url: audio.url,

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::analytics::Event as Analytics;
 use shared::api::Operation;
+use shared::db::Tx;
 use shared::http::serve;
 use shared::stripe::{Subscription, verify_signature};
 use shared::telemetry::{self, ErrorContext};
 use shared::{ApiError, App, Function, Methods, Request, Response};
-use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -215,7 +215,7 @@ fn subscription_of(event: &Event) -> Option<Option<&str>> {
     Some(id)
 }
 
-async fn apply(app: &App, tx: &Transaction<'_>, event: &Event) -> Result<Outcome, ApiError> {
+async fn apply(app: &App, tx: &Tx<'_>, event: &Event) -> Result<Outcome, ApiError> {
     let Some(subscription) = subscription_of(event) else {
         return Ok(Outcome::Applied {
             events: Vec::new(),
