@@ -206,12 +206,23 @@ impl R2 {
         key: &str,
         expires_in: Duration,
     ) -> Result<Presigned, ApiError> {
+        self.presign_get_as(key, None, expires_in).await
+    }
+
+    /// A GET URL; with a file name, one that makes the browser save it as that.
+    async fn presign_get_as(
+        &self,
+        key: &str,
+        filename: Option<&str>,
+        expires_in: Duration,
+    ) -> Result<Presigned, ApiError> {
         let expires_at = Utc::now() + expires_in;
         let request = self
             .client()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_response_content_disposition(filename.map(content_disposition))
             .presigned(PresigningConfig::expires_in(expires_in).map_err(ApiError::internal)?)
             .await
             .map_err(ApiError::internal)?;
@@ -373,20 +384,7 @@ impl R2 {
         filename: &str,
         expires_in: Duration,
     ) -> Result<Presigned, ApiError> {
-        let expires_at = Utc::now() + expires_in;
-        let request = self
-            .client()
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .response_content_disposition(content_disposition(filename))
-            .presigned(PresigningConfig::expires_in(expires_in).map_err(ApiError::internal)?)
-            .await
-            .map_err(ApiError::internal)?;
-        Ok(Presigned {
-            url: request.uri().to_owned(),
-            expires_at,
-        })
+        self.presign_get_as(key, Some(filename), expires_in).await
     }
 
     /// Starts reading an object; None when it does not exist.
