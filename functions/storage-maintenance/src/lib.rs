@@ -108,6 +108,39 @@ impl Run<'_> {
     fn in_time(&self) -> bool {
         Instant::now() < self.deadline
     }
+
+    /// Repeats one batch of `phase` until nothing is left or the budget is spent;
+    /// whether it got through everything.
+    async fn until_done(&mut self, phase: Phase) -> anyhow::Result<bool> {
+        while self.in_time() {
+            let left = match phase {
+                Phase::Trash => purge(self, Claim::Trash).await? > 0,
+                Phase::Sweep => sweep(self).await? > 0,
+                Phase::Orphans => orphans(self).await?,
+                Phase::Families => purge_families(self).await? > 0,
+                Phase::Archives => expire_archives(self).await? > 0,
+            };
+            if !left {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The steps of a run that go a batch at a time, in order.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// 1. Purge the trash.
+    Trash,
+    /// 2. Save or release stranded uploads.
+    Sweep,
+    /// 3. Delete what nothing owns, a page of the bucket at a time.
+    Orphans,
+    /// 4. Deleted families past the retention.
+    Families,
+    /// 5. Archives past their time.
+    Archives,
 }
 
 async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
@@ -121,49 +154,20 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
         report: Report::default(),
         touched: BTreeSet::new(),
     };
-    // 1. Purge the trash, a batch at a time.
-    let mut purged_all = false;
-    while run.in_time() {
-        if purge(&mut run, Claim::Trash).await? == 0 {
-            purged_all = true;
-            break;
-        }
-    }
-    // 2. Save or release stranded uploads.
-    let mut swept_all = false;
-    while run.in_time() {
-        if sweep(&mut run).await? == 0 {
-            swept_all = true;
-            break;
-        }
-    }
-    // 3. Delete what nothing owns, a page of the bucket at a time.
-    let mut listed_all = false;
-    while run.in_time() {
-        if !orphans(&mut run).await? {
-            listed_all = true;
-            break;
-        }
-    }
-    // 4. Deleted families past the retention, a few at a time.
-    let mut families_all = false;
-    while run.in_time() {
-        if purge_families(&mut run).await? == 0 {
-            families_all = true;
-            break;
-        }
-    }
-    // 5. Archives past their time.
-    let mut archives_all = false;
-    while run.in_time() {
-        if expire_archives(&mut run).await? == 0 {
-            archives_all = true;
-            break;
-        }
+    // 1-5, each a batch (or a page) at a time while the budget lasts.
+    let mut finished = true;
+    for phase in [
+        Phase::Trash,
+        Phase::Sweep,
+        Phase::Orphans,
+        Phase::Families,
+        Phase::Archives,
+    ] {
+        finished &= run.until_done(phase).await?;
     }
     // 6. The books: always, however little time is left.
     books(&mut run).await?;
-    run.report.finished = purged_all && swept_all && listed_all && families_all && archives_all;
+    run.report.finished = finished;
     Ok(run.report)
 }
 
