@@ -11,8 +11,6 @@ use tokio_postgres::{Client, Config, NoTls, Row};
 use crate::error::ApiError;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub use crate::tls::CA_CERT_VAR;
-
 /// How to reach a database: plain TCP only to loopback, TLS with verification otherwise.
 pub enum Tls {
     /// Loopback or a Unix socket: nothing leaves the machine.

@@ -260,15 +260,15 @@ async fn list(app: &App, job: &Job, family: &Family, part_bytes: i64) -> Result<
                 .query_typed(sql::RECORDINGS, &[(&job.family_id, Type::UUID)])
                 .await?;
             let lang = family.language.as_str();
-            let names = content::unique(rows.iter().map(|r| {
-                let speaker: Option<String> = r.get(8);
-                content::base_name(
-                    r.get(1),
-                    speaker.as_deref().unwrap_or(content::unnamed_speaker(lang)),
-                    r.get(3),
-                    r.get(7),
-                    lang,
-                )
+            let speakers: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    r.get::<_, Option<String>>(8)
+                        .unwrap_or_else(|| content::unnamed_speaker(lang).to_owned())
+                })
+                .collect();
+            let names = content::unique(rows.iter().zip(&speakers).map(|(r, speaker)| {
+                content::base_name(r.get(1), speaker, r.get(3), r.get(7), lang)
             }));
             // A part takes recordings until it holds part_bytes (the last one may
             // cross the line), then the next begins.
@@ -292,13 +292,6 @@ async fn list(app: &App, job: &Job, family: &Family, part_bytes: i64) -> Result<
             let waveform: Vec<Option<i64>> = column(&rows, 5);
             let prompt_ids: Vec<Option<Uuid>> = column(&rows, 6);
             let prompts: Vec<Option<String>> = column(&rows, 7);
-            let speakers: Vec<String> = rows
-                .iter()
-                .map(|r| {
-                    r.get::<_, Option<String>>(8)
-                        .unwrap_or_else(|| content::unnamed_speaker(lang).to_owned())
-                })
-                .collect();
             tx.query_typed(
                 sql::INSERT_ITEMS,
                 &[
