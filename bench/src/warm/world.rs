@@ -543,8 +543,16 @@ impl World {
         let sql = match function {
             "create-family" | "create-invite" => "DELETE FROM rate_limits",
             "redeem-invite" => {
-                "DELETE FROM family_members WHERE invite_id IS NOT NULL;
-                 DELETE FROM invites WHERE max_uses = 20;
+                // By who joined, not by invite: a request wrk left in flight may commit
+                // its join after this reset, and deleting its invite then nulls the
+                // member's invite_id; such a member is deleted by the next reset.
+                self.admin
+                    .execute(
+                        "DELETE FROM family_members WHERE role = 'storyteller' AND user_id = ANY($1)",
+                        &[&ids(&self.newcomers)],
+                    )
+                    .await?;
+                "DELETE FROM invites WHERE max_uses = 20;
                  DELETE FROM rate_limits"
             }
             "get-signed-upload-url" | "finalize-recording" => {
