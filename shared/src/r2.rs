@@ -18,6 +18,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -140,11 +141,24 @@ impl R2 {
         }
     }
 
-    fn client(&self) -> &Client {
-        self.client.get_or_init(|| Self::build(&self.config))
+    fn client(&self) -> Result<&Client, ApiError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = Self::build(&self.config).map_err(ApiError::internal)?;
+        Ok(self.client.get_or_init(|| client))
     }
 
-    fn build(config: &R2Config) -> Client {
+    fn build(config: &R2Config) -> anyhow::Result<Client> {
+        // The process's roots (crate::tls), not the system's CA bundle: no directory
+        // of certificates read on the first call.
+        let trust = TrustStore::empty()
+            .with_native_roots(false)
+            .with_pem_certificate(crate::tls::pem_bundle()?);
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(TlsContext::builder().with_trust_store(trust).build()?)
+            .build_https();
         let credentials = Credentials::new(
             config.access_key_id.clone(),
             config.secret_access_key.expose_secret().to_owned(),
@@ -169,8 +183,9 @@ impl R2 {
                     .build(),
             )
             .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .http_client(http)
             .build();
-        Client::from_conf(conf)
+        Ok(Client::from_conf(conf))
     }
 
     /// A PUT URL binding the content type, the exact length and `If-None-Match: *` into
@@ -184,7 +199,7 @@ impl R2 {
     ) -> Result<Presigned, ApiError> {
         let expires_at = Utc::now() + expires_in;
         let request = self
-            .client()
+            .client()?
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -218,7 +233,7 @@ impl R2 {
     ) -> Result<Presigned, ApiError> {
         let expires_at = Utc::now() + expires_in;
         let request = self
-            .client()
+            .client()?
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -235,7 +250,7 @@ impl R2 {
     /// The object's real size and content type; None when it does not exist.
     pub async fn head(&self, key: &str) -> Result<Option<Head>, ApiError> {
         match self
-            .client()
+            .client()?
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -270,7 +285,7 @@ impl R2 {
                 .build()
                 .map_err(ApiError::internal)?;
             let out = self
-                .client()
+                .client()?
                 .delete_objects()
                 .bucket(&self.bucket)
                 .delete(delete)
@@ -299,7 +314,7 @@ impl R2 {
         token: Option<String>,
     ) -> Result<(Vec<(String, DateTime<Utc>)>, Option<String>), ApiError> {
         let out = self
-            .client()
+            .client()?
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
@@ -390,7 +405,7 @@ impl R2 {
     /// Starts reading an object; None when it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Download>, ApiError> {
         match self
-            .client()
+            .client()?
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -417,7 +432,7 @@ impl R2 {
         content_type: &str,
     ) -> Result<Multipart<'_>, ApiError> {
         let out = self
-            .client()
+            .client()?
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -445,7 +460,7 @@ impl Multipart<'_> {
         let number = i32::try_from(self.parts.len() + 1).map_err(ApiError::internal)?;
         let out = self
             .r2
-            .client()
+            .client()?
             .upload_part()
             .bucket(&self.r2.bucket)
             .key(&self.key)
@@ -472,7 +487,7 @@ impl Multipart<'_> {
             .set_parts(Some(self.parts))
             .build();
         self.r2
-            .client()
+            .client()?
             .complete_multipart_upload()
             .bucket(&self.r2.bucket)
             .key(&self.key)
@@ -492,7 +507,7 @@ impl Multipart<'_> {
     /// day: deploy/r2/).
     pub async fn abort(self) -> Result<(), ApiError> {
         self.r2
-            .client()
+            .client()?
             .abort_multipart_upload()
             .bucket(&self.r2.bucket)
             .key(&self.key)
