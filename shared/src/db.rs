@@ -189,20 +189,8 @@ impl Db {
         let mut retried = false;
         loop {
             let open = Open(Some(self.pool.get().await?));
-            let client = open.client();
-            let params: [(&(dyn ToSql + Sync), Type); 3] = [
-                (&role, Type::TEXT),
-                (&claims, Type::TEXT),
-                (&STATEMENT_TIMEOUT, Type::TEXT),
-            ];
-            let started = tokio::time::timeout(START_TIMEOUT, async {
-                let (begun, prologue) = tokio::join!(
-                    client.batch_execute("BEGIN"),
-                    client.query_typed(crate::sql::PROLOGUE, &params)
-                );
-                begun.and(prologue.map(drop))
-            })
-            .await;
+            let started =
+                tokio::time::timeout(START_TIMEOUT, start(open.client(), role, claims)).await;
             match started {
                 Ok(Ok(())) => return Ok(open),
                 // Its late answer may still arrive: the connection is never reused
@@ -224,6 +212,22 @@ impl Db {
             }
         }
     }
+}
+
+/// Begins a transaction on `client` as `role` with `claims`: `BEGIN` and the prologue
+/// sent together, one round trip (the benchmark's SQL floor starts its transactions
+/// with this too).
+pub async fn start(client: &Client, role: &str, claims: &str) -> Result<(), tokio_postgres::Error> {
+    let params: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&role, Type::TEXT),
+        (&claims, Type::TEXT),
+        (&STATEMENT_TIMEOUT, Type::TEXT),
+    ];
+    let (begun, prologue) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.query_typed(crate::sql::PROLOGUE, &params)
+    );
+    begun.and(prologue.map(drop))
 }
 
 /// A pooled connection inside a transaction. Dropped before [`Open::done`] (a failed

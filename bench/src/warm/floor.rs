@@ -25,7 +25,7 @@ use local::redeem_invite::{self, sql as redeem};
 use local::stripe_webhook::sql as webhook;
 use shared::members::sql::{self as members, LOCK_MEMBERSHIP};
 use shared::recordings::sql as finalize;
-use shared::sql::{CHECKOUT_LOCK, IS_MEMBER, MEMBERSHIP, PROLOGUE, RATE_LIMIT_TAKE};
+use shared::sql::{CHECKOUT_LOCK, IS_MEMBER, MEMBERSHIP, RATE_LIMIT_TAKE};
 
 const SERVICE_CLAIMS: &str = r#"{"role":"service_role"}"#;
 
@@ -90,8 +90,7 @@ pub enum Work {
 
 type Params<'a> = &'a [(&'a (dyn ToSql + Sync), Type)];
 
-/// A transaction on a bare connection, begun as `shared::db` begins them: `BEGIN` and the
-/// prologue pipelined, one round trip.
+/// A transaction on a bare connection, begun as `shared::db` begins them (one round trip).
 struct Tx<'c>(&'c Client);
 
 impl Tx<'_> {
@@ -109,18 +108,7 @@ impl Tx<'_> {
 }
 
 async fn begin<'c>(client: &'c mut Client, role: &str, claims: &str) -> anyhow::Result<Tx<'c>> {
-    let timeout = "8s";
-    let params: Params<'_> = &[
-        (&role, Type::TEXT),
-        (&claims, Type::TEXT),
-        (&timeout, Type::TEXT),
-    ];
-    let (begun, prologue) = tokio::join!(
-        client.batch_execute("BEGIN"),
-        client.query_typed(PROLOGUE, params)
-    );
-    begun?;
-    prologue?;
+    shared::db::start(client, role, claims).await?;
     Ok(Tx(client))
 }
 
