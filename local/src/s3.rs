@@ -3,7 +3,7 @@
 //! rejects what R2 would.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -40,15 +40,20 @@ pub async fn serve(
         s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("local S3 folder: {e:?}"))?;
     let mut builder = S3ServiceBuilder::new(fs);
     builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
-    builder.set_access(Access(options.faults));
+    builder.set_access(Access(options.faults.clone()));
     let s3 = builder.build();
     let cors = Arc::new(options.cors);
     loop {
         let (socket, _) = listener.accept().await?;
-        let (s3, cors) = (s3.clone(), cors.clone());
+        let (s3, cors, faults) = (s3.clone(), cors.clone(), options.faults.clone());
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let (s3, cors) = (s3.clone(), cors.clone());
+            let (s3, cors, faults) = (s3.clone(), cors.clone(), faults.clone());
             async move {
+                if faults.unavailable.load(Ordering::SeqCst) {
+                    let mut down = http::Response::new(s3s::Body::empty());
+                    *down.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    return Ok(down);
+                }
                 if req.method() == Method::OPTIONS {
                     return Ok(cors.preflight(req.headers()));
                 }
@@ -214,6 +219,8 @@ pub struct Faults {
     upload_part: AtomicUsize,
     /// ...and so does every later part of its upload (retries included).
     broken_upload: Mutex<Option<String>>,
+    /// Every request answered 503 while set: R2 unreachable.
+    unavailable: AtomicBool,
 }
 
 impl Faults {
@@ -221,6 +228,11 @@ impl Faults {
     /// attempt at a part of the same multipart upload.
     pub fn fail_upload_part(&self, nth: usize) {
         self.upload_part.store(nth, Ordering::SeqCst);
+    }
+
+    /// Whether every request is answered 503 from now on (R2 down), or served again.
+    pub fn set_unavailable(&self, down: bool) {
+        self.unavailable.store(down, Ordering::SeqCst);
     }
 }
 

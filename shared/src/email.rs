@@ -64,7 +64,14 @@ impl Mailer {
                 )
                 .with_text(&email.text)
                 .with_html(&email.html);
-                client.emails.send(options).await?;
+                // Resend's error text may quote the address: only a masked one goes on
+                // to the log and Sentry.
+                client.emails.send(options).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "Resend did not take the email: {}",
+                        mask_addresses(&e.to_string())
+                    )
+                })?;
                 Ok(Delivery::Sent)
             }
             Mailer::Mailbox(dir) => {
@@ -75,6 +82,30 @@ impl Mailer {
             }
         }
     }
+}
+
+/// `text` with every email address in it masked (`ab***@domain.com`).
+pub fn mask_addresses(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains('@') {
+            out.push_str(&crate::telemetry::mask_email(word));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || "\"'<>,;:()[]{}`".contains(c) {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Text for a header such as the subject: control characters (a CR/LF could start a
@@ -102,6 +133,16 @@ pub fn escape_html(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_in_an_error_are_masked_and_the_rest_is_kept() {
+        let text =
+            r#"422: Invalid `to` field: "grandma.rosa@example.com" (also <tio@example.org>)"#;
+        assert_eq!(
+            mask_addresses(text),
+            r#"422: Invalid `to` field: "gr***@example.com" (also <ti***@example.org>)"#
+        );
+    }
 
     #[test]
     fn no_user_text_can_start_a_header_of_its_own() {

@@ -17,6 +17,15 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("Storage quota exceeded")]
     QuotaExceeded,
+    /// A finalize of an upload that came after the sweep released its reservation, and
+    /// that no longer fits beside the family's other uploads.
+    #[error(
+        "Storage quota exceeded: this upload arrived after its reservation was released, \
+         and it no longer fits beside the family's other uploads. It is kept for \
+         {grace_minutes} minutes after it arrived: free some space or upgrade, then \
+         finalize it again to save it."
+    )]
+    LateUploadOverQuota { grace_minutes: u32 },
     #[error("{0}")]
     Validation(String),
     #[error("{0}")]
@@ -48,7 +57,9 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => ErrorCode::Unauthorized,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
-            ApiError::QuotaExceeded => ErrorCode::QuotaExceeded,
+            ApiError::QuotaExceeded | ApiError::LateUploadOverQuota { .. } => {
+                ErrorCode::QuotaExceeded
+            }
             ApiError::Validation(_) => ErrorCode::ValidationFailed,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Conflict(_) => ErrorCode::Conflict,
@@ -66,7 +77,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::QuotaExceeded => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_)
+            | ApiError::QuotaExceeded
+            | ApiError::LateUploadOverQuota { .. } => StatusCode::FORBIDDEN,
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::LastKeeper(_) | ApiError::SubscriptionActive => {

@@ -13,6 +13,7 @@ pub mod function;
 pub mod http;
 pub mod invite;
 pub mod members;
+pub mod outbox;
 pub mod r2;
 pub mod recordings;
 pub mod sql;

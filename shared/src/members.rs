@@ -13,8 +13,9 @@ use serde_json::Value;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use crate::ApiError;
 use crate::api::Role;
+use crate::outbox::{self, Mail};
+use crate::{ApiError, recordings};
 
 /// The statements of this module, as the service role.
 pub mod sql {
@@ -42,16 +43,34 @@ pub mod sql {
     pub const SET_ROLE: &str =
         "UPDATE public.family_members SET role = $3 WHERE family_id = $1 AND user_id = $2";
 
-    /// The archives of the family ($2: only those a member asked for) go: one waiting
-    /// is cancelled, one made is deleted by the next maintenance run; one being
-    /// written is left to its worker, which deletes it when done if it may no longer
-    /// be had.
+    /// The family's archives go (it is being deleted): one waiting is cancelled, one
+    /// made is deleted by the next maintenance run; one being written is left to its
+    /// worker, which deletes it when done if it may no longer be had.
     pub const FORGET_ARCHIVES: &str = "
         UPDATE public.archives
         SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
             expires_at = now()
-        WHERE family_id = $1 AND ($2::uuid IS NULL OR requested_by = $2)
-          AND status <> 'running' AND deleted_at IS NULL";
+        WHERE family_id = $1 AND status <> 'running' AND deleted_at IS NULL";
+
+    /// The archives a departing member ($2) asked for (alone or with others) go as the
+    /// family's do, and count toward no allowance; returns the other requesters still
+    /// in the family, to be told they may ask again.
+    pub const WITHDRAW_ARCHIVES: &str = "
+        WITH gone AS (
+          UPDATE public.archives a
+          SET status = CASE WHEN a.status = 'queued' THEN 'cancelled' ELSE a.status END,
+              expires_at = now(), counted = false
+          WHERE a.family_id = $1 AND a.status IN ('queued', 'done') AND a.deleted_at IS NULL
+            AND (a.expires_at IS NULL OR a.expires_at > now())
+            AND EXISTS (SELECT 1 FROM public.archive_requesters r
+                        WHERE r.archive_id = a.id AND r.user_id = $2)
+          RETURNING a.id)
+        SELECT r.archive_id, r.user_id
+        FROM public.archive_requesters r JOIN gone ON gone.id = r.archive_id
+        WHERE r.user_id <> $2
+          AND EXISTS (SELECT 1 FROM public.family_members m
+                      WHERE m.family_id = $1 AND m.user_id = r.user_id)
+        ORDER BY r.archive_id";
 
     /// One line of the family's history.
     pub const EVENT: &str = "
@@ -168,23 +187,30 @@ impl Change {
     }
 }
 
-/// Takes a member out of the family (after [`Family::lock`]), and the archives they
-/// asked for with them.
-pub async fn remove(tx: &Tx<'_>, family: Uuid, user: Uuid) -> Result<(), ApiError> {
+/// Takes a member out of the family (after [`Family::lock`]): their open uploads
+/// marked (only what arrived before now can become a recording: `recordings::settle`
+/// decides once this commits), and the archives they asked for withdrawn. Returns the
+/// emails owed to the archives' other requesters, to [`outbox::deliver`] after the
+/// commit.
+pub async fn remove(tx: &Tx<'_>, family: Uuid, user: Uuid) -> Result<Vec<Uuid>, ApiError> {
     let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
     tx.query_typed(sql::REMOVE, &params).await?;
-    forget_archives(tx, family, Some(user)).await
+    recordings::depart(tx, family, user).await?;
+    let rows = tx.query_typed(sql::WITHDRAW_ARCHIVES, &params).await?;
+    let mut mails = Vec::new();
+    for group in rows.chunk_by(|a, b| a.get::<_, Uuid>(0) == b.get::<_, Uuid>(0)) {
+        let archive_id: Uuid = group[0].get(0);
+        let others: Vec<Uuid> = group.iter().map(|r| r.get(1)).collect();
+        let mail = Mail::ArchiveWithdrawn { archive_id };
+        mails.extend(outbox::queue(tx, family, &others, &mail).await?);
+    }
+    Ok(mails)
 }
 
-/// The family's archives, or those `requested_by` asked for, go (see
-/// [`sql::FORGET_ARCHIVES`]).
-pub async fn forget_archives(
-    tx: &Tx<'_>,
-    family: Uuid,
-    requested_by: Option<Uuid>,
-) -> Result<(), ApiError> {
-    let params = [(&family as _, Type::UUID), (&requested_by as _, Type::UUID)];
-    tx.query_typed(sql::FORGET_ARCHIVES, &params).await?;
+/// The family's archives go (see [`sql::FORGET_ARCHIVES`]).
+pub async fn forget_archives(tx: &Tx<'_>, family: Uuid) -> Result<(), ApiError> {
+    tx.query_typed(sql::FORGET_ARCHIVES, &[(&family, Type::UUID)])
+        .await?;
     Ok(())
 }
 

@@ -120,6 +120,8 @@ pub struct Presigned {
 pub struct Head {
     pub size: i64,
     pub content_type: Option<String>,
+    /// When it arrived (whole seconds, as S3 tells it).
+    pub last_modified: Option<DateTime<Utc>>,
 }
 
 /// The bucket and its client.
@@ -260,6 +262,9 @@ impl R2 {
             Ok(out) => Ok(Some(Head {
                 size: out.content_length().unwrap_or_default(),
                 content_type: out.content_type().map(str::to_owned),
+                last_modified: out
+                    .last_modified()
+                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             // R2 unreachable, throttling or failing: worth a retry, not a bug of ours.
@@ -304,6 +309,27 @@ impl R2 {
             }
         }
         Ok(())
+    }
+
+    /// Deletes every object under `prefix`, a page of 1,000 at a time, until none is left
+    /// or `deadline` passes; how many it deleted, and whether it got through them all.
+    pub async fn delete_under(
+        &self,
+        prefix: &str,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(u64, bool), ApiError> {
+        let (mut deleted, mut token) = (0, None);
+        while deadline.is_none_or(|d| std::time::Instant::now() < d) {
+            let (objects, next) = self.list(prefix, token).await?;
+            let keys: Vec<String> = objects.into_iter().map(|(key, _)| key).collect();
+            self.delete(&keys).await?;
+            deleted += keys.len() as u64;
+            token = next;
+            if token.is_none() {
+                return Ok((deleted, true));
+            }
+        }
+        Ok((deleted, false))
     }
 
     /// One page (at most 1,000) of the objects under `prefix`, after `token`: each key
@@ -503,21 +529,37 @@ impl Multipart<'_> {
         Ok(())
     }
 
+    /// Its id, so that another run can abort it if this one dies ([`R2::abort_multipart`]).
+    pub fn upload_id(&self) -> &str {
+        &self.upload_id
+    }
+
     /// Throws away the parts sent (R2's lifecycle rule aborts what this misses after a
     /// day: deploy/r2/).
     pub async fn abort(self) -> Result<(), ApiError> {
-        self.r2
+        self.r2.abort_multipart(&self.key, &self.upload_id).await
+    }
+}
+
+impl R2 {
+    /// Throws away a multipart upload's parts, by its key and id (one that is gone
+    /// already counts as done).
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ApiError> {
+        match self
             .client()?
             .abort_multipart_upload()
-            .bucket(&self.r2.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
             .send()
             .await
-            .map_err(|e| {
-                ApiError::Unavailable(anyhow::anyhow!("R2 AbortMultipartUpload failed: {e}"))
-            })?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
+            Err(e) => Err(ApiError::Unavailable(anyhow::anyhow!(
+                "R2 AbortMultipartUpload failed: {e}"
+            ))),
+        }
     }
 }
 

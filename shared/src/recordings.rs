@@ -1,8 +1,9 @@
 //! From an upload to a recording, one way for whoever does it: finalize-recording for
-//! the app, and the maintenance sweep for an upload whose finalize never came (the phone
-//! lost signal; the recording must not be lost with it). The objects as R2 holds them
-//! are checked against the reservation, and their real size is charged together with
-//! the recording, in one idempotent step.
+//! the app, the maintenance sweep for an upload whose finalize never came (the phone
+//! lost signal; the recording must not be lost with it), and a member's departure for
+//! the uploads they leave behind. The objects as R2 holds them are checked against the
+//! reservation, and their real size is charged together with the recording, in one
+//! idempotent step.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -12,17 +13,18 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::App;
-use crate::db::Db;
+use crate::db::{Db, Tx};
 use crate::error::ApiError;
 use crate::members;
 use crate::r2::{R2, RecordingKey, WAVEFORM_CONTENT_TYPE};
 
 /// The statements of this step, as the service role.
 pub mod sql {
-    /// A reservation: what get-signed-upload-url promised for a recording.
+    /// A reservation: what get-signed-upload-url promised for a recording, and what
+    /// became of it since (released, a departure's mark).
     pub const RESERVATION: &str = "
         SELECT id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
-               duration_seconds, content_type
+               duration_seconds, content_type, closed_at IS NOT NULL, departure, departed_at
         FROM public.upload_reservations WHERE id = $1";
 
     /// The entitlement lock, the quota and the ledger, the recording, the reservation
@@ -30,23 +32,69 @@ pub mod sql {
     pub const FINALIZE: &str = "
         SELECT public.finalize_recording_tx($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-    /// Releases a reservation whose object never arrived: it stops counting.
+    /// Closes a reservation whose object never arrived: it stops counting. One whose
+    /// creator departed is revoked (closed for good: nothing re-opens it).
     pub const CLOSE: &str = "
-        UPDATE public.upload_reservations SET closed_at = now()
+        UPDATE public.upload_reservations
+        SET closed_at = now(), sweep_claimed_at = NULL,
+            departure = CASE WHEN departure IS NULL THEN NULL ELSE 'revoked' END
         WHERE id = $1 AND finalized_at IS NULL AND closed_at IS NULL";
 
-    /// A member's open reservations in a family (neither finalized nor released).
-    pub const OPEN_OF_MEMBER: &str = "
-        SELECT id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
-               duration_seconds, content_type
-        FROM public.upload_reservations
+    /// A departed member's upload whose object came after the departure: closed for
+    /// good.
+    pub const REVOKE: &str = "
+        UPDATE public.upload_reservations
+        SET closed_at = now(), sweep_claimed_at = NULL, departure = 'revoked'
+        WHERE id = $1 AND departure IS NOT NULL AND finalized_at IS NULL AND closed_at IS NULL";
+
+    /// A departed member's upload whose object came before the departure: it may
+    /// become a recording (now, or by the sweep).
+    pub const ARRIVED: &str = "
+        UPDATE public.upload_reservations SET departure = 'arrived'
+        WHERE id = $1 AND departure = 'unknown'";
+
+    /// Marks a departing member's open reservations, in the departure's transaction:
+    /// what becomes of each is decided by whether its object came before this moment.
+    pub const DEPART: &str = "
+        UPDATE public.upload_reservations SET departure = 'unknown', departed_at = now()
         WHERE family_id = $1 AND user_id = $2 AND finalized_at IS NULL AND closed_at IS NULL";
+
+    /// A departed member's reservations not yet settled.
+    pub const DEPARTED: &str = "
+        SELECT id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
+               duration_seconds, content_type, closed_at IS NOT NULL, departure, departed_at
+        FROM public.upload_reservations
+        WHERE family_id = $1 AND user_id = $2 AND departure = 'unknown'
+          AND finalized_at IS NULL AND closed_at IS NULL";
 
     /// The recording as finalized (now or by an earlier call).
     pub const FINALIZED: &str = "
         SELECT id, family_id, created_by, prompt_id, title, duration_seconds, size_bytes,
                created_at
         FROM public.recordings WHERE id = $1 AND family_id = $2";
+}
+
+/// What a departure made of an open reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// Marked at the departure; not yet settled (the bucket was not asked, or did not
+    /// answer).
+    Unknown,
+    /// Its object came before the departure.
+    Arrived,
+    /// Closed for good: nothing came before the departure.
+    Revoked,
+}
+
+impl Departure {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unknown" => Some(Departure::Unknown),
+            "arrived" => Some(Departure::Arrived),
+            "revoked" => Some(Departure::Revoked),
+            _ => None,
+        }
+    }
 }
 
 /// What get-signed-upload-url promised for a recording.
@@ -62,11 +110,17 @@ pub struct Reservation {
     pub waveform_size: Option<i64>,
     pub duration_seconds: f64,
     pub content_type: String,
+    /// Released by the sweep (or revoked): it holds no quota.
+    pub closed: bool,
+    /// What its creator's departure made of it, and when they left.
+    pub departure: Option<(Departure, DateTime<Utc>)>,
 }
 
 impl Reservation {
     /// From a row of [`sql::RESERVATION`]'s columns.
     pub fn from_row(r: &Row) -> Self {
+        let departure: Option<String> = r.get(9);
+        let departed_at: Option<DateTime<Utc>> = r.get(10);
         Reservation {
             id: r.get(0),
             family_id: r.get(1),
@@ -76,6 +130,11 @@ impl Reservation {
             waveform_size: r.get(5),
             duration_seconds: r.get(6),
             content_type: r.get(7),
+            closed: r.get(8),
+            departure: departure
+                .as_deref()
+                .and_then(Departure::parse)
+                .zip(departed_at),
         }
     }
 
@@ -86,6 +145,18 @@ impl Reservation {
             recording_id: self.id,
         }
     }
+
+    /// Whether an object that arrived at `arrived` may become its recording: always,
+    /// unless its creator departed before that (or it was revoked). S3 tells the time in
+    /// whole seconds: an object of the departure's own second counts as before it (an
+    /// upload that arrived before the departure is never lost).
+    pub fn accepts(&self, arrived: DateTime<Utc>) -> bool {
+        match self.departure {
+            None => true,
+            Some((Departure::Revoked, _)) => false,
+            Some((_, departed_at)) => arrived <= departed_at,
+        }
+    }
 }
 
 /// What R2 holds for a reservation.
@@ -94,9 +165,16 @@ pub enum Upload {
     /// No audio object.
     Missing,
     /// An object whose size or type is not what was declared (`upload` or `waveform`).
-    Mismatch(&'static str),
+    Mismatch {
+        what: &'static str,
+        arrived: DateTime<Utc>,
+    },
     /// The audio, and the waveform when one was declared and arrived: the sizes charged.
-    Complete { audio: i64, waveform: Option<i64> },
+    Complete {
+        audio: i64,
+        waveform: Option<i64>,
+        arrived: DateTime<Utc>,
+    },
 }
 
 /// HEADs the reservation's objects. A waveform is optional: without one the recording
@@ -106,10 +184,15 @@ pub async fn inspect(r2: &R2, reservation: &Reservation) -> Result<Upload, ApiEr
     let Some(audio) = r2.head(&key.audio()).await? else {
         return Ok(Upload::Missing);
     };
+    // An object without a time is taken as arriving now (never as before a departure).
+    let arrived = audio.last_modified.unwrap_or_else(Utc::now);
     if audio.size != reservation.audio_size
         || audio.content_type.as_deref() != Some(&reservation.content_type)
     {
-        return Ok(Upload::Mismatch("upload"));
+        return Ok(Upload::Mismatch {
+            what: "upload",
+            arrived,
+        });
     }
     let waveform = match reservation.waveform_size {
         None => None,
@@ -121,12 +204,18 @@ pub async fn inspect(r2: &R2, reservation: &Reservation) -> Result<Upload, ApiEr
             {
                 Some(w.size)
             }
-            Some(_) => return Ok(Upload::Mismatch("waveform")),
+            Some(_) => {
+                return Ok(Upload::Mismatch {
+                    what: "waveform",
+                    arrived,
+                });
+            }
         },
     };
     Ok(Upload::Complete {
         audio: audio.size,
         waveform,
+        arrived,
     })
 }
 
@@ -150,7 +239,8 @@ pub struct Recording {
 /// re-checked and share-locked in this same transaction, so a removal can't slip in
 /// between; the sweep and a departed member's settling ask for no one. Returns the
 /// recording and whether this call created it; over quota it is `QuotaExceeded` and
-/// nothing is written.
+/// nothing is written (a released reservation re-opens only if the recording fits
+/// beside the used bytes and every open reservation: see `finalize_recording_tx`).
 pub async fn finalize(
     db: &Db,
     member: Option<Uuid>,
@@ -198,48 +288,109 @@ pub async fn finalize(
     .await
 }
 
+/// What became of an upload whose finalize may never come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Its object arrived (before its creator's departure, if they left): a recording.
+    Saved,
+    /// Nothing arrived: closed, its hold on the quota released (revoked for good when
+    /// its creator left).
+    Released,
+    /// Its object came after its creator left: deleted, the reservation revoked.
+    Refused,
+    /// Its object is there but can't be a recording now (the quota is full, or it is
+    /// unlike what was declared): kept open, with the reason, for a later try.
+    Kept(&'static str),
+}
+
+/// Settles one open reservation by what R2 holds, as the sweep and a departure do: an
+/// object that arrived (before any departure of its creator) becomes a recording, quota
+/// permitting; one that came after a departure is deleted; a missing one releases its
+/// hold.
+pub async fn settle_one(
+    app: &App,
+    r2: &R2,
+    reservation: &Reservation,
+) -> Result<Settlement, ApiError> {
+    let (audio, waveform, arrived) = match inspect(r2, reservation).await? {
+        Upload::Missing => {
+            execute(&app.db, sql::CLOSE, reservation.id).await?;
+            return Ok(Settlement::Released);
+        }
+        Upload::Mismatch { arrived, .. } if !reservation.accepts(arrived) => {
+            return refuse(app, r2, reservation).await;
+        }
+        Upload::Mismatch { .. } => return Ok(Settlement::Kept("it is unlike what was declared")),
+        Upload::Complete {
+            audio,
+            waveform,
+            arrived,
+        } => (audio, waveform, arrived),
+    };
+    if !reservation.accepts(arrived) {
+        return refuse(app, r2, reservation).await;
+    }
+    if matches!(reservation.departure, Some((Departure::Unknown, _))) {
+        execute(&app.db, sql::ARRIVED, reservation.id).await?;
+    }
+    match finalize(&app.db, None, reservation, None, audio, waveform).await {
+        Ok(_) => Ok(Settlement::Saved),
+        Err(ApiError::QuotaExceeded) => Ok(Settlement::Kept("the family's quota is full")),
+        Err(e) => Err(e),
+    }
+}
+
+/// A departed member's upload that came too late: revoked, its objects deleted.
+async fn refuse(app: &App, r2: &R2, reservation: &Reservation) -> Result<Settlement, ApiError> {
+    execute(&app.db, sql::REVOKE, reservation.id).await?;
+    let key = reservation.key();
+    r2.delete(&[key.audio(), key.waveform()]).await?;
+    Ok(Settlement::Refused)
+}
+
 /// What became of a departed member's unfinished uploads.
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Settled {
     /// Uploads whose audio had arrived: recordings now, theirs, in the family.
     pub saved: u32,
-    /// Uploads that never arrived: their hold on the quota released.
+    /// Uploads that had not arrived: closed for good, their hold on the quota released.
     pub released: u32,
 }
 
-/// Settles the open uploads of someone who just left `family` (removed, or of their
-/// own accord), as the sweep would: an upload whose audio arrived becomes a recording
-/// (a recording is never lost because its maker left), one that never arrived is
-/// released. What can't be settled now (the bucket is down, the quota is full, the
-/// upload is unlike what was declared) stays open for the sweep, which reports it;
-/// so this never fails the change it follows.
+/// Marks the open uploads of someone leaving `family` (removed, or of their own
+/// accord), in the departure's own transaction: from now on only an object that came
+/// before this moment can become a recording.
+pub async fn depart(tx: &Tx<'_>, family: Uuid, user: Uuid) -> Result<(), ApiError> {
+    let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
+    tx.query_typed(sql::DEPART, &params).await?;
+    Ok(())
+}
+
+/// Settles the uploads of someone who just left `family` (after [`depart`] committed):
+/// an upload whose audio arrived before they left becomes a recording (a recording is
+/// never lost because its maker left), one that never arrived is revoked, one that came
+/// after is deleted. What can't be settled now (the bucket is down, the quota is full,
+/// the upload is unlike what was declared) is left to the sweep, which decides the same
+/// way; so this never fails the change it follows.
 pub async fn settle(app: &App, family: Uuid, user: Uuid) -> Settled {
     let mut settled = Settled::default();
     let result = async {
         let r2 = app.r2()?;
-        let open: Vec<Reservation> = app
+        let departed: Vec<Reservation> = app
             .db
             .as_service(async |tx| {
                 let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
-                let rows = tx.query_typed(sql::OPEN_OF_MEMBER, &params).await?;
+                let rows = tx.query_typed(sql::DEPARTED, &params).await?;
                 Ok(rows.iter().map(Reservation::from_row).collect())
             })
             .await?;
-        for reservation in &open {
-            match inspect(r2, reservation).await? {
-                Upload::Complete { audio, waveform } => {
-                    match finalize(&app.db, None, reservation, None, audio, waveform).await {
-                        Ok(_) => settled.saved += 1,
-                        Err(ApiError::QuotaExceeded) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Upload::Missing => {
-                    close(&app.db, reservation.id).await?;
-                    settled.released += 1;
-                }
-                Upload::Mismatch(_) => {}
+        for reservation in &departed {
+            // Boxed: the settling future is deep, and the departure's handler holds it.
+            match Box::pin(settle_one(app, r2, reservation)).await? {
+                Settlement::Saved => settled.saved += 1,
+                Settlement::Released | Settlement::Refused => settled.released += 1,
+                Settlement::Kept(_) => {}
             }
         }
         Ok::<_, ApiError>(())
@@ -251,10 +402,10 @@ pub async fn settle(app: &App, family: Uuid, user: Uuid) -> Settled {
     settled
 }
 
-/// Releases a reservation whose object never arrived: it stops counting.
-pub async fn close(db: &Db, id: Uuid) -> Result<(), ApiError> {
+/// Runs a one-reservation statement in a transaction of its own.
+async fn execute(db: &Db, statement: &str, id: Uuid) -> Result<(), ApiError> {
     db.as_service(async |tx| {
-        tx.query_typed(sql::CLOSE, &[(&id, Type::UUID)]).await?;
+        tx.query_typed(statement, &[(&id, Type::UUID)]).await?;
         Ok(())
     })
     .await

@@ -42,6 +42,8 @@ pub struct Session {
     pub status: Option<String>,
     /// Checkout only: when Stripe expires it (Unix seconds).
     pub expires_at: Option<i64>,
+    /// Checkout only, once paid: the subscription it started.
+    pub subscription: Option<String>,
 }
 
 /// A page of a customer's subscriptions.
@@ -133,6 +135,12 @@ struct SubscriptionsQuery<'a> {
 }
 
 #[derive(Serialize)]
+struct CancelQuery {
+    prorate: bool,
+    invoice_now: bool,
+}
+
+#[derive(Serialize)]
 struct PortalForm<'a> {
     customer: &'a str,
     return_url: &'a str,
@@ -208,16 +216,46 @@ impl Stripe {
             .map_err(stripe_error)
     }
 
-    /// Expires an open Checkout session: nobody can pay through it any more.
+    /// Expires a Checkout session: nobody can pay through it any more. One that is no
+    /// longer open (paid, or expired already) is done: Stripe refuses to expire it
+    /// ("only open sessions can be expired"), which is what was wanted.
     pub async fn expire_checkout_session(&self, id: &str) -> Result<(), ApiError> {
-        let _: Session = RequestBuilder::new(
+        let expired: Result<Session, _> = RequestBuilder::new(
             StripeMethod::Post,
             format!("/checkout/sessions/{id}/expire"),
         )
         .customize()
         .send(self.client().await?)
-        .await
-        .map_err(stripe_error)?;
+        .await;
+        match expired {
+            Ok(_) => Ok(()),
+            Err(::stripe::StripeError::Stripe(_, 400)) => {
+                match self.checkout_session(id).await?.status.as_deref() {
+                    Some("open") => Err(ApiError::Internal(anyhow::anyhow!(
+                        "Stripe refused to expire open Checkout session {id}"
+                    ))),
+                    _ => Ok(()),
+                }
+            }
+            Err(e) => Err(stripe_error(e)),
+        }
+    }
+
+    /// Cancels a subscription now, without proration or a final invoice (a family being
+    /// purged). The idempotency key comes from the subscription: a retry is one cancel.
+    pub async fn cancel_subscription(&self, id: &str) -> Result<(), ApiError> {
+        let key = IdempotencyKey::new(format!("cancel-{id}")).map_err(ApiError::internal)?;
+        let _: Subscription =
+            RequestBuilder::new(StripeMethod::Delete, format!("/subscriptions/{id}"))
+                .query(&CancelQuery {
+                    prorate: false,
+                    invoice_now: false,
+                })
+                .customize()
+                .request_strategy(RequestStrategy::Idempotent(key))
+                .send(self.client().await?)
+                .await
+                .map_err(stripe_error)?;
         Ok(())
     }
 
@@ -298,7 +336,8 @@ pub fn verify_signature(secret: &SecretString, header: &str, body: &[u8], now: i
         }
     }
     let Some(t) = timestamp else { return false };
-    if (now - t).abs() > SIGNATURE_TOLERANCE_SECONDS {
+    // abs_diff: a timestamp at either end of i64 is far off, never an overflow.
+    if now.abs_diff(t) > SIGNATURE_TOLERANCE_SECONDS.unsigned_abs() {
         return false;
     }
     let secrets = || {
@@ -392,6 +431,10 @@ mod tests {
         );
         assert!(!ok(&good, br#"{"id":"evt_2"}"#, 1_000), "body changed");
         assert!(!ok(&format!("v1={v1}"), body, 1_000), "no timestamp");
+        for t in [i64::MIN, i64::MAX] {
+            assert!(!ok(&sign(SECRET, body, t), body, 1_000), "t={t}");
+            assert!(!ok(&sign(SECRET, body, 1_000), body, t), "now={t}");
+        }
         assert!(
             ok(
                 &format!("t=1000,v1={},v1={v1}", "ab".repeat(32)),

@@ -43,6 +43,8 @@ pub struct StripeState {
     pub sessions: Vec<Vec<(String, String)>>,
     /// Each Checkout session's status by id: `open`, `complete` or `expired`.
     pub session_status: HashMap<String, String>,
+    /// The subscription a completed Checkout session started, by session id.
+    pub session_subscription: HashMap<String, String>,
     /// The form of each billing portal session created.
     pub portals: Vec<Vec<(String, String)>>,
     /// Subscriptions by id, as `GET /v1/subscriptions/{id}` returns them.
@@ -52,6 +54,12 @@ pub struct StripeState {
     pub fetches: usize,
     /// When set, customer creation waits here (tests of what runs meanwhile).
     pub customer_gate: Option<Arc<Gate>>,
+    /// (Idempotency-Key, query) of each subscription cancelled.
+    pub cancels: Vec<(String, HashMap<String, String>)>,
+    /// Expiring a Checkout session waits this long (a slow Stripe).
+    pub expire_delay: Duration,
+    /// Answer every request with a 500 (Stripe down).
+    pub down: bool,
 }
 
 /// Holds a request until the test lets it go, and tells the test it arrived.
@@ -82,13 +90,31 @@ pub async fn stripe() -> Stripe {
         .route("/v1/checkout/sessions/{id}", get(retrieve_session))
         .route("/v1/checkout/sessions/{id}/expire", post(expire_session))
         .route("/v1/billing_portal/sessions", post(create_portal))
-        .route("/v1/subscriptions/{id}", get(retrieve_subscription))
+        .route(
+            "/v1/subscriptions/{id}",
+            get(retrieve_subscription).delete(cancel_subscription),
+        )
         .route("/v1/subscriptions", get(list_subscriptions))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), outage))
         .with_state(state.clone());
     Stripe {
         base: spawn(router).await,
         state,
     }
+}
+
+/// Stripe down: every request a 500, when the test says so.
+async fn outage(
+    State(s): Held,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if s.lock().await.down {
+        let body = json!({"error": {"type": "api_error", "message": "Stripe is down"}});
+        return (http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+    }
+    next.run(req).await
 }
 
 async fn create_customer(State(s): Held, h: http::HeaderMap, b: axum::body::Bytes) -> Answer {
@@ -118,13 +144,22 @@ async fn create_session(State(s): Held, b: axum::body::Bytes) -> Answer {
 }
 
 async fn retrieve_session(State(s): Held, Path(id): Path<String>) -> Answer {
-    match s.lock().await.session_status.get(&id) {
-        Some(status) => ok(checkout_session(&id, status)),
+    let s = s.lock().await;
+    match s.session_status.get(&id) {
+        Some(status) => {
+            let mut session = checkout_session(&id, status);
+            if let Some(sub) = s.session_subscription.get(&id) {
+                session["subscription"] = json!(sub);
+            }
+            ok(session)
+        }
         None => no_such("checkout session"),
     }
 }
 
 async fn expire_session(State(s): Held, Path(id): Path<String>) -> Answer {
+    let delay = s.lock().await.expire_delay;
+    tokio::time::sleep(delay).await;
     match s.lock().await.session_status.get_mut(&id) {
         Some(status) if status == "open" => {
             *status = "expired".to_owned();
@@ -148,6 +183,28 @@ async fn create_portal(State(s): Held, b: axum::body::Bytes) -> Answer {
 async fn retrieve_subscription(State(s): Held, Path(id): Path<String>) -> Answer {
     match s.lock().await.subscriptions.get(&id) {
         Some(sub) => ok(sub.clone()),
+        None => no_such("subscription"),
+    }
+}
+
+async fn cancel_subscription(
+    State(s): Held,
+    Path(id): Path<String>,
+    h: http::HeaderMap,
+    q: Query<HashMap<String, String>>,
+) -> Answer {
+    let mut s = s.lock().await;
+    let key = h
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    s.cancels.push((key, q.0));
+    match s.subscriptions.get_mut(&id) {
+        Some(sub) => {
+            sub["status"] = json!("canceled");
+            ok(sub.clone())
+        }
         None => no_such("subscription"),
     }
 }
@@ -213,13 +270,20 @@ pub async fn resend(status: u16) -> (String, Received<(String, Value)>) {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_owned();
-                let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                // A refusal quotes the address, as Resend's validation errors do.
+                let answer = if status < 300 {
+                    json!({"id": "email_123"})
+                } else {
+                    json!({"statusCode": status, "name": "validation_error",
+                           "message": format!("Invalid `to` field: {}", body["to"][0])})
+                };
                 store.lock().await.push((auth, body));
                 let code = http::StatusCode::from_u16(status).expect("status");
                 (
                     code,
                     [("content-type", "application/json")],
-                    r#"{"id":"email_123"}"#,
+                    answer.to_string(),
                 )
             }
         }),

@@ -240,7 +240,7 @@ async fn an_archive_holds_every_voice_and_opens_anywhere() {
     fixtures::trashed(&admin, &[trashed], 1).await;
     let books = fixtures::accounting(&admin, family).await;
 
-    // A storyteller asks; asking again while it waits returns the same job, for free.
+    // A storyteller asks; a keeper asking while it waits joins the same job, for free.
     let first = request(&server, &teller_token, family).await;
     assert_eq!(first.status, 200, "{:?}", first.body);
     assert_eq!(first.data()["archive"]["status"], "queued");
@@ -255,22 +255,32 @@ async fn an_archive_holds_every_voice_and_opens_anywhere() {
     assert_eq!(report["done"], 1, "{report}");
     assert_eq!(report["finished"], true, "{report}");
 
-    // The requester is emailed a link to the app, never a signed URL.
+    // Each requester is emailed a link to the app, never a signed URL.
     let emails = sent.lock().await.clone();
-    assert_eq!(emails.len(), 1, "{emails:?}");
-    let email = &emails[0].1;
-    let text = email["text"].as_str().expect("text");
-    assert!(
-        text.contains(&format!("https://app.example.com/archive/{archive}")),
-        "{text}"
-    );
-    assert!(!email.to_string().contains("X-Amz"), "{email}");
-    let to: String = admin
-        .query_one("SELECT email FROM auth.users WHERE id = $1", &[&teller])
+    assert_eq!(emails.len(), 2, "{emails:?}");
+    let mut to = Vec::new();
+    for (_, email) in &emails {
+        let text = email["text"].as_str().expect("text");
+        assert!(
+            text.contains(&format!("https://app.example.com/archive/{archive}")),
+            "{text}"
+        );
+        assert!(!email.to_string().contains("X-Amz"), "{email}");
+        to.push(email["to"][0].as_str().expect("to").to_owned());
+    }
+    to.sort();
+    let mut expected: Vec<String> = admin
+        .query(
+            "SELECT email FROM auth.users WHERE id = ANY ($1)",
+            &[&vec![teller, keeper]],
+        )
         .await
-        .expect("email")
-        .get(0);
-    assert_eq!(email["to"], json!([to]));
+        .expect("emails")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    expected.sort();
+    assert_eq!(to, expected);
     assert_eq!(
         get(&server, &keeper_token, archive).await.data()["status"],
         "done"
@@ -592,16 +602,16 @@ async fn concurrent_requests_queue_one_job() {
         futures::future::join_all(tokens.iter().map(|t| request(&server, t, family))).await;
     let ids: std::collections::HashSet<Uuid> = replies.iter().map(id_of).collect();
     assert_eq!(ids.len(), 1, "{replies:?}");
-    assert_eq!(server.count("archives").await, 1);
-    let hits: i32 = admin
-        .query_one(
-            "SELECT coalesce(sum(hits), 0)::int FROM rate_limits WHERE key LIKE 'archive:%'",
-            &[],
-        )
-        .await
-        .expect("hits")
-        .get(0);
-    assert_eq!(hits, 1, "a job returned again costs nothing");
+    assert_eq!(
+        server.count("archives").await,
+        1,
+        "one job: the others joined it"
+    );
+    assert_eq!(
+        server.count("archive_requesters").await,
+        8,
+        "every asker follows it"
+    );
 }
 
 #[tokio::test]
@@ -720,7 +730,10 @@ async fn archives_go_after_a_week_with_their_requester_and_with_the_family() {
     fixtures::add_member(&admin, family, other_keeper, "keeper").await;
     let waiting = {
         admin
-            .execute("DELETE FROM rate_limits", &[])
+            .execute(
+                "UPDATE archives SET created_at = created_at - interval '1 day'",
+                &[],
+            )
             .await
             .expect("a new day");
         id_of(&request(&server, &other_token, family).await)
@@ -941,4 +954,281 @@ async fn archives_are_read_through_rls_by_their_requester_and_keepers_only() {
     assert_eq!(n, 0);
     tx.rollback().await.expect("rollback");
     assert_eq!(get(&server, &teller_token, archive).await.status, 404);
+}
+
+#[tokio::test]
+async fn whoever_asks_while_an_archive_runs_joins_it_follows_it_and_is_told_what_becomes_of_it() {
+    let (resend, sent) = stubs::resend(200).await;
+    let server = Server::start_with(
+        TestDb::new().await,
+        &[
+            ("RESEND_API_KEY", "re_test_key"),
+            ("RESEND_BASE_URL", &resend),
+        ],
+    )
+    .await;
+    let admin = server.db.admin().await;
+    let (keeper, keeper_token) = server.user().await;
+    let family = server.family(&keeper_token).await;
+    let (teller, teller_token) = server.user().await;
+    let (other, other_token) = server.user().await;
+    fixtures::add_member(&admin, family, teller, "storyteller").await;
+    fixtures::add_member(&admin, family, other, "storyteller").await;
+    recording(&server, family, keeper, STORY, None, None).await;
+
+    // The storyteller asks while the keeper's job waits: they join it, and follow it.
+    let archive = id_of(&request(&server, &keeper_token, family).await);
+    let joined = request(&server, &teller_token, family).await;
+    assert_eq!(id_of(&joined), archive);
+    assert_eq!(
+        get(&server, &teller_token, archive).await.data()["status"],
+        "queued"
+    );
+    assert_eq!(
+        get(&server, &other_token, archive).await.status,
+        404,
+        "not theirs"
+    );
+    work(&server, json!({})).await;
+    assert_eq!(sent.lock().await.len(), 2, "each requester is emailed");
+
+    // Its download URLs last an hour (each call signs fresh ones).
+    let done = get(&server, &teller_token, archive).await;
+    let url = done.data()["parts"][0]["url"].as_str().expect("a URL");
+    assert!(url.contains("X-Amz-Expires=3600"), "{url}");
+
+    // A requester is removed: the archive goes (they may hold its URLs), it counts for
+    // nothing, and the other requester is told they may ask again.
+    let removed = server
+        .call(
+            "remove-member",
+            Some(&keeper_token),
+            &json!({"familyId": family, "userId": teller}),
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    let row = admin
+        .query_one(
+            "SELECT expires_at <= now(), counted FROM archives WHERE id = $1",
+            &[&archive],
+        )
+        .await
+        .expect("the archive");
+    assert_eq!(
+        (row.get::<_, bool>(0), row.get::<_, bool>(1)),
+        (true, false)
+    );
+    assert_eq!(
+        get(&server, &keeper_token, archive).await.data()["status"],
+        "expired"
+    );
+    let emails = sent.lock().await.clone();
+    assert_eq!(emails.len(), 3, "{emails:?}");
+    let keeper_email: String = admin
+        .query_one("SELECT email FROM auth.users WHERE id = $1", &[&keeper])
+        .await
+        .expect("email")
+        .get(0);
+    let told = &emails[2].1;
+    assert_eq!(told["to"], json!([keeper_email]));
+    assert!(
+        told["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("withdrawn")),
+        "{told}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_archive_keeps_its_reason_for_its_week_and_leaves_nothing_behind() {
+    let server = Server::start().await;
+    let admin = server.db.admin().await;
+    let (keeper, token) = server.user().await;
+    let family = server.family(&token).await;
+    for i in 0..3u8 {
+        recording(&server, family, keeper, &vec![i; 6 << 20], None, None).await;
+    }
+    let archives = || walk(&server.s3_dir.join(TEST_BUCKET).join("archives"));
+    let uploads = || {
+        std::fs::read_dir(&server.s3_dir)
+            .expect("s3 dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".upload"))
+            .count()
+    };
+    // Three parts; the first is written, the second fails on every attempt.
+    let archive = id_of(&request(&server, &token, family).await);
+    server.s3_faults.fail_upload_part(2);
+    work(&server, json!({"partBytes": 1})).await;
+    assert_eq!(archives().len(), 1, "the first part is written");
+    for _ in 0..2 {
+        server.s3_faults.fail_upload_part(1);
+        work(&server, json!({})).await;
+    }
+    let reply = get(&server, &token, archive).await;
+    assert_eq!(reply.data()["status"], "failed", "{:?}", reply.body);
+    assert_eq!(reply.data()["parts"], json!([]), "no URL for a failed job");
+    assert!(
+        archives().is_empty(),
+        "its objects were deleted when it failed"
+    );
+    assert_eq!(uploads(), 0);
+
+    // The maintenance job keeps it, and its reason, for the archive's 7 days.
+    local::storage_maintenance::handle(&server.app, json!({}))
+        .await
+        .expect("maintenance");
+    let later = get(&server, &token, archive).await;
+    assert_eq!(later.data()["status"], "failed");
+    assert!(
+        later.data()["failure"]
+            .as_str()
+            .is_some_and(|f| !f.is_empty())
+    );
+    let week: bool = admin
+        .query_one(
+            "SELECT expires_at > now() + interval '6 days' FROM archives WHERE id = $1",
+            &[&archive],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert!(week);
+
+    // It doesn't count toward the day's three.
+    for _ in 0..3 {
+        let again = request(&server, &token, family).await;
+        assert_eq!(again.status, 200, "{:?}", again.body);
+        admin
+            .execute(
+                "UPDATE archives SET status = 'done' WHERE status = 'queued'",
+                &[],
+            )
+            .await
+            .expect("done");
+    }
+    assert_eq!(
+        request(&server, &token, family).await.code(),
+        Some("RATE_LIMIT")
+    );
+}
+
+#[tokio::test]
+async fn a_dead_workers_multipart_upload_is_aborted_by_the_next_run() {
+    let server = Server::start().await;
+    let admin = server.db.admin().await;
+    let (keeper, token) = server.user().await;
+    let family = server.family(&token).await;
+    recording(&server, family, keeper, STORY, None, None).await;
+    let archive = id_of(&request(&server, &token, family).await);
+    // A worker started a part and died: its upload is left, and recorded.
+    let key = shared::r2::ArchiveKey {
+        family_id: family,
+        archive_id: archive,
+    }
+    .part(1, 1);
+    let r2 = server.app.r2().expect("r2");
+    let mut upload = r2
+        .start_multipart(&key, "application/zip")
+        .await
+        .expect("start");
+    upload.put(vec![1; 1024]).await.expect("a part");
+    admin
+        .execute(
+            "UPDATE archives SET status = 'running', claimed_at = now() - interval '1 hour',
+                                 multipart_key = $2, multipart_upload_id = $3
+             WHERE id = $1",
+            &[&archive, &key, &upload.upload_id()],
+        )
+        .await
+        .expect("its worker died");
+    let uploads = || {
+        std::fs::read_dir(&server.s3_dir)
+            .expect("s3 dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".upload"))
+            .count()
+    };
+    assert!(uploads() > 0);
+    let report = work(&server, json!({})).await;
+    assert_eq!(report["done"], 1, "{report}");
+    assert_eq!(uploads(), 0, "the dead worker's upload was aborted");
+}
+
+#[tokio::test]
+async fn long_names_in_any_script_unpack_everywhere_and_names_from_accounts_are_capped() {
+    let server = Server::start().await;
+    let admin = server.db.admin().await;
+    let (keeper, token) = server.user().await;
+    // A display name from account data: bidi tricks, a control character, 300 characters.
+    let name = format!("\u{202E}Abuela\u{0007} {}", "Rosa".repeat(75));
+    admin
+        .execute(
+            "UPDATE auth.users SET raw_user_meta_data = jsonb_build_object('full_name', $2::text)
+             WHERE id = $1",
+            &[&keeper, &name],
+        )
+        .await
+        .expect("a name");
+    let family = server.family(&token).await;
+    let title = "我们的家在河边，每年夏天我们都去那里游泳，奶奶给我们讲故事。".repeat(4);
+    let title: String = title.chars().take(100).collect();
+    for i in 0..3u8 {
+        recording(&server, family, keeper, &[i; 100], Some(&title), None).await;
+    }
+    let archive = id_of(&request(&server, &token, family).await);
+    work(&server, json!({})).await;
+    let dir = scratch();
+    let parts = download(&server, &token, archive, &dir).await;
+
+    // Python's extractall and Info-ZIP's unzip unpack every file.
+    let out = dir.join("py");
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+        ])
+        .arg(&parts[0])
+        .arg(&out)
+        .status()
+        .expect("python3");
+    assert!(status.success());
+    let files = walk(&out);
+    assert_eq!(files.len(), 3 * 2 + 2, "{files:?}");
+    for file in &files {
+        let relative = file
+            .strip_prefix(&out)
+            .expect("inside")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            relative.len() <= 240,
+            "{} bytes: {relative}",
+            relative.len()
+        );
+    }
+    let unzipped = Command::new("unzip")
+        .arg("-q")
+        .arg(&parts[0])
+        .arg("-d")
+        .arg(dir.join("unzip"))
+        .status()
+        .expect("unzip");
+    assert!(unzipped.success());
+    assert_eq!(walk(&dir.join("unzip")).len(), files.len());
+
+    // The speaker's name is capped, with no control or bidi character, everywhere.
+    let manifest = files
+        .iter()
+        .find(|f| f.ends_with("manifest.json"))
+        .expect("manifest");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(manifest).expect("read")).expect("json");
+    let speaker = manifest["recordings"][0]["speaker"]
+        .as_str()
+        .expect("speaker");
+    assert_eq!(speaker.chars().count(), 80, "{speaker}");
+    assert!(speaker.starts_with("Abuela Rosa"), "{speaker}");
+    assert!(!speaker.contains(['\u{202E}', '\u{0007}']));
+    std::fs::remove_dir_all(&dir).ok();
 }

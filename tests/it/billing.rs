@@ -382,6 +382,17 @@ async fn every_bad_signature_is_a_400_and_writes_nothing() {
             Some(shared::stripe::sign(WEBHOOK_SECRET, &body, now + 310)),
             body.clone(),
         ),
+        (
+            // A timestamp at the end of i64: far off, never an overflow.
+            "t = i64::MIN",
+            Some(shared::stripe::sign(WEBHOOK_SECRET, &body, i64::MIN)),
+            body.clone(),
+        ),
+        (
+            "t = i64::MAX",
+            Some(shared::stripe::sign(WEBHOOK_SECRET, &body, i64::MAX)),
+            body.clone(),
+        ),
     ];
     for (attack, header, payload) in attacks {
         let (status, response) = deliver(s, &payload, header).await;
@@ -856,18 +867,30 @@ async fn ten_concurrent_checkouts_of_one_family_leave_one_open_session() {
 }
 
 #[tokio::test]
-async fn a_paid_session_the_webhook_has_not_told_us_about_yet_is_a_409() {
+async fn a_paid_session_the_webhook_has_not_told_us_about_yet_is_a_409_while_it_lasts() {
     let b = billing().await;
     let s = &b.server;
     let (_, keeper) = s.user().await;
     let family = s.family(&keeper).await;
     let first = s.create_checkout_session(&keeper, &checkout(family)).await;
     let id = first.data()["sessionId"].as_str().expect("id").to_owned();
-    b.stripe
-        .lock()
-        .await
-        .session_status
-        .insert(id, "complete".to_owned());
+    {
+        let mut stripe = b.stripe.lock().await;
+        stripe
+            .session_status
+            .insert(id.clone(), "complete".to_owned());
+        stripe
+            .session_subscription
+            .insert(id, "sub_paid".to_owned());
+        let sub = stubs::subscription(
+            "sub_paid",
+            "cus_1",
+            "active",
+            "price_family",
+            &family.to_string(),
+        );
+        stripe.subscriptions.insert("sub_paid".to_owned(), sub);
+    }
     let again = s.create_checkout_session(&keeper, &checkout(family)).await;
     assert_eq!(
         (again.status, again.code()),
@@ -875,6 +898,18 @@ async fn a_paid_session_the_webhook_has_not_told_us_about_yet_is_a_409() {
         "{again:?}"
     );
     assert_eq!(b.stripe.lock().await.sessions.len(), 1);
+
+    // The subscription it started has ended since (and its webhooks never came): the
+    // family, back on free, may check out again.
+    b.stripe
+        .lock()
+        .await
+        .subscriptions
+        .get_mut("sub_paid")
+        .expect("sub")["status"] = json!("canceled");
+    let later = s.create_checkout_session(&keeper, &checkout(family)).await;
+    assert_eq!(later.status, 200, "{later:?}");
+    assert_eq!(b.stripe.lock().await.sessions.len(), 2);
 }
 
 #[tokio::test]
@@ -1137,4 +1172,283 @@ async fn while_the_webhook_secret_rolls_either_secret_passes_and_no_other() {
         (400, &json!("VALIDATION_FAILED"))
     );
     assert_eq!(s.count("stripe_events").await, before);
+}
+
+/// The family's name, for delete-family's confirmation.
+async fn name_of(server: &Server, family: Uuid) -> String {
+    server
+        .db
+        .admin()
+        .await
+        .query_one("SELECT name FROM families WHERE id = $1", &[&family])
+        .await
+        .expect("name")
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_family_can_be_deleted_only_once_its_subscription_can_charge_no_more() {
+    let b = billing().await;
+    let admin = b.server.db.admin().await;
+    for (status, ending, deletable) in [
+        ("active", false, false),
+        ("trialing", false, false),
+        ("past_due", false, false),
+        ("past_due", true, false),
+        ("unpaid", false, false),
+        ("paused", false, false),
+        ("incomplete", false, false),
+        ("unpaid", true, false),
+        ("active", true, true),
+        ("trialing", true, true),
+        ("canceled", false, true),
+        ("incomplete_expired", false, true),
+    ] {
+        let (_, keeper) = b.server.user().await;
+        let family = b.server.family(&keeper).await;
+        admin
+            .execute(
+                "UPDATE entitlements SET plan = 'family', status = $2, cancel_at_period_end = $3,
+                                         stripe_customer_id = $4, stripe_subscription_id = 'sub_x'
+                 WHERE family_id = $1",
+                &[
+                    &family,
+                    &status,
+                    &ending,
+                    &format!("cus_{}", family.simple()),
+                ],
+            )
+            .await
+            .expect("a subscription");
+        let body = json!({"familyId": family, "confirmName": name_of(&b.server, family).await});
+        let reply = b.server.call("delete-family", Some(&keeper), &body).await;
+        let deleted: bool = admin
+            .query_one(
+                "SELECT deleted_at IS NOT NULL FROM families WHERE id = $1",
+                &[&family],
+            )
+            .await
+            .expect("family")
+            .get(0);
+        if deletable {
+            assert_eq!(reply.status, 200, "{status} {ending}: {:?}", reply.body);
+        } else {
+            assert_eq!(
+                (reply.status, reply.code()),
+                (409, Some("SUBSCRIPTION_ACTIVE")),
+                "{status} {ending}"
+            );
+        }
+        assert_eq!(deleted, deletable, "{status} {ending}");
+    }
+}
+
+/// A deleted family whose retention is over, due for the purge.
+async fn past_retention(server: &Server, family: Uuid) {
+    let admin = server.db.admin().await;
+    for sql in [
+        "UPDATE families SET deleted_at = now() - interval '31 days' WHERE id = $1",
+        "UPDATE recordings SET deleted_at = now() - interval '31 days' WHERE family_id = $1",
+    ] {
+        testkit::fixtures::backdate(&admin, sql, &[&family]).await;
+    }
+}
+
+#[tokio::test]
+async fn the_purge_cancels_the_familys_subscriptions_first_and_waits_while_stripe_is_down() {
+    let b = billing_with(&[], true).await;
+    let s = &b.server;
+    let (family, sub, keeper) = subscribed(&b, "active", "price_family").await;
+    let admin = s.db.admin().await;
+    admin
+        .execute(
+            "UPDATE entitlements SET plan = 'family', status = 'active', cancel_at_period_end = true,
+                                     stripe_subscription_id = $2 WHERE family_id = $1",
+            &[&family, &sub],
+        )
+        .await
+        .expect("set to end");
+    let body = json!({"familyId": family, "confirmName": name_of(s, family).await});
+    assert_eq!(
+        s.call("delete-family", Some(&keeper), &body).await.status,
+        200
+    );
+    past_retention(s, family).await;
+
+    // Stripe down: nothing of the family is scrubbed, its claim kept, and it is said.
+    b.stripe.lock().await.down = true;
+    let report = local::storage_maintenance::handle(&s.app, json!({}))
+        .await
+        .expect("run");
+    assert_eq!(
+        (
+            &report["familiesPurged"],
+            &report["familiesWaitingForBilling"]
+        ),
+        (&json!(0), &json!(1)),
+        "{report}"
+    );
+    assert_ne!(name_of(s, family).await, "Deleted family");
+    let events = s.sentry.as_ref().expect("sentry").fetch_and_clear_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.tags.get("action").map(String::as_str) == Some("purge_billing")),
+        "{events:?}"
+    );
+
+    // Stripe back, the claim taken over: the subscription is cancelled now, without
+    // proration, once; then the family is purged.
+    b.stripe.lock().await.down = false;
+    testkit::fixtures::backdate(
+        &admin,
+        "UPDATE families SET purge_started_at = now() - interval '11 minutes' WHERE id = $1",
+        &[&family],
+    )
+    .await;
+    let report = local::storage_maintenance::handle(&s.app, json!({}))
+        .await
+        .expect("run");
+    assert_eq!(report["familiesPurged"], 1, "{report}");
+    {
+        let stripe = b.stripe.lock().await;
+        assert_eq!(stripe.cancels.len(), 1, "{:?}", stripe.cancels);
+        let (key, query) = &stripe.cancels[0];
+        assert_eq!(key, &format!("cancel-{sub}"));
+        assert_eq!(query.get("prorate").map(String::as_str), Some("false"));
+        assert_eq!(query.get("invoice_now").map(String::as_str), Some("false"));
+        assert_eq!(stripe.subscriptions[&sub]["status"], "canceled");
+    }
+
+    // The deletion Stripe then announces is recorded, changes nothing, and is no alarm.
+    let before = entitlement(s, family).await;
+    let customer = format!("cus_{}", family.simple());
+    let object = subscription(&sub, &customer, "canceled", "price_family", family);
+    let deleted = event("evt_after_purge", "customer.subscription.deleted", object);
+    assert_eq!(deliver_signed(s, &deleted).await.0, 200);
+    assert_eq!(entitlement(s, family).await, before);
+    assert_eq!(s.count("stripe_events").await, 1);
+    assert!(
+        s.sentry
+            .as_ref()
+            .expect("sentry")
+            .fetch_and_clear_events()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn without_stripe_configured_a_family_with_a_customer_is_not_purged() {
+    let server = Server::start().await;
+    let (_, keeper) = server.user().await;
+    let family = server.family(&keeper).await;
+    let body = json!({"familyId": family, "confirmName": name_of(&server, family).await});
+    assert_eq!(
+        server
+            .call("delete-family", Some(&keeper), &body)
+            .await
+            .status,
+        200
+    );
+    server
+        .db
+        .admin()
+        .await
+        .execute(
+            "UPDATE entitlements SET stripe_customer_id = 'cus_x' WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("a customer");
+    past_retention(&server, family).await;
+    let report = local::storage_maintenance::handle(&server.app, json!({}))
+        .await
+        .expect("run");
+    assert_eq!(report["familiesWaitingForBilling"], 1, "{report}");
+    assert_ne!(name_of(&server, family).await, "Deleted family");
+}
+
+#[tokio::test]
+async fn a_completed_checkout_is_no_longer_open_for_deleting_the_family_or_checking_out_again() {
+    let b = billing().await;
+    let s = &b.server;
+    let (_, keeper) = s.user().await;
+    let family = s.family(&keeper).await;
+    let first = s.create_checkout_session(&keeper, &checkout(family)).await;
+    let session = first.data()["sessionId"].as_str().expect("id").to_owned();
+    // Paid: Stripe completes the session, the subscription starts, and later ends.
+    let customer: String = entitlement(s, family).await.2.expect("a customer");
+    {
+        let mut stripe = b.stripe.lock().await;
+        stripe
+            .session_status
+            .insert(session.clone(), "complete".into());
+        let sub = subscription("sub_done", &customer, "canceled", "price_family", family);
+        stripe.subscriptions.insert("sub_done".into(), sub);
+    }
+    let completed = event(
+        "evt_cs_done",
+        "checkout.session.completed",
+        json!({"id": session, "object": "checkout.session", "subscription": "sub_done",
+               "customer": customer}),
+    );
+    assert_eq!(deliver_signed(s, &completed).await.0, 200);
+
+    // Back on free, the family checks out again: a new session, no 409.
+    let again = s.create_checkout_session(&keeper, &checkout(family)).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    // Stripe refuses to expire a session that is no longer open: that is done, not a 500.
+    let second = again.data()["sessionId"].as_str().expect("id").to_owned();
+    b.stripe
+        .lock()
+        .await
+        .session_status
+        .insert(second, "complete".into());
+    let body = json!({"familyId": family, "confirmName": name_of(s, family).await});
+    let deleted = s.call("delete-family", Some(&keeper), &body).await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+}
+
+#[tokio::test]
+async fn deleting_a_family_never_holds_its_rows_while_stripe_expires_a_session() {
+    let b = billing().await;
+    let s = std::sync::Arc::new(b.server);
+    let (_, keeper) = s.user().await;
+    let family = s.family(&keeper).await;
+    s.create_checkout_session(&keeper, &checkout(family))
+        .await
+        .data();
+    b.stripe.lock().await.expire_delay = std::time::Duration::from_secs(2);
+    let body = json!({"familyId": family, "confirmName": name_of(&s, family).await});
+    let deleting = {
+        let (s, keeper) = (s.clone(), keeper.clone());
+        tokio::spawn(async move { s.call("delete-family", Some(&keeper), &body).await })
+    };
+    // While Stripe takes its time, a checkout opens a new session meanwhile (it went in
+    // before the deletion's locks), and an upload is asked for: neither waits.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let upload = s
+        .get_signed_upload_url(
+            &keeper,
+            &json!({"familyId": family, "durationSeconds": 3, "sizeBytes": 10}),
+        )
+        .await;
+    assert_eq!(upload.status, 200, "{upload:?}");
+    assert!(
+        !deleting.is_finished(),
+        "the upload was answered while Stripe was called"
+    );
+    let mut other = checkout(family);
+    other["priceId"] = json!("price_legacy");
+    let reopened = s.create_checkout_session(&keeper, &other).await;
+    assert_eq!(reopened.status, 200, "{reopened:?}");
+
+    let deleted = deleting.await.expect("the deletion");
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    let stripe = b.stripe.lock().await;
+    assert!(
+        stripe.session_status.values().all(|s| s == "expired"),
+        "every session expired: {:?}",
+        stripe.session_status
+    );
 }

@@ -311,11 +311,15 @@ async fn a_stranded_upload_is_finalized_by_the_sweep_as_finalize_would() {
         (keeper, prompt, 73.5, 900)
     );
     assert_eq!(books(&server, family).await, (900, 900, 900));
-    // The app's finalize, arriving at last, is told it is done.
+    // The app's finalize, arriving at last, is told it is done, and its title is kept.
     let late = server
-        .finalize_recording(&token, &json!({"recordingId": id, "familyId": family}))
+        .finalize_recording(
+            &token,
+            &json!({"recordingId": id, "familyId": family, "title": "The river"}),
+        )
         .await;
     assert_eq!(late.data()["created"], false);
+    assert_eq!(late.data()["recording"]["title"], "The river");
     assert_eq!(
         books(&server, family).await,
         (900, 900, 900),
@@ -607,4 +611,413 @@ async fn ten_thousand_recordings_are_purged_across_runs_each_within_its_budget()
     assert_eq!(purged, 10_000);
     assert!(runs > 1, "the work was spread over runs");
     assert_eq!(books(&server, family).await, (0, 0, 0));
+}
+
+/// The recording id of an upload URL's answer.
+fn recording_id(upload: &Value) -> Uuid {
+    upload["recordingId"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("a recording id")
+}
+
+/// Puts the family on a plan of its own with `quota` bytes.
+async fn quota(server: &Server, family: Uuid, quota: i64) {
+    let admin = server.db.admin().await;
+    let code = format!("q{}", Uuid::new_v4().simple());
+    fixtures::plan(&admin, &code, quota, 600, false).await;
+    admin
+        .execute(
+            "UPDATE entitlements SET plan = $2 WHERE family_id = $1",
+            &[&family, &code],
+        )
+        .await
+        .expect("plan");
+}
+
+/// Moves a reservation's expiry past the upload grace (an hour by default).
+async fn expired(server: &Server, id: Uuid) {
+    server
+        .db
+        .admin()
+        .await
+        .execute(
+            "UPDATE upload_reservations SET expires_at = now() - interval '2 hours' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("expire");
+}
+
+/// Uploads an upload URL's audio of `size` bytes, as the app does.
+async fn upload(server: &Server, reserved: &Value, size: usize) {
+    let url = reserved["upload"]["url"].as_str().expect("url");
+    assert_eq!(
+        put_object(&server.http, url, "audio/mp4", vec![7; size]).await,
+        200
+    );
+}
+
+/// A storyteller of the family, and their token.
+async fn teller(server: &Server, family: Uuid) -> (Uuid, String) {
+    let (user, token) = server.user().await;
+    fixtures::add_member(&server.db.admin().await, family, user, "storyteller").await;
+    (user, token)
+}
+
+async fn reservation_state(server: &Server, id: Uuid) -> (bool, bool, Option<String>) {
+    let row = server
+        .db
+        .admin()
+        .await
+        .query_one(
+            "SELECT closed_at IS NOT NULL, finalized_at IS NOT NULL, departure
+             FROM upload_reservations WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("the reservation");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test]
+async fn a_late_upload_never_takes_the_room_promised_to_a_granted_one() {
+    let server = Server::start().await;
+    let (_, token, family) = keeper_family(&server).await;
+    quota(&server, family, 5000).await;
+    // r1 is never uploaded in time: the sweep releases its 3000 bytes.
+    let r1 = reserve(&server, &token, family, 3000, false).await;
+    expired(&server, recording_id(&r1)).await;
+    assert_eq!(maintain(&server, json!({})).await.released, 1);
+    // r2 is granted in that room.
+    let r2 = reserve(&server, &token, family, 2500, false).await;
+
+    // r1's object arrives after all (its URL outlived the database's clock), and its
+    // finalize is refused: the room is promised to r2. The answer says what happens.
+    upload(&server, &r1, 3000).await;
+    let ledger = server.count("usage_ledger").await;
+    let late = server
+        .finalize_recording(
+            &token,
+            &json!({"recordingId": recording_id(&r1), "familyId": family}),
+        )
+        .await;
+    assert_eq!((late.status, late.code()), (403, Some("QUOTA_EXCEEDED")));
+    let message = late.body["error"]["message"].as_str().expect("a message");
+    assert!(
+        message.contains("60 minutes") && message.contains("finalize it again"),
+        "{message}"
+    );
+    assert_eq!(server.count("recordings").await, 0, "nothing written");
+    assert_eq!(server.count("usage_ledger").await, ledger);
+    assert_eq!(
+        reservation_state(&server, recording_id(&r1)).await,
+        (true, false, None),
+        "still released"
+    );
+
+    // r2, granted within the quota, is never refused for quota.
+    upload(&server, &r2, 2500).await;
+    let saved = server
+        .finalize_recording(
+            &token,
+            &json!({"recordingId": recording_id(&r2), "familyId": family}),
+        )
+        .await;
+    assert_eq!(saved.data()["created"], true);
+    assert_eq!(books(&server, family).await, (2500, 2500, 2500));
+}
+
+#[tokio::test]
+async fn a_late_upload_refused_over_quota_is_saved_by_an_upgrade_within_the_grace() {
+    let server = Server::start().await;
+    let (_, token, family) = keeper_family(&server).await;
+    quota(&server, family, 5000).await;
+    let r1 = reserve(&server, &token, family, 3000, false).await;
+    expired(&server, recording_id(&r1)).await;
+    assert_eq!(maintain(&server, json!({})).await.released, 1);
+    reserve(&server, &token, family, 2500, false).await;
+    upload(&server, &r1, 3000).await;
+    let body = json!({"recordingId": recording_id(&r1), "familyId": family});
+    assert_eq!(
+        server.finalize_recording(&token, &body).await.code(),
+        Some("QUOTA_EXCEEDED")
+    );
+
+    // Within the grace the object stays, and the maintenance job re-opens nothing.
+    let report = maintain(&server, json!({})).await;
+    assert_eq!(
+        (report.objects_deleted, report.finalized),
+        (0, 0),
+        "{report:?}"
+    );
+    let key = RecordingKey {
+        family_id: family,
+        recording_id: recording_id(&r1),
+    };
+    assert!(file(&server, &key.audio()).exists());
+    assert_eq!(
+        reservation_state(&server, recording_id(&r1)).await,
+        (true, false, None)
+    );
+
+    // The keeper upgrades and finalizes again: saved.
+    server
+        .db
+        .admin()
+        .await
+        .execute(
+            "UPDATE entitlements SET plan = 'family' WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("upgrade");
+    let saved = server.finalize_recording(&token, &body).await;
+    assert_eq!(saved.data()["created"], true);
+    assert_eq!(books(&server, family).await, (3000, 3000, 3000));
+}
+
+#[tokio::test]
+async fn a_released_upload_whose_object_comes_late_is_deleted_after_the_grace_never_reopened() {
+    let server = Server::start().await;
+    let (_, token, family) = keeper_family(&server).await;
+    let r = reserve(&server, &token, family, 1200, false).await;
+    expired(&server, recording_id(&r)).await;
+    assert_eq!(maintain(&server, json!({})).await.released, 1);
+    upload(&server, &r, 1200).await;
+    let key = RecordingKey {
+        family_id: family,
+        recording_id: recording_id(&r),
+    };
+    age(&file(&server, &key.audio()));
+
+    // Past the grace since it arrived, nothing owns it: deleted, and two runs later it
+    // is still no recording.
+    let first = maintain(&server, json!({})).await;
+    let second = maintain(&server, json!({})).await;
+    assert_eq!(first.objects_deleted, 1, "{first:?}");
+    assert_eq!(second.finalized, 0, "{second:?}");
+    assert!(!file(&server, &key.audio()).exists());
+    assert_eq!(server.count("recordings").await, 0);
+    assert_eq!(
+        reservation_state(&server, recording_id(&r)).await,
+        (true, false, None)
+    );
+    assert_eq!(books(&server, family).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_member_removed_while_holding_an_upload_url_never_makes_a_recording() {
+    let server = Server::start().await;
+    let (_, keeper_token, family) = keeper_family(&server).await;
+    let (teller_id, teller_token) = teller(&server, family).await;
+    let r = reserve(&server, &teller_token, family, 900, false).await;
+
+    let removed = server
+        .call(
+            "remove-member",
+            Some(&keeper_token),
+            &json!({"familyId": family, "userId": teller_id}),
+        )
+        .await;
+    assert_eq!(
+        removed.data()["uploads"],
+        json!({"saved": 0, "released": 1})
+    );
+    // R2 can't take back a signed URL: the PUT lands...
+    upload(&server, &r, 900).await;
+    let key = RecordingKey {
+        family_id: family,
+        recording_id: recording_id(&r),
+    };
+    age(&file(&server, &key.audio()));
+    expired(&server, recording_id(&r)).await;
+
+    // ...and never becomes a recording: two runs later it is gone, nothing charged or
+    // credited to anyone.
+    let first = maintain(&server, json!({})).await;
+    let second = maintain(&server, json!({})).await;
+    assert_eq!(
+        first.late_uploads_deleted + second.late_uploads_deleted,
+        1,
+        "{first:?} {second:?}"
+    );
+    assert_eq!(first.finalized + second.finalized, 0);
+    assert!(!file(&server, &key.audio()).exists());
+    assert_eq!(server.count("recordings").await, 0);
+    assert_eq!(books(&server, family).await, (0, 0, 0));
+    assert_eq!(
+        reservation_state(&server, recording_id(&r)).await,
+        (true, false, Some("revoked".to_owned()))
+    );
+    // Nor can its maker finalize it, even after coming back.
+    fixtures::add_member(&server.db.admin().await, family, teller_id, "storyteller").await;
+    let body = json!({"recordingId": recording_id(&r), "familyId": family});
+    let late = server.finalize_recording(&teller_token, &body).await;
+    assert_eq!((late.status, late.code()), (404, Some("NOT_FOUND")));
+}
+
+#[tokio::test]
+async fn an_upload_that_arrived_before_a_removal_but_found_the_quota_full_is_saved_by_the_sweep() {
+    let server = Server::start().await;
+    let (_, keeper_token, family) = keeper_family(&server).await;
+    let (teller_id, teller_token) = teller(&server, family).await;
+    let r = reserve(&server, &teller_token, family, 3000, false).await;
+    upload(&server, &r, 3000).await;
+    // The plan shrank meanwhile: the upload no longer fits.
+    quota(&server, family, 1000).await;
+    let removed = server
+        .call(
+            "remove-member",
+            Some(&keeper_token),
+            &json!({"familyId": family, "userId": teller_id}),
+        )
+        .await;
+    assert_eq!(
+        removed.data()["uploads"],
+        json!({"saved": 0, "released": 0})
+    );
+    let id = recording_id(&r);
+    assert_eq!(
+        reservation_state(&server, id).await,
+        (false, false, Some("arrived".to_owned()))
+    );
+
+    // Long past the grace, the quota still full: kept, its object untouched.
+    let key = RecordingKey {
+        family_id: family,
+        recording_id: id,
+    };
+    age(&file(&server, &key.audio()));
+    expired(&server, id).await;
+    let report = maintain(&server, json!({})).await;
+    assert_eq!((report.kept, report.objects_deleted), (1, 0), "{report:?}");
+    assert!(file(&server, &key.audio()).exists());
+
+    // An upgrade later, the sweep saves it, theirs, in the family.
+    let admin = server.db.admin().await;
+    admin
+        .execute(
+            "UPDATE entitlements SET plan = 'family' WHERE family_id = $1",
+            &[&family],
+        )
+        .await
+        .expect("upgrade");
+    admin
+        .execute(
+            "UPDATE upload_reservations SET swept_at = now() - interval '7 hours' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("due again");
+    assert_eq!(maintain(&server, json!({})).await.finalized, 1);
+    let by: Uuid = admin
+        .query_one("SELECT created_by FROM recordings WHERE id = $1", &[&id])
+        .await
+        .expect("a recording")
+        .get(0);
+    assert_eq!(by, teller_id);
+    assert_eq!(books(&server, family).await, (3000, 3000, 3000));
+}
+
+#[tokio::test]
+async fn when_the_bucket_is_down_at_a_removal_the_sweep_decides_by_when_each_upload_arrived() {
+    let server = Server::start().await;
+    let (_, keeper_token, family) = keeper_family(&server).await;
+    let (teller_id, teller_token) = teller(&server, family).await;
+    let before = reserve(&server, &teller_token, family, 700, false).await;
+    let after = reserve(&server, &teller_token, family, 800, false).await;
+    upload(&server, &before, 700).await;
+
+    server.s3_faults.set_unavailable(true);
+    let removed = server
+        .call(
+            "remove-member",
+            Some(&keeper_token),
+            &json!({"familyId": family, "userId": teller_id}),
+        )
+        .await;
+    server.s3_faults.set_unavailable(false);
+    assert_eq!(
+        removed.data()["uploads"],
+        json!({"saved": 0, "released": 0})
+    );
+    for r in [&before, &after] {
+        assert_eq!(
+            reservation_state(&server, recording_id(r)).await,
+            (false, false, Some("unknown".to_owned()))
+        );
+    }
+    // Time moves: the removal was a minute ago; the first object came before it, the
+    // second (with the old URL) after it.
+    let admin = server.db.admin().await;
+    fixtures::backdate(
+        &admin,
+        "UPDATE upload_reservations SET departed_at = now() - interval '1 minute',
+                                        expires_at = now() - interval '2 hours'
+         WHERE family_id = $1",
+        &[&family],
+    )
+    .await;
+    let key = |r: &Value| RecordingKey {
+        family_id: family,
+        recording_id: recording_id(r),
+    };
+    age(&file(&server, &key(&before).audio()));
+    upload(&server, &after, 800).await;
+
+    let report = maintain(&server, json!({})).await;
+    assert_eq!(
+        (report.finalized, report.late_uploads_deleted),
+        (1, 1),
+        "{report:?}"
+    );
+    assert!(file(&server, &key(&before).audio()).exists());
+    assert!(!file(&server, &key(&after).audio()).exists());
+    assert_eq!(books(&server, family).await, (700, 700, 700));
+    assert_eq!(
+        reservation_state(&server, recording_id(&after)).await,
+        (true, false, Some("revoked".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn two_maintenance_runs_at_once_settle_and_report_each_stranded_upload_once() {
+    let server = Server::start_with_sentry_and(&[("DATABASE_POOL_SIZE", "6")]).await;
+    let (_, token, family) = keeper_family(&server).await;
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        let r = reserve(&server, &token, family, 100, false).await;
+        upload(&server, &r, 100).await;
+        ids.push(recording_id(&r));
+    }
+    for &id in &ids {
+        expired(&server, id).await;
+    }
+    // The plan shrank: none of them fits, each is kept and reported.
+    quota(&server, family, 50).await;
+    let event = json!({"batch": 1});
+    let (a, b) = tokio::join!(maintain(&server, event.clone()), maintain(&server, event));
+    assert_eq!(a.kept + b.kept, 12, "{a:?} {b:?}");
+    let reported = server
+        .sentry
+        .as_ref()
+        .expect("sentry")
+        .fetch_and_clear_events()
+        .iter()
+        .filter(|e| e.tags.get("action").map(String::as_str) == Some("sweep"))
+        .count();
+    assert_eq!(reported, 12, "each reported once");
+    let claims: i64 = server
+        .db
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM upload_reservations WHERE sweep_claimed_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("claims")
+        .get(0);
+    assert_eq!(claims, 0, "every claim let go");
 }

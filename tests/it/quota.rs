@@ -196,6 +196,9 @@ async fn updated_at_moves_on_update_for_every_table_that_has_it() {
                VALUES ('{family}', 'cs_t', 'price_t', 'https://a', 'https://a', 'https://a', now());
              INSERT INTO maintenance_state (key, value) VALUES ('k', 'v');
              INSERT INTO archives (id, family_id) VALUES ('{family}', '{family}');
+             INSERT INTO archive_requesters (archive_id, family_id, user_id)
+               VALUES ('{family}', '{family}', '{keeper}');
+             INSERT INTO outbox (family_id, user_id, kind) VALUES ('{family}', '{keeper}', 'archive_ready');
              INSERT INTO archive_items (archive_id, recording_id, part, position, name,
                                         recorded_at, duration_seconds, speaker, audio_size_bytes)
                VALUES ('{family}', gen_random_uuid(), 1, 0, 'a', now(), 1, 'Rosa', 1);"

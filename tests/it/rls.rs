@@ -499,7 +499,18 @@ async fn family_events_keepers_read_and_nobody_writes() {
         Cell("DELETE FROM family_events WHERE family_id = '{A}'", [Denied, Denied, Denied, Denied]),
     ])
     .await;
-    // Append-only for the service role too, but for an erased account's id.
+    // Append-only for the service role too: it may neither change nor delete a line, not
+    // even to null an id (only an erased account's cascade does that).
+    let mut login = w.db.login().await;
+    for sql in [
+        "UPDATE family_events SET actor_id = NULL, subject_id = NULL",
+        "DELETE FROM family_events",
+    ] {
+        let tx = begin_as(&mut login, As::ServiceRole).await;
+        let err = tx.execute(sql, &[]).await.expect_err(sql);
+        assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{sql}");
+        tx.rollback().await.ok();
+    }
     let admin = w.db.admin().await;
     let err = admin
         .execute("UPDATE family_events SET action = 'member_removed'", &[])
@@ -510,6 +521,60 @@ async fn family_events_keepers_read_and_nobody_writes() {
         .execute("DELETE FROM auth.users WHERE id = $1", &[&w.storyteller])
         .await
         .expect("an account erased, its id nulled in the history");
+    let nulled: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM family_events WHERE actor_id IS NULL AND subject_id IS NULL",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(nulled, 1);
+}
+
+#[tokio::test]
+async fn archive_requesters_are_read_by_themselves_and_keepers_and_the_outbox_by_nobody() {
+    let w = world().await;
+    let admin = w.db.admin().await;
+    let archive: Uuid = admin
+        .query_one(
+            "INSERT INTO archives (family_id, requested_by) VALUES ($1, $2) RETURNING id",
+            &[&w.family, &w.storyteller],
+        )
+        .await
+        .expect("archive")
+        .get(0);
+    admin
+        .execute(
+            "INSERT INTO archive_requesters (archive_id, family_id, user_id) VALUES ($1, $2, $3)",
+            &[&archive, &w.family, &w.storyteller],
+        )
+        .await
+        .expect("requester");
+    admin
+        .execute(
+            "INSERT INTO outbox (family_id, user_id, kind) VALUES ($1, $2, 'archive_ready')",
+            &[&w.family, &w.storyteller],
+        )
+        .await
+        .expect("an email owed");
+    check(&w, "archive_requesters", &[
+        Cell("SELECT count(*) FROM archive_requesters", [Rows(1), Rows(1), Rows(0), Rows(0)]),
+        Cell("SELECT count(*) FROM archives", [Rows(1), Rows(1), Rows(0), Rows(0)]),
+        Cell(
+            "INSERT INTO archive_requesters (archive_id, family_id, user_id) SELECT id, family_id, '{me}' FROM archives",
+            [Denied, Denied, Denied, Denied],
+        ),
+        Cell("UPDATE archive_requesters SET user_id = '{me}'", [Denied, Denied, Denied, Denied]),
+        Cell("DELETE FROM archive_requesters", [Denied, Denied, Denied, Denied]),
+        Cell("SELECT count(*) FROM outbox", [Denied, Denied, Denied, Denied]),
+        Cell(
+            "INSERT INTO outbox (family_id, user_id, kind) VALUES ('{A}', '{me}', 'archive_ready')",
+            [Denied, Denied, Denied, Denied],
+        ),
+        Cell("UPDATE outbox SET sent_at = now()", [Denied, Denied, Denied, Denied]),
+    ])
+    .await;
 }
 
 #[tokio::test]

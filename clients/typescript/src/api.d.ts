@@ -95,7 +95,7 @@ export interface paths {
         put?: never;
         /**
          * Delete a family
-         * @description A keeper deletes the family, typing its name to confirm. It disappears for every member at once, its recordings go to the trash, and restore-family brings it back within the trash retention. A paid subscription must be cancelled first (SUBSCRIPTION_ACTIVE); an open Checkout session is expired.
+         * @description A keeper deletes the family, typing its name to confirm. It disappears for every member at once, its recordings go to the trash, and restore-family brings it back within the trash retention. A subscription that may still charge the family must be cancelled first (SUBSCRIPTION_ACTIVE: anything but canceled, incomplete_expired, or active/trialing set to cancel at the period end); an open Checkout session is expired.
          */
         post: operations["delete-family"];
         delete?: never;
@@ -135,7 +135,7 @@ export interface paths {
         put?: never;
         /**
          * Get an archive
-         * @description An archive's state; once done, a download URL (24 hours) for each of its parts. Its requester (while a member) and the family's keepers may see it; anyone else gets a 404.
+         * @description An archive's state; once done, a download URL (1 hour; call again for fresh ones) for each of its parts. Its requesters (while members) and the family's keepers may see it; anyone else gets a 404. A failed job keeps its reason for 7 days.
          */
         post: operations["get-archive"];
         delete?: never;
@@ -259,7 +259,7 @@ export interface paths {
         put?: never;
         /**
          * Request the family's archive
-         * @description Starts making one ZIP of every live recording of the family, with a manifest and an offline player; the caller is emailed when it is ready (get-archive then signs its download URLs). While a job is in flight it is returned, not repeated; at most 3 a day per family (429 with Retry-After).
+         * @description Starts making one ZIP of every live recording of the family, with a manifest and an offline player; the caller is emailed when it is ready (get-archive then signs its download URLs). While a job is in flight the caller joins it (free): they can follow it and are emailed too. At most 3 jobs a day per family and 1 per storyteller, by the UTC day (429 with Retry-After to the day's end); a failed job doesn't count.
          */
         post: operations["request-archive"];
         delete?: never;
@@ -338,7 +338,7 @@ export interface components {
              * @description For get-archive, and the app's `/archive/{id}` page.
              */
             id: string;
-            /** @description `queued`, or `running` when a job was already in flight (it is returned). */
+            /** @description `queued`, or `running` when a job was already in flight (the caller joined it). */
             status: string;
         };
         /**
@@ -736,7 +736,7 @@ export interface components {
         Settled: {
             /**
              * Format: uint32
-             * @description Uploads that never arrived: their hold on the quota released.
+             * @description Uploads that had not arrived: closed for good, their hold on the quota released.
              */
             released: number;
             /**
@@ -1509,7 +1509,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description SUBSCRIPTION_ACTIVE */
+            /** @description SUBSCRIPTION_ACTIVE, CONFLICT */
             409: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
@@ -1519,7 +1519,7 @@ export interface operations {
                     "application/json": components["schemas"]["Failure"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "SUBSCRIPTION_ACTIVE";
+                            code?: "SUBSCRIPTION_ACTIVE" | "CONFLICT";
                         };
                     };
                 };
@@ -1758,7 +1758,7 @@ export interface operations {
                      *         "expiresAt": "2026-03-21T18:30:00Z",
                      *         "parts": [
                      *           {
-                     *             "expiresAt": "2026-03-15T18:30:00Z",
+                     *             "expiresAt": "2026-03-14T19:30:00Z",
                      *             "url": "https://account.r2.cloudflarestorage.com/stories-audio/archives/0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21/4f1c2d3e-5a6b-4c7d-8e9f-0a1b2c3d4e5f/part-1-of-1.zip?X-Amz-Signature=…"
                      *           }
                      *         ],

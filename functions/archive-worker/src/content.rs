@@ -6,11 +6,18 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::email::escape_html;
+use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
-/// The longest file name part we make from user text (in characters): well within
-/// every file system's 255 bytes once the date, the extension and a counter are added.
-const MAX_NAME: usize = 80;
+/// The archive's folder (the family's name) at most this many bytes of UTF-8...
+const FOLDER_BYTES: usize = 60;
+/// ...and a recording's name (without its extension, with its uniqueness suffix) at
+/// most this many: `{folder}/recordings/{name}.waveform.json`, the longest entry path,
+/// stays within 240 bytes (Windows counts the folder it is unpacked into against its
+/// 260), and every component within 200 (file systems allow 255).
+const NAME_BYTES: usize = 240 - FOLDER_BYTES - "/recordings/".len() - ".waveform.json".len();
+/// A speaker's name in a file name, at most this many bytes (the topic gets the rest).
+const SPEAKER_BYTES: usize = 60;
 
 /// A recording as the archive lists it.
 #[derive(Debug, Clone)]
@@ -94,21 +101,42 @@ pub fn unnamed_speaker(language: &str) -> &'static str {
     }
 }
 
-/// Text made safe as one file or folder name on every system: no path separators, no
-/// characters Windows refuses, no control characters, no leading or trailing dots or
-/// spaces, at most [`MAX_NAME`] characters; `fallback` when nothing is left.
-pub fn sanitize(text: &str, fallback: &str) -> String {
+/// Whether a character never goes into a file name: path separators and their look-
+/// alikes, what Windows refuses, control characters, and the bidi controls that can
+/// make a name read as something else (the zero-width joiner and non-joiner stay:
+/// Persian words and emoji need them).
+fn unsafe_in_names(c: char) -> bool {
+    matches!(
+        c,
+        '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|'
+            | '\u{2044}' | '\u{2215}' | '\u{29F8}' | '\u{FF0F}' | '\u{FF3C}'
+            | '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+    ) || c.is_control()
+}
+
+/// The longest start of `text` of at most `max` bytes, cut between characters.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Text made safe as one file or folder name on every system: NFC (so a name typed on
+/// a Mac and one typed on Windows are the same name), no path separators or look-
+/// alikes, no characters Windows refuses, no control or bidi characters, no leading
+/// or trailing dots or spaces, at most `max` bytes of UTF-8 cut between characters;
+/// `fallback` when nothing is left.
+pub fn sanitize(text: &str, fallback: &str, max: usize) -> String {
     let cleaned: String = text
-        .chars()
-        .map(|c| match c {
-            '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => ' ',
-            c if c.is_control() => ' ',
-            c => c,
-        })
+        .nfc()
+        .map(|c| if unsafe_in_names(c) { ' ' } else { c })
         .collect();
     let words: Vec<&str> = cleaned.split_whitespace().collect();
-    let mut name: String = words.join(" ").chars().take(MAX_NAME).collect();
-    name = name.trim_matches(|c: char| c == '.' || c == ' ').to_owned();
+    let joined = words.join(" ");
+    let name = trim_name(cut(&joined, max)).to_owned();
     let reserved = ["CON", "PRN", "AUX", "NUL"];
     let upper = name.to_uppercase();
     let device = reserved.contains(&upper.as_str())
@@ -122,6 +150,12 @@ pub fn sanitize(text: &str, fallback: &str) -> String {
     } else {
         name
     }
+}
+
+/// Without leading and trailing dots and spaces (a leading dot hides a file; Windows
+/// drops trailing ones).
+fn trim_name(name: &str) -> &str {
+    name.trim_matches(|c: char| c == '.' || c == ' ')
 }
 
 /// `2026-03-14 Grandma Rosa - What was your first job`: the day, who, and the title,
@@ -138,23 +172,28 @@ pub fn base_name(
         .filter(|t| !t.trim().is_empty())
         .or(prompt)
         .unwrap_or(w.fallback_topic);
-    let speaker = sanitize(speaker, unnamed_speaker(language));
-    let topic = sanitize(topic, w.fallback_topic);
-    format!("{} {speaker} - {topic}", recorded_at.format("%Y-%m-%d"))
+    let speaker = sanitize(speaker, unnamed_speaker(language), SPEAKER_BYTES);
+    let topic = sanitize(topic, w.fallback_topic, NAME_BYTES);
+    let name = format!("{} {speaker} - {topic}", recorded_at.format("%Y-%m-%d"));
+    trim_name(cut(&name, NAME_BYTES)).to_owned()
 }
 
-/// Makes names unique (ignoring case, as macOS and Windows do): the second
-/// `2026-03-14 Rosa - Recording` becomes `2026-03-14 Rosa - Recording (2)`.
+/// Makes names unique as file systems compare them (after NFC, ignoring case, as macOS
+/// and Windows do): the second `2026-03-14 Rosa - Recording` becomes
+/// `2026-03-14 Rosa - Recording (2)`, cut shorter when the suffix needs the room.
 pub fn unique(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let folded = |name: &str| -> String { name.nfc().flat_map(char::to_lowercase).collect() };
     let mut taken = HashSet::new();
     names
         .into_iter()
         .map(|name| {
             let mut candidate = name.clone();
             let mut n = 1;
-            while !taken.insert(candidate.to_lowercase()) {
+            while !taken.insert(folded(&candidate)) {
                 n += 1;
-                candidate = format!("{name} ({n})");
+                let suffix = format!(" ({n})");
+                let base = trim_name(cut(&name, NAME_BYTES - suffix.len()));
+                candidate = format!("{base}{suffix}");
             }
             candidate
         })
@@ -167,7 +206,7 @@ pub fn folder(family: &Family) -> String {
         "es" => "Familia",
         _ => "Family",
     };
-    sanitize(&family.name, fallback)
+    sanitize(&family.name, fallback, FOLDER_BYTES)
 }
 
 /// `manifest.json`: the family, its prompts, and every recording written, with where it
@@ -365,7 +404,57 @@ mod tests {
             "2026-03-14 Un familiar - Grabación"
         );
         let long = base_name(at(), &"x".repeat(500), None, None, "en");
-        assert!(long.chars().count() < 2 * MAX_NAME, "{long}");
+        assert!(long.len() <= NAME_BYTES, "{long}");
+    }
+
+    #[test]
+    fn a_long_chinese_title_fits_every_file_system_after_any_suffix() {
+        let title = "我们的家".repeat(25); // 100 characters, 300 bytes
+        let family = Family {
+            id: Uuid::nil(),
+            name: "王".repeat(100),
+            language: "en".into(),
+        };
+        let folder = folder(&family);
+        assert!(folder.len() <= FOLDER_BYTES, "{folder}");
+        let names = unique(vec![
+            base_name(
+                at(),
+                &"奶".repeat(80),
+                Some(&title),
+                None,
+                "en"
+            );
+            12
+        ]);
+        for name in &names {
+            let path = format!("{folder}/recordings/{name}.waveform.json");
+            assert!(path.len() <= 240, "{} bytes: {path}", path.len());
+            assert!(path.split('/').all(|c| c.len() <= 200), "{path}");
+        }
+        assert!(names[11].ends_with(" (12)"), "{}", names[11]);
+    }
+
+    #[test]
+    fn names_hold_no_bidi_trick_no_slash_look_alike_and_no_leading_dot() {
+        let name = sanitize(
+            "..\u{202E}gpj.exe\u{2215}x\u{FF0F}y\u{2066}z",
+            "F",
+            NAME_BYTES,
+        );
+        assert_eq!(name, "gpj.exe x y z");
+        // Persian needs the zero-width non-joiner; emoji sequences the joiner.
+        assert_eq!(
+            sanitize("می\u{200C}خواهم 👩\u{200D}👧", "F", NAME_BYTES),
+            "می\u{200C}خواهم 👩\u{200D}👧"
+        );
+    }
+
+    #[test]
+    fn names_that_differ_only_in_normalization_or_case_are_made_unique() {
+        // "é" precomposed, and "e" + combining acute: the same name on disk.
+        let names = ["Jos\u{e9}", "Jose\u{301}", "JOS\u{c9}"].map(|n| sanitize(n, "F", 50));
+        assert_eq!(unique(names), ["José", "José (2)", "JOSÉ (3)"]);
     }
 
     #[test]
@@ -376,9 +465,9 @@ mod tests {
 
     #[test]
     fn windows_device_names_are_not_made() {
-        assert_eq!(sanitize("con", "Family"), "con (Family)");
-        assert_eq!(sanitize("COM1", "Family"), "COM1 (Family)");
-        assert_eq!(sanitize("Comet", "Family"), "Comet");
+        assert_eq!(sanitize("con", "Family", 60), "con (Family)");
+        assert_eq!(sanitize("COM1", "Family", 60), "COM1 (Family)");
+        assert_eq!(sanitize("Comet", "Family", 60), "Comet");
     }
 
     #[test]

@@ -11,13 +11,16 @@
 //!    recording gone meanwhile (purged) is left out and said so; the last part ends
 //!    with `manifest.json` (SHA-256 of every file) and the offline `index.html`. A
 //!    part that fails is aborted (no parts left in R2) and retried by a later run, up to
-//!    three attempts; then the job fails with a reason the app shows, and Sentry hears.
+//!    three attempts; then the job fails with a reason the app shows for 7 days, its
+//!    objects are deleted, and Sentry hears. The part being written is recorded, so a
+//!    worker that dies leaves no multipart upload a later run doesn't abort.
 //! 4. A run writes at least one part, and starts no new one after its budget (5
 //!    minutes of its 15): a job with parts left goes back in the queue, and the next
 //!    run goes on with the next part. A failed attempt ends the run (R2 gets a minute).
-//! 5. Done: kept 7 days (never counted toward the quota) and the requester emailed a
-//!    link to the app, unless they left the family or it was deleted meanwhile: then it
-//!    is deleted by the next maintenance run, unsent.
+//! 5. Done: kept 7 days (never counted toward the quota) and each requester emailed a
+//!    link to the app, unless one of them left the family (they may hold its URLs: the
+//!    others are told they may ask again, free) or it was deleted meanwhile: then it is
+//!    deleted by the next maintenance run.
 
 pub mod content;
 pub mod sql;
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::email::{Email, escape_html, one_line};
+use shared::outbox::{self, Mail};
 use shared::r2::{ArchiveKey, Multipart, R2, RecordingKey, ZIP_CONTENT_TYPE};
 use shared::telemetry::{self, ErrorContext};
 use shared::{ApiError, App, Function, Kind};
@@ -103,6 +106,17 @@ struct Job {
     attempts: i32,
     parts_total: Option<i32>,
     parts_done: i32,
+    /// A multipart upload a worker that died left behind (key, upload id).
+    abandoned: Option<(String, String)>,
+}
+
+impl Job {
+    fn key(&self) -> ArchiveKey {
+        ArchiveKey {
+            family_id: self.family_id,
+            archive_id: self.id,
+        }
+    }
 }
 
 /// How a job's turn ended.
@@ -131,9 +145,13 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
             return Ok(report);
         };
         telemetry::set_family(job.family_id);
+        if let Some((key, upload)) = &job.abandoned {
+            r2.abort_multipart(key, upload).await?;
+            execute(app, sql::FORGET_UPLOAD, job.id).await?;
+        }
         if job.attempts >= ATTEMPTS {
             let reason = "The archive could not be made: its worker stopped too often.";
-            give_up(app, &job, reason).await?;
+            give_up(app, r2, &job, reason).await?;
             report.failed += 1;
             continue;
         }
@@ -151,7 +169,7 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
                 report.cancelled += 1;
             }
             Err(e) => {
-                if fail(app, &job, &e).await? {
+                if fail(app, r2, &job, &e).await? {
                     report.failed += 1;
                 } else {
                     report.retried += 1;
@@ -176,6 +194,7 @@ async fn claim(app: &App) -> anyhow::Result<Option<Job>> {
                 attempts: r.get(2),
                 parts_total: r.get(3),
                 parts_done: r.get(4),
+                abandoned: r.get::<_, Option<String>>(5).zip(r.get(6)),
             }))
         })
         .await?)
@@ -206,12 +225,9 @@ async fn make(
                 return Ok(Outcome::Cancelled);
             }
         }
-        let key = ArchiveKey {
-            family_id: job.family_id,
-            archive_id: job.id,
-        }
-        .part(part, parts);
+        let key = job.key().part(part, parts);
         let mut upload = r2.start_multipart(&key, ZIP_CONTENT_TYPE).await?;
+        started(app, job, &key, upload.upload_id()).await?;
         let written = write_part(app, r2, job, &family, part, parts, input, &mut upload).await;
         let (bytes, items) = match written {
             Ok(written) => written,
@@ -500,67 +516,53 @@ async fn part_done(
         .await
 }
 
-/// Step 5: done, and the requester told (when they still may have it).
+/// Records the part being written, so that it is aborted even if this worker dies.
+async fn started(app: &App, job: &Job, key: &str, upload: &str) -> Result<(), ApiError> {
+    app.db
+        .as_service(async |tx| {
+            let params = [
+                (&job.id as _, Type::UUID),
+                (&key as _, Type::TEXT),
+                (&upload as _, Type::TEXT),
+            ];
+            tx.query_typed(sql::PART_STARTED, &params).await?;
+            Ok(())
+        })
+        .await
+}
+
+/// Step 5: done, and its requesters told: that it is ready, or (one of them left the
+/// family) that it was withdrawn and they may ask again.
 async fn done(app: &App, job: &Job) -> anyhow::Result<()> {
-    let told: Option<(bool, Option<String>, String, String)> = app
+    let mails = app
         .db
         .as_service(async |tx| {
             let rows = tx.query_typed(sql::DONE, &[(&job.id, Type::UUID)]).await?;
-            Ok(rows
-                .first()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
+            let Some(row) = rows.first() else {
+                return Ok(Vec::new());
+            };
+            let (live, whole, requesters): (bool, bool, Vec<Uuid>) =
+                (row.get(0), row.get(1), row.get(2));
+            let archive_id = job.id;
+            let mail = match (live, whole) {
+                (false, _) => return Ok(Vec::new()),
+                (true, true) => Mail::ArchiveReady { archive_id },
+                (true, false) => Mail::ArchiveWithdrawn { archive_id },
+            };
+            outbox::queue(tx, job.family_id, &requesters, &mail).await
         })
         .await?;
-    let Some((true, Some(to), family, language)) = told else {
-        return Ok(());
-    };
-    let email = ready_email(app, job.id, &to, &family, &language);
-    // The archive is made whatever becomes of the email: the app shows it too.
-    match app.mailer.send(&email).await {
-        Ok(_) => execute(app, sql::EMAILED, job.id).await?,
-        Err(e) => {
-            tracing::warn!(error = %e, archive = %job.id, "the archive email was not sent");
-            report(app, "email", e.as_ref(), job);
-        }
+    // The archive is made whatever becomes of the emails: the app shows it too, and the
+    // maintenance job tries again what isn't sent now.
+    if outbox::deliver(app, &mails).await.sent > 0 {
+        execute(app, sql::EMAILED, job.id).await?;
     }
     Ok(())
 }
 
-/// "Your archive is ready", in the family's language, linking to the app (never to a
-/// signed URL: the app signs them for whoever may download).
-fn ready_email(app: &App, archive: Uuid, to: &str, family: &str, language: &str) -> Email {
-    let link = format!(
-        "{}/archive/{archive}",
-        app.config.app_url.trim_end_matches('/')
-    );
-    let name = one_line(family);
-    let (subject, body, action) = match language {
-        "es" => (
-            format!("El archivo de {name} está listo"),
-            "Todas las grabaciones de la familia, en un archivo para guardar. Puedes \
-             descargarlo desde la app durante 7 días.",
-            "Abrir en la app",
-        ),
-        _ => (
-            format!("The {name} archive is ready"),
-            "Every recording of the family, in one file to keep. You can download it from \
-             the app for the next 7 days.",
-            "Open in the app",
-        ),
-    };
-    Email {
-        to: to.to_owned(),
-        text: format!("{subject}\n\n{body}\n\n{action}: {link}\n"),
-        html: format!(
-            "<p><strong>{}</strong></p><p>{body}</p><p><a href=\"{link}\">{action}</a></p>",
-            escape_html(&subject)
-        ),
-        subject,
-    }
-}
-
-/// A failed attempt: queued again, or failed for good (reported). Returns whether for good.
-async fn fail(app: &App, job: &Job, error: &ApiError) -> anyhow::Result<bool> {
+/// A failed attempt: queued again, or failed for good (reported, its objects deleted).
+/// Returns whether for good.
+async fn fail(app: &App, r2: &R2, job: &Job, error: &ApiError) -> anyhow::Result<bool> {
     let reason = match error {
         ApiError::Unavailable(_) => "The recordings' storage did not answer in time.",
         _ => "Something went wrong while making the archive.",
@@ -582,11 +584,12 @@ async fn fail(app: &App, job: &Job, error: &ApiError) -> anyhow::Result<bool> {
     let failed = status.as_deref() == Some("failed");
     if failed {
         report(app, "make", error, job);
+        r2.delete_under(&job.key().prefix(), None).await?;
     }
     Ok(failed)
 }
 
-async fn give_up(app: &App, job: &Job, reason: &str) -> anyhow::Result<()> {
+async fn give_up(app: &App, r2: &R2, job: &Job, reason: &str) -> anyhow::Result<()> {
     app.db
         .as_service(async |tx| {
             let params = [(&job.id as _, Type::UUID), (&reason as _, Type::TEXT)];
@@ -596,6 +599,7 @@ async fn give_up(app: &App, job: &Job, reason: &str) -> anyhow::Result<()> {
         .await?;
     let error = anyhow::anyhow!("archive {} failed: {reason}", job.id);
     report(app, "make", error.as_ref(), job);
+    r2.delete_under(&job.key().prefix(), None).await?;
     Ok(())
 }
 

@@ -15,7 +15,18 @@ pub const CLAIM: &str = "
     SET attempts = a.attempts + CASE WHEN a.status = 'running' THEN 1 ELSE 0 END,
         status = 'running', claimed_at = now()
     FROM next WHERE a.id = next.id
-    RETURNING a.id, a.family_id, a.attempts, a.parts_total, a.parts_done";
+    RETURNING a.id, a.family_id, a.attempts, a.parts_total, a.parts_done,
+              a.multipart_key, a.multipart_upload_id";
+
+/// The multipart upload of the part being written, so that it can be aborted even if
+/// this worker dies.
+pub const PART_STARTED: &str = "
+    UPDATE public.archives SET multipart_key = $2, multipart_upload_id = $3
+    WHERE id = $1 AND status = 'running'";
+
+/// A dead worker's multipart upload was aborted.
+pub const FORGET_UPLOAD: &str = "
+    UPDATE public.archives SET multipart_key = NULL, multipart_upload_id = NULL WHERE id = $1";
 
 /// The family: name, language, whether it was deleted.
 pub const FAMILY: &str = "
@@ -69,31 +80,42 @@ pub const WRITTEN: &str = "
 /// A part done: the lease renewed. False when the job is no longer this worker's.
 pub const PART_DONE: &str = "
     UPDATE public.archives
-    SET parts_done = $2, size_bytes = size_bytes + $3, claimed_at = now()
+    SET parts_done = $2, size_bytes = size_bytes + $3, claimed_at = now(),
+        multipart_key = NULL, multipart_upload_id = NULL
     WHERE id = $1 AND status = 'running'
     RETURNING true";
 
-/// Done: kept 7 days if its requester is still a member of the family and it is not
-/// deleted, else deleted by the next maintenance run. Returns whether it is kept and
-/// the requester's email and the family's language, for the email.
+/// Done: kept 7 days if every requester is still a member of the family and it is not
+/// deleted; else (a requester left: they may hold its URLs) deleted by the next
+/// maintenance run, and it counts toward no allowance. Returns whether the family is
+/// live, whether it is kept, and its requesters still in the family, for the emails.
 pub const DONE: &str = "
-    WITH kept AS (
-      SELECT EXISTS (
-        SELECT 1 FROM public.family_members m
-        JOIN public.families f ON f.id = m.family_id AND f.deleted_at IS NULL
-        WHERE m.family_id = a.family_id AND m.user_id = a.requested_by) AS kept
-      FROM public.archives a WHERE a.id = $1)
+    WITH state AS (
+      SELECT f.deleted_at IS NULL AS live,
+             NOT EXISTS (
+               SELECT 1 FROM public.archive_requesters r
+               WHERE r.archive_id = a.id
+                 AND NOT EXISTS (SELECT 1 FROM public.family_members m
+                                 WHERE m.family_id = a.family_id AND m.user_id = r.user_id)
+             ) AS whole
+      FROM public.archives a JOIN public.families f ON f.id = a.family_id
+      WHERE a.id = $1)
     UPDATE public.archives a
     SET status = 'done', finished_at = now(), claimed_at = NULL, failure = NULL,
-        expires_at = now() + CASE WHEN kept.kept THEN interval '7 days' ELSE interval '0' END
-    FROM kept
+        multipart_key = NULL, multipart_upload_id = NULL,
+        expires_at = now() + CASE WHEN state.live AND state.whole THEN interval '7 days'
+                                  ELSE interval '0' END,
+        counted = a.counted AND (state.whole OR NOT state.live)
+    FROM state
     WHERE a.id = $1 AND a.status = 'running'
-    RETURNING kept.kept,
-      (SELECT requester.email FROM public.account_of(a.requested_by) requester),
-      (SELECT f.name FROM public.families f WHERE f.id = a.family_id),
-      (SELECT f.language FROM public.families f WHERE f.id = a.family_id)";
+    RETURNING state.live, state.whole,
+      ARRAY(SELECT r.user_id FROM public.archive_requesters r
+            WHERE r.archive_id = a.id
+              AND EXISTS (SELECT 1 FROM public.family_members m
+                          WHERE m.family_id = a.family_id AND m.user_id = r.user_id)
+            ORDER BY r.created_at)";
 
-/// The requester was told.
+/// The requesters were told.
 pub const EMAILED: &str = "UPDATE public.archives SET emailed_at = now() WHERE id = $1";
 
 /// The run's time is up with parts left: back in the queue, the next run goes on.
@@ -107,18 +129,23 @@ pub const CANCEL: &str = "
     SET status = 'cancelled', claimed_at = NULL, expires_at = now()
     WHERE id = $1 AND status = 'running'";
 
-/// A failed attempt: queued again, or failed for good after $3 attempts (its parts
-/// deleted by the next maintenance run). $2 says why, for the app.
+/// A failed attempt: queued again, or failed for good after $3 attempts. A failed job
+/// keeps its reason ($2, for the app) for the archive's 7 days, holds no objects (the
+/// worker deletes them) and counts toward no allowance.
 pub const FAIL: &str = "
     UPDATE public.archives
     SET attempts = attempts + 1, claimed_at = NULL, failure = $2,
+        multipart_key = NULL, multipart_upload_id = NULL,
         status = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE 'queued' END,
-        expires_at = CASE WHEN attempts + 1 >= $3 THEN now() END
+        expires_at = CASE WHEN attempts + 1 >= $3 THEN now() + interval '7 days' END,
+        counted = counted AND attempts + 1 < $3
     WHERE id = $1 AND status = 'running'
     RETURNING status";
 
-/// A job whose workers kept dying: failed for good.
+/// A job whose workers kept dying: failed for good, as [`FAIL`] leaves it.
 pub const GIVE_UP: &str = "
     UPDATE public.archives
-    SET status = 'failed', claimed_at = NULL, failure = $2, expires_at = now()
+    SET status = 'failed', claimed_at = NULL, failure = $2, counted = false,
+        expires_at = now() + interval '7 days',
+        multipart_key = NULL, multipart_upload_id = NULL
     WHERE id = $1 AND status = 'running'";

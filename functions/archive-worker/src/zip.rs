@@ -22,6 +22,11 @@ const MADE_BY: u16 = (3 << 8) | VERSION_ZIP64;
 const FLAGS: u16 = (1 << 3) | (1 << 11);
 const STORED: u16 = 0;
 const ZIP64_EXTRA: u16 = 0x0001;
+/// The extended timestamp (Info-ZIP's "UT"): the modification time in Unix seconds,
+/// UTC, so readers in every time zone show the real time (a DOS time has no zone).
+const TIMESTAMP_EXTRA: u16 = 0x5455;
+/// Its size: a flags byte (bit 0: the modification time follows) and the time.
+const TIMESTAMP_SIZE: u16 = 5;
 /// `-rw-r--r--`, a regular file.
 const FILE_MODE: u32 = 0o100_644 << 16;
 const MAX32: u64 = u32::MAX as u64;
@@ -37,6 +42,7 @@ struct Entry {
     name: String,
     time: u16,
     date: u16,
+    unix: u32,
     offset: u64,
     crc: u32,
     size: u64,
@@ -95,11 +101,13 @@ impl Zip {
     pub fn start(&mut self, name: &str, modified: DateTime<Utc>, size: u64) {
         assert!(self.open.is_none(), "a file is already open");
         let (time, date) = dos_time(modified);
+        let unix = u32::try_from(modified.timestamp().max(0)).unwrap_or(u32::MAX);
         let zip64 = self.force_zip64 || size >= MAX32 || self.offset >= MAX32;
         let entry = Entry {
             name: name.to_owned(),
             time,
             date,
+            unix,
             offset: self.offset,
             crc: 0,
             size: 0,
@@ -121,7 +129,7 @@ impl Zip {
         put32(&mut header, unknown);
         put32(&mut header, unknown);
         put16(&mut header, len16(name.len()));
-        put16(&mut header, if zip64 { 20 } else { 0 });
+        put16(&mut header, if zip64 { 20 } else { 0 } + 4 + TIMESTAMP_SIZE);
         header.extend_from_slice(name.as_bytes());
         if zip64 {
             put16(&mut header, ZIP64_EXTRA);
@@ -129,6 +137,7 @@ impl Zip {
             put64(&mut header, 0);
             put64(&mut header, 0);
         }
+        put_timestamp(&mut header, unix);
         self.push(&header);
         self.open = Some(Open {
             entry,
@@ -209,7 +218,7 @@ impl Zip {
             put32(&mut header, size);
             put32(&mut header, size);
             put16(&mut header, len16(entry.name.len()));
-            put16(&mut header, if zip64 { 28 } else { 0 });
+            put16(&mut header, if zip64 { 28 } else { 0 } + 4 + TIMESTAMP_SIZE);
             put16(&mut header, 0); // comment
             put16(&mut header, 0); // disk
             put16(&mut header, 0); // internal attributes
@@ -223,6 +232,7 @@ impl Zip {
                 put64(&mut header, entry.size);
                 put64(&mut header, entry.offset);
             }
+            put_timestamp(&mut header, entry.unix);
             self.push(&header);
         }
         let size = self.offset - start;
@@ -278,6 +288,14 @@ fn dos_time(at: DateTime<Utc>) -> (u16, u16) {
     let time = ((at.hour() as u16) << 11) | ((at.minute() as u16) << 5) | (at.second() as u16 / 2);
     let date = ((year - 1980) << 9) | ((at.month() as u16) << 5) | at.day() as u16;
     (time, date)
+}
+
+/// The extended timestamp field, with the modification time only.
+fn put_timestamp(out: &mut Vec<u8>, unix: u32) {
+    put16(out, TIMESTAMP_EXTRA);
+    put16(out, TIMESTAMP_SIZE);
+    out.push(1);
+    put32(out, unix);
 }
 
 fn len16(n: usize) -> u16 {
@@ -358,6 +376,19 @@ mod tests {
         assert_eq!(first.len(), 7);
         assert_eq!(zip.buffered(), before - 7);
         assert_eq!(read32(&first, 0), LOCAL_HEADER);
+    }
+
+    #[test]
+    fn every_entry_carries_its_time_in_utc() {
+        let (bytes, _) = zip(false);
+        let at: DateTime<Utc> = "2026-03-14T18:30:00Z".parse().expect("a time");
+        let mut field = vec![0x55, 0x54, 5, 0, 1];
+        field.extend_from_slice(&(at.timestamp() as u32).to_le_bytes());
+        let count = bytes.windows(field.len()).filter(|w| *w == field).count();
+        assert_eq!(
+            count, 4,
+            "two entries, each in its header and the directory"
+        );
     }
 
     #[test]

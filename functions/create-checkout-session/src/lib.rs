@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Operation, PRINTABLE};
-use shared::billing::{BILLING_IS_FOR_KEEPERS, allowed_redirect};
+use shared::billing::{BILLING_IS_FOR_KEEPERS, SubscriptionStatus, allowed_redirect};
 use shared::db::Tx;
 use shared::http::{json_body, printable, serve};
 use shared::stripe::{CheckoutForm, LineItem, SubscriptionData, family_metadata};
@@ -151,7 +151,8 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 let same = price == input.price_id
                     && success == input.success_url
                     && cancel == input.cancel_url;
-                match stripe.checkout_session(&id).await?.status.as_deref() {
+                let session = stripe.checkout_session(&id).await?;
+                match session.status.as_deref() {
                     Some("open") if same => {
                         return Ok(Output {
                             url,
@@ -159,7 +160,17 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                         });
                     }
                     Some("open") => stripe.expire_checkout_session(&id).await?,
-                    Some("complete") => return Err(ApiError::Conflict(SUBSCRIBED)),
+                    // Paid, and its webhook not here yet: refused while the subscription
+                    // it started is live.
+                    Some("complete") => {
+                        if let Some(subscription) = &session.subscription {
+                            let status = stripe.subscription(subscription).await?.status;
+                            if SubscriptionStatus::parse(&status).is_none_or(|s| !s.has_ended()) {
+                                return Err(ApiError::Conflict(SUBSCRIBED));
+                            }
+                        }
+                        tx.query_typed(sql::COMPLETED, &[(&id, Type::TEXT)]).await?;
+                    }
                     _ => {}
                 }
             }
@@ -200,7 +211,8 @@ async fn billing_state(tx: &Tx<'_>, family_id: Uuid) -> Result<Option<String>, A
         .query_typed(sql::BILLING_STATE, &[(&family_id, Type::UUID)])
         .await?;
     let row = rows.first().ok_or(ApiError::NotFound("Family not found"))?;
-    if row.get::<_, bool>(1) {
+    let paid: bool = row.get(1);
+    if paid && SubscriptionStatus::parse(row.get(2)).is_some_and(SubscriptionStatus::is_live) {
         return Err(ApiError::Conflict(SUBSCRIBED));
     }
     Ok(row.get(0))

@@ -11,6 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Operation};
+use shared::billing::SubscriptionStatus;
+use shared::db::Tx;
 use shared::http::{json_body, serve};
 use shared::members::{Change, Family};
 use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
@@ -51,8 +53,10 @@ pub fn api() -> Operation {
         "Delete a family",
         "A keeper deletes the family, typing its name to confirm. It disappears for every \
          member at once, its recordings go to the trash, and restore-family brings it back \
-         within the trash retention. A paid subscription must be cancelled first \
-         (SUBSCRIPTION_ACTIVE); an open Checkout session is expired.",
+         within the trash retention. A subscription that may still charge the family must \
+         be cancelled first (SUBSCRIPTION_ACTIVE: anything but canceled, \
+         incomplete_expired, or active/trialing set to cancel at the period end); an open \
+         Checkout session is expired.",
         || {
             let family = json!("0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21");
             (
@@ -66,7 +70,7 @@ pub fn api() -> Operation {
         (400, &[ErrorCode::ValidationFailed]),
         (403, &[ErrorCode::Forbidden]),
         (404, &[ErrorCode::NotFound]),
-        (409, &[ErrorCode::SubscriptionActive]),
+        (409, &[ErrorCode::SubscriptionActive, ErrorCode::Conflict]),
     ])
 }
 
@@ -89,48 +93,109 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     let input: Input = json_body(req)?;
     telemetry::set_family(input.family_id);
 
-    // 2. One transaction as the service role (families are not users' to delete), on
-    //    the family's checkout lock (no Checkout session can open meanwhile) with its
-    //    members and row locked: the confirmation, the subscription, an open Checkout
-    //    session expired, the family and its recordings into the trash, the change
-    //    recorded.
-    app.db
-        .as_service(async |tx| {
-            let family_id = [(&input.family_id as _, Type::UUID)];
-            tx.query_typed(shared::sql::CHECKOUT_LOCK, &family_id)
-                .await?;
-            let family = Family::lock(tx, input.family_id, user.id).await?;
-            family.kept_by(user.id)?;
-            if input.confirm_name != family.name {
-                return Err(ApiError::Validation(
-                    "confirmName: must be the family's name, exactly".into(),
-                ));
-            }
-            let billing = tx.query_typed(sql::SUBSCRIPTION, &family_id).await?;
-            if billing.first().is_some_and(|r| r.get::<_, bool>(0)) {
-                return Err(ApiError::SubscriptionActive);
-            }
-            let open = tx.query_typed(sql::OPEN_SESSION, &family_id).await?;
-            if let Some(session) = open.first().map(|r| r.get::<_, String>(0)) {
-                app.stripe()?.expire_checkout_session(&session).await?;
-                tx.query_typed(sql::FORGET_SESSION, &family_id).await?;
-            }
-            let params = [
-                (&input.family_id as _, Type::UUID),
-                (&user.id as _, Type::UUID),
-            ];
-            let row = &tx.query_typed(sql::DELETE, &params).await?[0];
-            let (deleted_at, restorable_until) = (row.get(0), row.get(1));
-            let trashed: i64 = tx.query_typed(sql::TRASH, &family_id).await?[0].get(0);
-            members::forget_archives(tx, family.id, None).await?;
-            let details = json!({"recordingsTrashed": trashed});
-            members::record(tx, family.id, user.id, Change::FamilyDeleted, None, details).await?;
-            Ok(Output {
-                family_id: input.family_id,
-                deleted_at,
-                restorable_until,
-                recordings_trashed: trashed,
+    // Stripe is never called while the family's rows are locked (that would stall its
+    // uploads for as long as Stripe takes): the checks come first, then the open
+    // Checkout session is expired with no lock held, then the deletion re-checks all of
+    // it under the locks. A session opened in between is expired in one more round; a
+    // third is a conflict.
+    let mut expired = None;
+    for _ in 0..2 {
+        // 2. The caller keeps the family, typed its name, and no subscription may still
+        //    charge it (a refused delete expires nothing); its open Checkout session.
+        let open = app
+            .db
+            .as_service(async |tx| {
+                let family = Family::lock(tx, input.family_id, user.id).await?;
+                deletable(tx, &family, user.id, &input.confirm_name).await?;
+                open_session(tx, input.family_id, expired.as_deref()).await
             })
-        })
-        .await
+            .await?;
+        // 3. Nobody can pay through it from now on.
+        if let Some(session) = &open {
+            app.stripe()?.expire_checkout_session(session).await?;
+            expired = open;
+        }
+        // 4. One transaction as the service role (families are not users' to delete),
+        //    on the family's checkout lock (no Checkout session can open meanwhile) with
+        //    its members and row locked: all of the above again, the family and its
+        //    recordings into the trash, its archives gone, the change recorded.
+        let deleted = app
+            .db
+            .as_service(async |tx| {
+                let family_id = [(&input.family_id as _, Type::UUID)];
+                tx.query_typed(shared::sql::CHECKOUT_LOCK, &family_id)
+                    .await?;
+                if open_session(tx, input.family_id, expired.as_deref())
+                    .await?
+                    .is_some()
+                {
+                    return Ok(None);
+                }
+                let family = Family::lock(tx, input.family_id, user.id).await?;
+                deletable(tx, &family, user.id, &input.confirm_name).await?;
+                tx.query_typed(sql::FORGET_SESSION, &family_id).await?;
+                let params = [
+                    (&input.family_id as _, Type::UUID),
+                    (&user.id as _, Type::UUID),
+                ];
+                let row = &tx.query_typed(sql::DELETE, &params).await?[0];
+                let (deleted_at, restorable_until) = (row.get(0), row.get(1));
+                let trashed: i64 = tx.query_typed(sql::TRASH, &family_id).await?[0].get(0);
+                members::forget_archives(tx, family.id).await?;
+                let details = json!({"recordingsTrashed": trashed});
+                members::record(tx, family.id, user.id, Change::FamilyDeleted, None, details)
+                    .await?;
+                Ok(Some(Output {
+                    family_id: input.family_id,
+                    deleted_at,
+                    restorable_until,
+                    recordings_trashed: trashed,
+                }))
+            })
+            .await?;
+        if let Some(output) = deleted {
+            return Ok(output);
+        }
+    }
+    Err(ApiError::Conflict(
+        "A payment was being started for this family: try again in a moment",
+    ))
+}
+
+/// Whether the caller may delete the family: they keep it, typed its name exactly,
+/// and no subscription may still charge it.
+async fn deletable(
+    tx: &Tx<'_>,
+    family: &Family,
+    caller: Uuid,
+    confirm_name: &str,
+) -> Result<(), ApiError> {
+    family.kept_by(caller)?;
+    if confirm_name != family.name {
+        return Err(ApiError::Validation(
+            "confirmName: must be the family's name, exactly".into(),
+        ));
+    }
+    let rows = tx
+        .query_typed(sql::SUBSCRIPTION, &[(&family.id, Type::UUID)])
+        .await?;
+    if let Some(row) = rows.first() {
+        let status = SubscriptionStatus::parse(row.get(0));
+        // A status we don't know is taken as one that may charge.
+        if status.is_none_or(|s| s.may_charge(row.get(1))) {
+            return Err(ApiError::SubscriptionActive);
+        }
+    }
+    Ok(())
+}
+
+/// The family's open Checkout session, other than `except` (expired already).
+async fn open_session(
+    tx: &Tx<'_>,
+    family: Uuid,
+    except: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let params = [(&family as _, Type::UUID), (&except as _, Type::TEXT)];
+    let rows = tx.query_typed(sql::OPEN_SESSION, &params).await?;
+    Ok(rows.first().map(|r| r.get(0)))
 }

@@ -1,20 +1,20 @@
-//! The statements delete-family sends (after the shared locks), in one transaction as
-//! the service role.
+//! The statements delete-family sends, as the service role: its checks, then (after
+//! an open Checkout session is expired at Stripe, no lock held) the deletion.
 
-/// Whether a paid subscription is live and not set to end: the family can't be
-/// deleted while it would go on being charged.
+/// The subscription the family follows, if any: its status and whether it is set to
+/// end with its period (the family can't be deleted while it may go on being charged).
 pub const SUBSCRIPTION: &str = "
-    SELECT p.is_paid AND e.status IN ('active', 'trialing', 'past_due')
-           AND NOT e.cancel_at_period_end
-    FROM public.entitlements e JOIN public.plans p ON p.code = e.plan
-    WHERE e.family_id = $1";
+    SELECT status, cancel_at_period_end FROM public.entitlements
+    WHERE family_id = $1 AND stripe_subscription_id IS NOT NULL";
 
-/// The family's Checkout session that has not expired yet, if any.
+/// The family's Checkout session that is still open (not paid, not expired), unless it
+/// is $2 (the one just expired at Stripe).
 pub const OPEN_SESSION: &str = "
     SELECT stripe_session_id FROM public.checkout_sessions
-    WHERE family_id = $1 AND expires_at > now()";
+    WHERE family_id = $1 AND expires_at > now() AND completed_at IS NULL
+      AND stripe_session_id IS DISTINCT FROM $2";
 
-/// Forgets the family's Checkout session (expired at Stripe).
+/// Forgets the family's Checkout session (expired at Stripe, or paid).
 pub const FORGET_SESSION: &str = "DELETE FROM public.checkout_sessions WHERE family_id = $1";
 
 /// The family deleted; when, and until when it can be restored.

@@ -5,7 +5,9 @@
 //! Duration and prompt come from the reservation, so finalize can't bypass the plan's
 //! duration limit or borrow another family's prompt. Idempotent. Over quota nothing is
 //! written and the object and reservation are kept, so the same call succeeds after an
-//! upgrade.
+//! upgrade. A reservation the sweep released (its upload was late) is taken up again
+//! only if the recording fits beside every open reservation; otherwise its object is
+//! deleted by the orphan rule once the grace has passed since it arrived.
 
 use garde::Validate;
 use schemars::JsonSchema;
@@ -14,7 +16,7 @@ use serde_json::json;
 use shared::api::{ErrorCode, Link, Operation, PRINTABLE};
 use shared::http::{json_body, printable, serve};
 use shared::recordings::sql::RESERVATION;
-use shared::recordings::{self, Recording, Reservation, Upload};
+use shared::recordings::{self, Departure, Recording, Reservation, Upload};
 use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -115,26 +117,39 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         })
         .await?
         .filter(|r| r.family_id == input.family_id && r.user_id == Some(user.id))
+        .filter(|r| !matches!(r.departure, Some((Departure::Revoked, _))))
         .ok_or(ApiError::NotFound("Recording not found"))?;
 
-    // 3. The objects as R2 has them: the sizes charged are theirs.
+    // 3. The objects as R2 has them: the sizes charged are theirs. An upload that came
+    //    after its maker left the family (and came back) is not theirs to finalize.
     let (audio, waveform) = match recordings::inspect(r2, &reservation).await? {
         Upload::Missing => return Err(ApiError::NotFound("Upload not found")),
-        Upload::Mismatch(what) => {
+        Upload::Mismatch { what, .. } => {
             return Err(ApiError::Validation(format!(
                 "{what}: does not match the size or type that was declared"
             )));
         }
-        Upload::Complete { audio, waveform } => (audio, waveform),
+        Upload::Complete { arrived, .. } if !reservation.accepts(arrived) => {
+            return Err(ApiError::NotFound("Recording not found"));
+        }
+        Upload::Complete {
+            audio, waveform, ..
+        } => (audio, waveform),
     };
 
     // 4. One transaction: still a member (their row share-locked: a removal waits, or
     //    is seen), entitlement lock, quota and ledger, the recording, the reservation
     //    marked finalized (the service role: users may not create recordings). P0001
-    //    (over quota) becomes 403 QUOTA_EXCEEDED, nothing written.
+    //    (over quota) becomes 403 QUOTA_EXCEEDED, nothing written; for a reservation the
+    //    sweep released, the answer says how long the upload waits for another try.
     let title = input.title.as_deref();
     let member = Some(user.id);
-    let (recording, created) =
-        recordings::finalize(&app.db, member, &reservation, title, audio, waveform).await?;
-    Ok(Output { recording, created })
+    let finalized = recordings::finalize(&app.db, member, &reservation, title, audio, waveform);
+    match finalized.await {
+        Ok((recording, created)) => Ok(Output { recording, created }),
+        Err(ApiError::QuotaExceeded) if reservation.closed => Err(ApiError::LateUploadOverQuota {
+            grace_minutes: app.config.upload_grace_minutes,
+        }),
+        Err(e) => Err(e),
+    }
 }

@@ -1,7 +1,8 @@
 //! get-archive: an archive's state, and when it is ready, download URLs for its parts
-//! (24 hours; every call signs new ones). Who may see it is decided by RLS, reading as
-//! the caller: its requester while still a member, and the family's keepers, of a
-//! family that is not deleted; anyone else gets a 404 that reveals nothing.
+//! (1 hour, so a removed member's links die soon; every call signs new ones, and a
+//! download that started keeps going). Who may see it is decided by RLS, reading as the
+//! caller: its requesters while still members, and the family's keepers, of a family
+//! that is not deleted; anyone else gets a 404 that reveals nothing.
 
 pub mod sql;
 
@@ -21,7 +22,7 @@ use uuid::Uuid;
 pub const NAME: &str = env!("CARGO_PKG_NAME");
 
 /// How long a download URL lives.
-const DOWNLOAD_EXPIRY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const DOWNLOAD_EXPIRY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Debug, Deserialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -42,11 +43,13 @@ pub enum Status {
     Running,
     /// Ready: `parts` holds the URLs.
     Done,
-    /// Given up after retries: `failure` says why.
+    /// Given up after retries: `failure` says why (for the archive's 7 days). It
+    /// doesn't count toward the day's archives: ask again.
     Failed,
     /// Its family was deleted while it waited.
     Cancelled,
-    /// Deleted after its 7 days (or because its requester left): ask for a new one.
+    /// Deleted after its 7 days (or because one of its requesters left): ask for a new
+    /// one.
     Expired,
 }
 
@@ -85,16 +88,16 @@ pub fn api() -> Operation {
     Operation::post::<Input, Output>(
         NAME,
         "Get an archive",
-        "An archive's state; once done, a download URL (24 hours) for each of its parts. \
-         Its requester (while a member) and the family's keepers may see it; anyone else \
-         gets a 404.",
+        "An archive's state; once done, a download URL (1 hour; call again for fresh ones) \
+         for each of its parts. Its requesters (while members) and the family's keepers may \
+         see it; anyone else gets a 404. A failed job keeps its reason for 7 days.",
         || {
             (
                 json!({"archiveId": "4f1c2d3e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"}),
                 json!({
                     "status": "done",
                     "sizeBytes": 734003200,
-                    "parts": [{"url": EXAMPLE_URL, "expiresAt": "2026-03-15T18:30:00Z"}],
+                    "parts": [{"url": EXAMPLE_URL, "expiresAt": "2026-03-14T19:30:00Z"}],
                     "expiresAt": "2026-03-21T18:30:00Z"
                 }),
             )

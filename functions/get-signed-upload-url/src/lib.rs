@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Link, Operation};
+use shared::billing::SubscriptionStatus;
 use shared::http::{json_body, serve};
 use shared::r2::{
     AUDIO_CONTENT_TYPE, NO_OVERWRITE, Presigned, RecordingKey, URL_EXPIRY, WAVEFORM_CONTENT_TYPE,
@@ -146,12 +147,6 @@ pub fn api() -> Operation {
     }])
 }
 
-/// Entitlement statuses that allow uploads (the contract's table): a subscription
-/// Stripe is still retrying keeps uploading; an ended one is back on `free`.
-fn allows_uploads(status: &str) -> bool {
-    matches!(status, "active" | "trialing" | "past_due" | "canceled")
-}
-
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
     Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
@@ -196,7 +191,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
             let (status, is_paid, period_current): (String, bool, Option<bool>) =
                 (e.get(0), e.get(1), e.get(2));
             let (quota, max_seconds, used): (i64, i32, i64) = (e.get(3), e.get(4), e.get(5));
-            if !allows_uploads(&status) {
+            if !SubscriptionStatus::parse(&status).is_some_and(SubscriptionStatus::allows_uploads) {
                 return Err(ApiError::Forbidden(
                     "Your subscription does not allow uploads right now",
                 ));

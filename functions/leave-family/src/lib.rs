@@ -10,7 +10,7 @@ use shared::api::{ErrorCode, Operation};
 use shared::http::{json_body, serve};
 use shared::members::{Change, Family, LAST_KEEPER};
 use shared::recordings::{self, Settled};
-use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
+use shared::{ApiError, App, Function, Methods, Request, Response, members, outbox, telemetry};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -79,7 +79,8 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     // 2. One transaction as the service role (memberships are not users' to write): the
     //    family's members locked, the rules checked, the row deleted, the change
     //    recorded.
-    app.db
+    let mails = app
+        .db
         .as_service(async |tx| {
             let family = Family::lock(tx, input.family_id, user.id).await?;
             family.live()?;
@@ -92,7 +93,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 return Err(ApiError::LastKeeper(LAST_KEEPER));
             }
             let role = family.role_of(user.id).map(|r| r.as_str());
-            members::remove(tx, family.id, user.id).await?;
+            let mails = members::remove(tx, family.id, user.id).await?;
             let details = json!({ "role": role });
             members::record(
                 tx,
@@ -102,11 +103,14 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 Some(user.id),
                 details,
             )
-            .await
+            .await?;
+            Ok(mails)
         })
         .await?;
 
-    // 3. Their unfinished uploads, now that they can start no more.
+    // 3. Their unfinished uploads, now that they can start no more; the other
+    //    requesters of the archives they asked for told.
+    outbox::deliver(app, &mails).await;
     let uploads = recordings::settle(app, input.family_id, user.id).await;
     Ok(Output {
         family_id: input.family_id,

@@ -10,7 +10,7 @@ use shared::api::{ErrorCode, Operation};
 use shared::http::{json_body, serve};
 use shared::members::{Change, Family, LAST_KEEPER};
 use shared::recordings::{self, Settled};
-use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
+use shared::{ApiError, App, Function, Methods, Request, Response, members, outbox, telemetry};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -89,9 +89,10 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     }
 
     // 2. One transaction as the service role (memberships are not users' to write): the
-    //    family's members locked, the rules checked, the row deleted, the change
-    //    recorded.
-    app.db
+    //    family's members locked, the rules checked, the row deleted (their open uploads
+    //    marked, the archives they asked for withdrawn), the change recorded.
+    let mails = app
+        .db
         .as_service(async |tx| {
             let family = Family::lock(tx, input.family_id, user.id).await?;
             family.kept_by(user.id)?;
@@ -101,7 +102,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
             if family.would_lose_last_keeper(input.user_id) {
                 return Err(ApiError::LastKeeper(LAST_KEEPER));
             }
-            members::remove(tx, family.id, input.user_id).await?;
+            let mails = members::remove(tx, family.id, input.user_id).await?;
             let details = json!({"role": role.as_str()});
             members::record(
                 tx,
@@ -111,12 +112,15 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 Some(input.user_id),
                 details,
             )
-            .await
+            .await?;
+            Ok(mails)
         })
         .await?;
 
     // 3. Their unfinished uploads, now that they can start no more: saved when the
-    //    audio arrived, released when not (what this misses, the sweep does later).
+    //    audio arrived before the removal, revoked when not (what this misses, the sweep
+    //    decides the same way later); the archives' other requesters told.
+    outbox::deliver(app, &mails).await;
     let uploads = recordings::settle(app, input.family_id, input.user_id).await;
     Ok(Output {
         family_id: input.family_id,

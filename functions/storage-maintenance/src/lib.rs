@@ -2,24 +2,29 @@
 //!
 //! 1. Purge: recordings whose trash time is over are claimed (no restore from then on),
 //!    their objects deleted, and they become tombstones with their bytes credited.
-//! 2. Sweep: reservations past their expiry and the grace are finalized as
-//!    finalize-recording would when their object is there (a recording is never lost
-//!    because a phone lost signal), kept and reported when the quota or the object
-//!    forbids it, and released when nothing arrived.
+//! 2. Sweep: reservations past their expiry and the grace, each claimed by one run, are
+//!    finalized as finalize-recording would when their object is there (a recording is
+//!    never lost because a phone lost signal), kept and reported when the quota or the
+//!    object forbids it, and released when nothing arrived. A departed member's upload
+//!    becomes a recording only if its object came before the departure; one that came
+//!    after is deleted.
 //! 3. Orphans: objects under `families/*/recordings/` that no recording or open
-//!    reservation owns, older than the grace, are deleted (the bucket is listed a page
-//!    at a time; the next run picks up where this one stopped).
-//! 4. Families: a family deleted longer ago than the retention has its recordings
-//!    purged, every object under its prefix deleted, and becomes a tombstone (members,
-//!    prompts, invites and reservations gone, its name scrubbed).
+//!    reservation owns, older than the grace, are deleted, never re-opened (the bucket
+//!    is listed a page at a time; the next run picks up where this one stopped).
+//! 4. Families: a family deleted longer ago than the retention has its subscriptions at
+//!    Stripe cancelled (nothing is scrubbed while Stripe may still charge it), its
+//!    recordings purged, every object under its prefix deleted, and becomes a tombstone
+//!    (members, prompts, invites and reservations gone, its name scrubbed).
 //! 5. Archives: those past their time (7 days, their requester gone, their family
 //!    deleted) have their objects under `archives/` deleted and their lists dropped.
-//! 6. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
+//! 6. Emails: those owed after a change that were not sent at once are tried again.
+//! 7. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
 //!    and a rotating sample of the rest; drift is reported, never corrected.
 //!
-//! Safe at any time: every step is idempotent, two runs claim different rows (SKIP
-//! LOCKED), a run that died between deleting objects and crediting is completed by the
-//! next, and a run stops taking new work when its time budget is spent.
+//! Safe at any time: every step is idempotent, two runs claim different rows (a claim
+//! column, taken with SKIP LOCKED), a run that died between deleting objects and
+//! crediting is completed by the next, and a run stops taking new work when its time
+//! budget is spent.
 
 pub mod sql;
 
@@ -28,8 +33,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use shared::billing::SubscriptionStatus;
+use shared::outbox::{self, Sent};
 use shared::r2::{ArchiveKey, Object, R2, RecordingKey};
-use shared::recordings::{self, Reservation, Upload};
+use shared::recordings::{self, Reservation, Settlement};
 use shared::telemetry::{self, ErrorContext};
 use shared::{ApiError, App, Function, Kind};
 use tokio_postgres::types::Type;
@@ -66,13 +73,21 @@ pub struct Report {
     pub released: u64,
     /// Stranded uploads kept (over quota, or unlike what was declared): reported.
     pub kept: u64,
+    /// Uploads that came after their maker left the family: deleted, never recordings.
+    pub late_uploads_deleted: u64,
     /// Objects looked at in the bucket, and those deleted as owned by nothing.
     pub objects_checked: u64,
     pub objects_deleted: u64,
     /// Deleted families purged to a tombstone.
     pub families_purged: u64,
+    /// Deleted families past the retention left as they are, their subscriptions at
+    /// Stripe not yet cancelled (Stripe down or not configured): reported, a later run
+    /// goes on.
+    pub families_waiting_for_billing: u64,
     /// Archives deleted (their objects count in objects_deleted).
     pub archives_deleted: u64,
+    /// Emails owed after a change, sent now (or not yet).
+    pub emails: Sent,
     /// Families whose books were checked, and those that drifted (reported).
     pub families_checked: u64,
     pub drifted: u64,
@@ -87,6 +102,9 @@ pub fn function() -> Function {
     })
     .requires(&["R2_BUCKET_NAME"])
 }
+
+/// Emails of the outbox one run sends at most.
+const EMAILS: i64 = 200;
 
 /// Handles one invocation.
 pub async fn handle(app: &App, event: serde_json::Value) -> anyhow::Result<serde_json::Value> {
@@ -165,7 +183,9 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
     ] {
         finished &= run.until_done(phase).await?;
     }
-    // 6. The books: always, however little time is left.
+    // 6. The emails owed that were not sent at once.
+    run.report.emails = outbox::drain(app, EMAILS).await;
+    // 7. The books: always, however little time is left.
     books(&mut run).await?;
     run.report.finished = finished;
     Ok(run.report)
@@ -247,6 +267,14 @@ async fn purge_families(run: &mut Run<'_>) -> anyhow::Result<usize> {
         })
         .await?;
     for &family in &claimed {
+        // Nothing is scrubbed while Stripe may still charge the family; the claim stays,
+        // and a later run (taking it over) tries again.
+        if let Err(e) = stop_billing(run, family).await {
+            run.report.families_waiting_for_billing += 1;
+            tracing::warn!(%family, error = %e, "a deleted family waits for its billing to stop");
+            report(run.app, "purge_billing", &e, family, &[]);
+            continue;
+        }
         while run.in_time() && purge(run, Claim::Family(family)).await? > 0 {}
         let prefix = format!("{}{family}/", RecordingKey::PREFIX);
         if !delete_prefix(run, &prefix).await? {
@@ -270,21 +298,38 @@ async fn purge_families(run: &mut Run<'_>) -> anyhow::Result<usize> {
     Ok(claimed.len())
 }
 
+/// Cancels every subscription of the family's Stripe customer that hasn't ended
+/// (immediately, without proration), before the family is scrubbed. A family that never
+/// had a customer has nothing to stop; one that has needs Stripe.
+async fn stop_billing(run: &Run<'_>, family: Uuid) -> Result<(), ApiError> {
+    let customer: Option<String> = run
+        .app
+        .db
+        .as_service(async |tx| {
+            let rows = tx
+                .query_typed(sql::CUSTOMER, &[(&family, Type::UUID)])
+                .await?;
+            Ok(rows.first().and_then(|r| r.get(0)))
+        })
+        .await?;
+    let Some(customer) = customer else {
+        return Ok(());
+    };
+    let stripe = run.app.stripe()?;
+    for subscription in stripe.subscriptions_of(&customer).await? {
+        if !SubscriptionStatus::parse(&subscription.status).is_some_and(|s| s.has_ended()) {
+            stripe.cancel_subscription(&subscription.id).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Deletes every object under `prefix`, a page at a time; false when the budget ran out
 /// first.
 async fn delete_prefix(run: &mut Run<'_>, prefix: &str) -> anyhow::Result<bool> {
-    let mut token = None;
-    while run.in_time() {
-        let (objects, next) = run.r2.list(prefix, token).await?;
-        let keys: Vec<String> = objects.into_iter().map(|(key, _)| key).collect();
-        run.r2.delete(&keys).await?;
-        run.report.objects_deleted += keys.len() as u64;
-        token = next;
-        if token.is_none() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let (deleted, done) = run.r2.delete_under(prefix, Some(run.deadline)).await?;
+    run.report.objects_deleted += deleted;
+    Ok(done)
 }
 
 /// Deletes a batch of archives past their time: their objects, then their rows marked
@@ -326,8 +371,8 @@ async fn expire_archives(run: &mut Run<'_>) -> anyhow::Result<usize> {
     Ok(expired.len())
 }
 
-/// Finalizes, keeps or releases a batch of stranded reservations. Returns how many it
-/// looked at.
+/// Claims a batch of stranded reservations and finalizes, keeps or releases each.
+/// Returns how many it claimed.
 async fn sweep(run: &mut Run<'_>) -> anyhow::Result<usize> {
     let grace = i32::try_from(run.app.config.upload_grace_minutes).unwrap_or(i32::MAX);
     let batch = run.batch;
@@ -336,37 +381,31 @@ async fn sweep(run: &mut Run<'_>) -> anyhow::Result<usize> {
         .db
         .as_service(async |tx| {
             let params = [(&grace as _, Type::INT4), (&batch as _, Type::INT8)];
-            let rows = tx.query_typed(sql::STRANDED, &params).await?;
+            let rows = tx.query_typed(sql::CLAIM_STRANDED, &params).await?;
             Ok(rows.iter().map(Reservation::from_row).collect())
         })
         .await?;
     for reservation in &stranded {
-        let kept = match recordings::inspect(run.r2, reservation).await? {
-            Upload::Missing => {
-                recordings::close(&run.app.db, reservation.id).await?;
+        let why = match recordings::settle_one(run.app, run.r2, reservation).await? {
+            Settlement::Saved => {
+                run.report.finalized += 1;
+                run.touched.insert(reservation.family_id);
+                continue;
+            }
+            Settlement::Released => {
                 run.report.released += 1;
                 continue;
             }
-            Upload::Mismatch(what) => format!("its {what} is unlike what was declared"),
-            Upload::Complete { audio, waveform } => {
-                let title = None;
-                match recordings::finalize(&run.app.db, None, reservation, title, audio, waveform)
-                    .await
-                {
-                    Ok(_) => {
-                        run.report.finalized += 1;
-                        run.touched.insert(reservation.family_id);
-                        continue;
-                    }
-                    Err(ApiError::QuotaExceeded) => "the family's quota is full".to_owned(),
-                    Err(e) => return Err(e.into()),
-                }
+            Settlement::Refused => {
+                run.report.late_uploads_deleted += 1;
+                continue;
             }
+            Settlement::Kept(why) => why,
         };
         // The object stays, the reservation with it: a person should look.
         execute(run.app, sql::KEEP, reservation.id).await?;
         run.report.kept += 1;
-        let error = anyhow::anyhow!("a stranded upload was kept: {kept}");
+        let error = anyhow::anyhow!("a stranded upload was kept: {why}");
         report(
             run.app,
             "sweep",
@@ -409,7 +448,7 @@ async fn orphans(run: &mut Run<'_>) -> anyhow::Result<bool> {
         .filter_map(|key| RecordingKey::parse(key))
         .map(|(key, _)| key.recording_id)
         .collect();
-    // id → (a recording?, it has a waveform / it was closed, it was purged)
+    // id → (a recording?, it has a waveform / it is open, it was purged / revoked)
     let owners: Vec<(Uuid, bool, bool, bool)> = run
         .app
         .db
@@ -424,7 +463,6 @@ async fn orphans(run: &mut Run<'_>) -> anyhow::Result<bool> {
         })
         .await?;
     let mut unowned = Vec::new();
-    let mut reopen = Vec::new();
     for key in settled {
         let owner = RecordingKey::parse(&key).and_then(|(k, object)| {
             owners
@@ -436,13 +474,14 @@ async fn orphans(run: &mut Run<'_>) -> anyhow::Result<bool> {
             // A live recording owns its audio, and its waveform if it has one.
             Some((Object::Audio, (_, true, _, false))) => true,
             Some((Object::Waveform, (_, true, with_waveform, false))) => with_waveform,
-            // A reservation not finalized owns its objects; a closed one is re-opened
-            // for the sweep to finalize: its object turned up after all.
-            Some((_, (id, false, closed, _))) => {
-                if closed {
-                    reopen.push(id);
+            // An open reservation owns its objects. A released one doesn't (only a
+            // finalize within the grace re-opens it), nor one its maker's departure
+            // revoked: that object came after they left.
+            Some((object, (_, false, open, revoked))) => {
+                if revoked && object == Object::Audio {
+                    run.report.late_uploads_deleted += 1;
                 }
-                true
+                open
             }
             // A purged recording's leftovers, or nothing at all.
             _ => false,
@@ -453,16 +492,6 @@ async fn orphans(run: &mut Run<'_>) -> anyhow::Result<bool> {
     }
     run.r2.delete(&unowned).await?;
     run.report.objects_deleted += unowned.len() as u64;
-    if !reopen.is_empty() {
-        run.app
-            .db
-            .as_service(async |tx| {
-                tx.query_typed(sql::REOPEN, &[(&reopen, Type::UUID_ARRAY)])
-                    .await?;
-                Ok(())
-            })
-            .await?;
-    }
     set_state(run.app, CURSOR, next.as_deref()).await?;
     Ok(next.is_some())
 }

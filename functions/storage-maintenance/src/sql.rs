@@ -48,38 +48,48 @@ pub const PURGE_FAMILY: &str = "SELECT public.purge_family($1)";
 /// Marks claimed recordings purged and credits their bytes, once each; the families.
 pub const PURGE: &str = "SELECT public.purge_recordings($1)";
 
-/// Reservations past their expiry and the grace, neither finalized nor closed (those
-/// the sweep had to keep are tried again after six hours), of families not deleted (a
-/// deleted family's uploads wait for its restore, or go with its purge).
-pub const STRANDED: &str = "
-    SELECT id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
-           duration_seconds, content_type
-    FROM public.upload_reservations r
-    WHERE finalized_at IS NULL AND closed_at IS NULL
-      AND NOT EXISTS (SELECT 1 FROM public.families f
-                      WHERE f.id = r.family_id AND f.deleted_at IS NOT NULL)
-      AND expires_at < now() - make_interval(mins => $1)
-      AND (swept_at IS NULL OR swept_at < now() - interval '6 hours')
-    ORDER BY expires_at
-    LIMIT $2";
+/// Claims a batch of reservations past their expiry and the grace, neither finalized
+/// nor closed (those the sweep had to keep are tried again after six hours), of
+/// families not deleted (a deleted family's uploads wait for its restore, or go with
+/// its purge). Another run skips them until this one is done with them (the claim is
+/// a column: a row lock would end with this statement's transaction, before the HEADs
+/// and the finalize); a claim older than any run's budget is taken over.
+pub const CLAIM_STRANDED: &str = "
+    UPDATE public.upload_reservations r SET sweep_claimed_at = now()
+    WHERE r.id IN (
+      SELECT id FROM public.upload_reservations s
+      WHERE finalized_at IS NULL AND closed_at IS NULL
+        AND NOT EXISTS (SELECT 1 FROM public.families f
+                        WHERE f.id = s.family_id AND f.deleted_at IS NOT NULL)
+        AND expires_at < now() - make_interval(mins => $1)
+        AND (swept_at IS NULL OR swept_at < now() - interval '6 hours')
+        AND (sweep_claimed_at IS NULL OR sweep_claimed_at < now() - interval '10 minutes')
+      ORDER BY expires_at
+      LIMIT $2
+      FOR UPDATE SKIP LOCKED)
+    RETURNING r.id, r.family_id, r.user_id, r.prompt_id, r.audio_size_bytes,
+              r.waveform_size_bytes, r.duration_seconds, r.content_type,
+              r.closed_at IS NOT NULL, r.departure, r.departed_at";
 
-/// Notes that the sweep had to keep a reservation (tried again later).
-pub const KEEP: &str = "UPDATE public.upload_reservations SET swept_at = now() WHERE id = $1";
+/// Notes that the sweep had to keep a reservation (tried again later), and lets go of
+/// it.
+pub const KEEP: &str = "
+    UPDATE public.upload_reservations SET swept_at = now(), sweep_claimed_at = NULL
+    WHERE id = $1";
 
 /// What owns the recordings' objects found in the bucket: the recording (whether it has
-/// a waveform, whether it was purged) or a reservation not finalized (whether closed).
+/// a waveform, whether it was purged) or a reservation not finalized (whether it is
+/// open, whether a departure revoked it).
 pub const OWNERS: &str = "
     SELECT id, true, waveform_size_bytes IS NOT NULL, purged_at IS NOT NULL
     FROM public.recordings WHERE id = ANY ($1)
     UNION ALL
-    SELECT id, false, closed_at IS NOT NULL, false
+    SELECT id, false, closed_at IS NULL, departure IS NOT DISTINCT FROM 'revoked'
     FROM public.upload_reservations WHERE id = ANY ($1) AND finalized_at IS NULL";
 
-/// Re-opens closed reservations whose object turned up after all: the sweep finalizes
-/// them (a recording is never lost because the bucket was slow to show it).
-pub const REOPEN: &str = "
-    UPDATE public.upload_reservations SET closed_at = NULL
-    WHERE id = ANY ($1) AND finalized_at IS NULL";
+/// The Stripe customer of a family being purged.
+pub const CUSTOMER: &str = "
+    SELECT stripe_customer_id FROM public.entitlements WHERE family_id = $1";
 
 /// A cursor of the job's rotating work.
 pub const STATE: &str = "SELECT value FROM public.maintenance_state WHERE key = $1";

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::analytics::Event as Analytics;
 use shared::api::Operation;
+use shared::billing::SubscriptionStatus;
 use shared::db::Tx;
 use shared::http::serve;
 use shared::stripe::{Subscription, verify_signature};
@@ -216,6 +217,12 @@ fn subscription_of(event: &Event) -> Option<Option<&str>> {
 }
 
 async fn apply(app: &App, tx: &Tx<'_>, event: &Event) -> Result<Outcome, ApiError> {
+    if event.kind == "checkout.session.completed"
+        && let Some(session) = event.data.object["id"].as_str()
+    {
+        tx.query_typed(sql::SESSION_COMPLETED, &[(&session, Type::TEXT)])
+            .await?;
+    }
     let Some(subscription) = subscription_of(event) else {
         return Ok(Outcome::Applied {
             events: Vec::new(),
@@ -262,6 +269,14 @@ async fn apply(app: &App, tx: &Tx<'_>, event: &Event) -> Result<Outcome, ApiErro
         current.get(3),
     );
     telemetry::set_family(family_id);
+    // A purged family's subscriptions were cancelled by its purge: what Stripe says of
+    // them now changes nothing.
+    if current.get::<_, bool>(4) {
+        return Ok(Outcome::Applied {
+            events: Vec::new(),
+            duplicates: Vec::new(),
+        });
+    }
 
     // The family follows one subscription: never one that isn't its current one.
     let Some((sub, duplicates)) = current_subscription(&subscriptions, followed.as_deref()) else {
@@ -269,7 +284,7 @@ async fn apply(app: &App, tx: &Tx<'_>, event: &Event) -> Result<Outcome, ApiErro
             "customer {customer} has no subscriptions"
         )));
     };
-    let ended = matches!(sub.status.as_str(), "canceled" | "incomplete_expired");
+    let ended = SubscriptionStatus::parse(&sub.status).is_some_and(SubscriptionStatus::has_ended);
     let plan = if ended {
         "free".to_owned()
     } else {
@@ -343,9 +358,9 @@ async fn apply(app: &App, tx: &Tx<'_>, event: &Event) -> Result<Outcome, ApiErro
 /// How much a status counts toward being the family's current subscription: live
 /// (paid, or Stripe still retrying), stalled, then ended.
 fn standing(status: &str) -> u8 {
-    match status {
-        "active" | "trialing" | "past_due" => 2,
-        "unpaid" | "paused" | "incomplete" => 1,
+    match SubscriptionStatus::parse(status) {
+        Some(s) if s.is_live() => 2,
+        Some(s) if !s.has_ended() => 1,
         _ => 0,
     }
 }

@@ -10,10 +10,19 @@ pub const RECORD_EVENT: &str = "
 /// The family of a customer (else of the subscription's metadata), its entitlement row
 /// locked: every change of a family's entitlement is serialised on it.
 pub const LOCK_ENTITLEMENT_OF_CUSTOMER: &str = "
-    SELECT family_id, plan, status, stripe_subscription_id FROM public.entitlements
-    WHERE stripe_customer_id = $1 OR (stripe_customer_id IS NULL AND family_id = $2)
-    ORDER BY stripe_customer_id IS NULL LIMIT 1
-    FOR UPDATE";
+    SELECT e.family_id, e.plan, e.status, e.stripe_subscription_id,
+           EXISTS (SELECT 1 FROM public.families f
+                   WHERE f.id = e.family_id AND f.purged_at IS NOT NULL)
+    FROM public.entitlements e
+    WHERE e.stripe_customer_id = $1 OR (e.stripe_customer_id IS NULL AND e.family_id = $2)
+    ORDER BY e.stripe_customer_id IS NULL LIMIT 1
+    FOR UPDATE OF e";
+
+/// A Checkout session paid: it is no longer open (nothing expires it, and a later
+/// checkout is refused only while the subscription is live).
+pub const SESSION_COMPLETED: &str = "
+    UPDATE public.checkout_sessions SET completed_at = coalesce(completed_at, now())
+    WHERE stripe_session_id = $1";
 
 /// The plan a Stripe price stands for.
 pub const PLAN_OF_PRICE: &str = "

@@ -1,0 +1,291 @@
+//! Emails owed after a change: queued in the change's own transaction (so none is sent
+//! for a change that rolled back, and none is lost for one that committed), sent after
+//! the commit by the function that made the change, and retried by the maintenance job
+//! for whatever that missed (a few times, backing off). The recipient's address is
+//! read from their account when the email goes, and never written to the log.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::App;
+use crate::db::Tx;
+use crate::email::{Email, escape_html, one_line};
+use crate::error::ApiError;
+
+/// The statements of the outbox, as the service role.
+pub mod sql {
+    /// One email of a kind to each of several users, about a family.
+    pub const QUEUE: &str = "
+        INSERT INTO public.outbox (family_id, user_id, kind, details)
+        SELECT $1, u, $3, $4 FROM unnest($2::uuid[]) AS u
+        RETURNING id";
+
+    /// Claims the given emails if still unsent (another sender skips them).
+    pub const CLAIM_THESE: &str = "
+        UPDATE public.outbox o SET claimed_at = now(), attempts = o.attempts + 1
+        WHERE o.id IN (
+          SELECT id FROM public.outbox
+          WHERE id = ANY ($1) AND sent_at IS NULL AND failed_at IS NULL
+            AND (claimed_at IS NULL OR claimed_at < now() - interval '10 minutes')
+          FOR UPDATE SKIP LOCKED)
+        RETURNING o.id, o.kind, o.details, o.attempts,
+          (SELECT a.email FROM public.account_of(o.user_id) a),
+          (SELECT f.name FROM public.families f WHERE f.id = o.family_id),
+          (SELECT f.language FROM public.families f WHERE f.id = o.family_id)";
+
+    /// Claims the emails due (never sent, or due for another try), oldest first; a
+    /// claim older than 10 minutes (its sender died) is taken over.
+    pub const CLAIM_DUE: &str = "
+        UPDATE public.outbox o SET claimed_at = now(), attempts = o.attempts + 1
+        WHERE o.id IN (
+          SELECT id FROM public.outbox
+          WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
+            AND (claimed_at IS NULL OR claimed_at < now() - interval '10 minutes')
+          ORDER BY next_attempt_at
+          LIMIT $1
+          FOR UPDATE SKIP LOCKED)
+        RETURNING o.id, o.kind, o.details, o.attempts,
+          (SELECT a.email FROM public.account_of(o.user_id) a),
+          (SELECT f.name FROM public.families f WHERE f.id = o.family_id),
+          (SELECT f.language FROM public.families f WHERE f.id = o.family_id)";
+
+    /// Sent.
+    pub const SENT: &str = "
+        UPDATE public.outbox SET sent_at = now(), claimed_at = NULL WHERE id = $1";
+
+    /// Not sent: tried again in $2 minutes, or given up ($3: no more tries).
+    pub const RETRY: &str = "
+        UPDATE public.outbox
+        SET claimed_at = NULL, next_attempt_at = now() + make_interval(mins => $2),
+            failed_at = CASE WHEN $3 THEN now() END
+        WHERE id = $1";
+}
+
+/// How many times an email is tried before it is given up (logged, never fatal).
+const ATTEMPTS: i32 = 5;
+
+/// An email owed to someone about a family.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", content = "details", rename_all = "snake_case")]
+pub enum Mail {
+    /// An archive they asked for is ready.
+    ArchiveReady {
+        #[serde(rename = "archiveId")]
+        archive_id: Uuid,
+    },
+    /// An archive they asked for was withdrawn (a requester was removed): they may ask
+    /// again, free that day.
+    ArchiveWithdrawn {
+        #[serde(rename = "archiveId")]
+        archive_id: Uuid,
+    },
+}
+
+impl Mail {
+    fn kind_and_details(&self) -> Result<(String, Value), ApiError> {
+        let value = serde_json::to_value(self).map_err(ApiError::internal)?;
+        let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+        Ok((kind, value["details"].clone()))
+    }
+
+    fn from_row(kind: &str, details: Value) -> Option<Self> {
+        serde_json::from_value(serde_json::json!({"kind": kind, "details": details})).ok()
+    }
+
+    /// The email, in the family's language.
+    fn render(&self, app: &App, to: &str, family: &str, language: &str) -> Email {
+        let app_url = app.config.app_url.trim_end_matches('/');
+        let name = one_line(family);
+        let es = language == "es";
+        let (subject, body, link) = match self {
+            Mail::ArchiveReady { archive_id } => (
+                if es {
+                    format!("El archivo de {name} está listo")
+                } else {
+                    format!("The {name} archive is ready")
+                },
+                if es {
+                    "Todas las grabaciones de la familia, en un archivo para guardar. Puedes \
+                     descargarlo desde la app durante 7 días."
+                } else {
+                    "Every recording of the family, in one file to keep. You can download it \
+                     from the app for the next 7 days."
+                },
+                format!("{app_url}/archive/{archive_id}"),
+            ),
+            Mail::ArchiveWithdrawn { .. } => (
+                if es {
+                    format!("El archivo de {name} fue retirado")
+                } else {
+                    format!("The {name} archive was withdrawn")
+                },
+                if es {
+                    "Alguien que lo pidió ya no está en la familia, así que el archivo se \
+                     borró. Puedes pedir otro hoy mismo, sin que cuente para el límite del día."
+                } else {
+                    "Someone who asked for it is no longer in the family, so the archive was \
+                     deleted. You can ask for a new one today; it won't count toward the day's \
+                     limit."
+                },
+                format!("{app_url}/archive"),
+            ),
+        };
+        let action = if es {
+            "Abrir en la app"
+        } else {
+            "Open in the app"
+        };
+        Email {
+            to: to.to_owned(),
+            text: format!("{subject}\n\n{body}\n\n{action}: {link}\n"),
+            html: format!(
+                "<p><strong>{}</strong></p><p>{}</p><p><a href=\"{}\">{action}</a></p>",
+                escape_html(&subject),
+                escape_html(body),
+                escape_html(&link)
+            ),
+            subject,
+        }
+    }
+}
+
+/// Queues `mail` to each of `users` about `family`, in the caller's transaction;
+/// returns the ids, for [`deliver`] once it commits.
+pub async fn queue(
+    tx: &Tx<'_>,
+    family: Uuid,
+    users: &[Uuid],
+    mail: &Mail,
+) -> Result<Vec<Uuid>, ApiError> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (kind, details) = mail.kind_and_details()?;
+    let params = [
+        (&family as _, Type::UUID),
+        (&users as _, Type::UUID_ARRAY),
+        (&kind as _, Type::TEXT),
+        (&details as _, Type::JSONB),
+    ];
+    let rows = tx.query_typed(sql::QUEUE, &params).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// How a round of sending went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sent {
+    pub sent: u64,
+    /// Not sent this time (tried again later, or given up after the last try).
+    pub failed: u64,
+}
+
+/// Sends the emails just queued (after the change committed). Never fails the change:
+/// what isn't sent now is retried by the maintenance job.
+pub async fn deliver(app: &App, ids: &[Uuid]) -> Sent {
+    if ids.is_empty() {
+        return Sent::default();
+    }
+    let ids = ids.to_vec();
+    send(app, sql::CLAIM_THESE, &[(&ids, Type::UUID_ARRAY)]).await
+}
+
+/// Sends up to `limit` emails that are due (the maintenance job's retries).
+pub async fn drain(app: &App, limit: i64) -> Sent {
+    send(app, sql::CLAIM_DUE, &[(&limit, Type::INT8)]).await
+}
+
+async fn send(
+    app: &App,
+    claim: &str,
+    params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
+) -> Sent {
+    let mut sent = Sent::default();
+    let claimed = app
+        .db
+        .as_service(async |tx| Ok(tx.query_typed(claim, params).await?))
+        .await;
+    let rows = match claimed {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "the outbox could not be read; a later run sends it");
+            return sent;
+        }
+    };
+    for row in rows {
+        let id: Uuid = row.get(0);
+        let kind: String = row.get(1);
+        let attempts: i32 = row.get(3);
+        let (to, family, language): (Option<String>, Option<String>, Option<String>) =
+            (row.get(4), row.get(5), row.get(6));
+        let outcome = match (Mail::from_row(&kind, row.get(2)), to, family) {
+            (Some(mail), Some(to), Some(family)) => {
+                let email = mail.render(app, &to, &family, language.as_deref().unwrap_or("en"));
+                app.mailer.send(&email).await.map(drop)
+            }
+            // No address to send to (or nothing we know how to say): no retry helps.
+            _ => Err(anyhow::anyhow!("no address or no such email ({kind})")),
+        };
+        let result = match outcome {
+            Ok(()) => {
+                sent.sent += 1;
+                mark(app, sql::SENT, id, None).await
+            }
+            Err(error) => {
+                sent.failed += 1;
+                let last = attempts >= ATTEMPTS;
+                tracing::warn!(outbox = %id, kind, attempts, last, error = %error,
+                               "an email was not sent");
+                // 1, 4, 16, 64 minutes.
+                let wait = 4i32.saturating_pow(attempts.clamp(1, 4) as u32 - 1);
+                mark(app, sql::RETRY, id, Some((wait, last))).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(outbox = %id, error = %e, "the outbox could not be updated");
+        }
+    }
+    sent
+}
+
+async fn mark(
+    app: &App,
+    statement: &str,
+    id: Uuid,
+    retry: Option<(i32, bool)>,
+) -> Result<(), ApiError> {
+    app.db
+        .as_service(async |tx| {
+            match retry {
+                None => tx.query_typed(statement, &[(&id, Type::UUID)]).await?,
+                Some((wait, last)) => {
+                    let params = [
+                        (&id as _, Type::UUID),
+                        (&wait as _, Type::INT4),
+                        (&last as _, Type::BOOL),
+                    ];
+                    tx.query_typed(statement, &params).await?
+                }
+            };
+            Ok(())
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mail_is_stored_as_its_kind_and_details_and_read_back() {
+        let mail = Mail::ArchiveReady {
+            archive_id: Uuid::nil(),
+        };
+        let (kind, details) = mail.kind_and_details().expect("serializes");
+        assert_eq!(kind, "archive_ready");
+        assert_eq!(details["archiveId"], Uuid::nil().to_string());
+        assert_eq!(Mail::from_row(&kind, details), Some(mail));
+    }
+}
