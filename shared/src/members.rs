@@ -4,8 +4,10 @@
 //!
 //! The one lock order, everywhere: a family's member rows first (all of them, in user
 //! order, by a change of who belongs; the caller's one, shared, by a write on a
-//! member's behalf: `lock_membership()`), then the family row. Two changes at once
-//! queue instead of deadlocking, and the later one sees what the first did.
+//! member's behalf: `lock_membership()`), then the family row, then its invites (a
+//! redemption, which writes a member row that doesn't exist yet, share-locks the family
+//! and then its invite). Two changes at once queue instead of deadlocking, and the
+//! later one sees what the first did.
 
 use crate::db::Tx;
 use chrono::{DateTime, Utc};
@@ -42,6 +44,43 @@ pub mod sql {
     /// A member's new role.
     pub const SET_ROLE: &str =
         "UPDATE public.family_members SET role = $3 WHERE family_id = $1 AND user_id = $2";
+
+    /// Someone becomes a keeper of the family (a member, or someone who was removed).
+    pub const MAKE_KEEPER: &str = "
+        INSERT INTO public.family_members (family_id, user_id, role) VALUES ($1, $2, 'keeper')
+        ON CONFLICT ON CONSTRAINT family_members_family_user_key DO UPDATE SET role = 'keeper'";
+
+    /// A removal, remembered: the removed may rejoin only with a code made after it.
+    pub const REMEMBER_REMOVAL: &str = "
+        INSERT INTO public.family_removals (family_id, user_id, removed_by) VALUES ($1, $2, $3)
+        ON CONFLICT ON CONSTRAINT family_removals_family_user_key
+        DO UPDATE SET removed_at = now(), removed_by = EXCLUDED.removed_by";
+
+    /// A removal lifted (the removed restored the family themselves).
+    pub const LIFT_REMOVAL: &str =
+        "DELETE FROM public.family_removals WHERE family_id = $1 AND user_id = $2";
+
+    /// The open invites someone created for the family stop being a keeper's word.
+    pub const REVOKE_INVITES_OF: &str = "
+        UPDATE public.invites SET revoked_at = now()
+        WHERE family_id = $1 AND created_by = $2 AND revoked_at IS NULL";
+
+    /// Every open invite of the family revoked (it is being deleted: a restore brings
+    /// no old code back).
+    pub const REVOKE_INVITES: &str = "
+        UPDATE public.invites SET revoked_at = now()
+        WHERE family_id = $1 AND revoked_at IS NULL";
+
+    /// Everyone who kept the family in the last $2 days (its keepers now included).
+    pub const KEEPERS_SINCE: &str =
+        "SELECT public.keepers_since($1, now() - make_interval(days => $2))";
+
+    /// Who may restore the deleted family.
+    pub const RESTORERS: &str = "SELECT public.restorers($1)";
+
+    /// A person as a family's emails name them: their display name (capped, by
+    /// `account_of`), and their address for when they have none.
+    pub const NAME: &str = "SELECT name, email FROM public.account_of($1)";
 
     /// The family's archives go (it is being deleted): one waiting is cancelled, one
     /// made is deleted by the next maintenance run; one being written is left to its
@@ -102,27 +141,35 @@ impl Family {
     /// Locks the family's member rows, then the family. A caller who is not a member
     /// gets 403, whether or not the family exists.
     pub async fn lock(tx: &Tx<'_>, id: Uuid, caller: Uuid) -> Result<Family, ApiError> {
+        match Self::lock_any(tx, id).await? {
+            Some(family) if family.role_of(caller).is_some() => Ok(family),
+            _ => Err(ApiError::Forbidden(NOT_A_MEMBER)),
+        }
+    }
+
+    /// Locks the family's member rows, then the family, whoever asks (a restore by
+    /// someone removed from it); None when there is no such family.
+    pub async fn lock_any(tx: &Tx<'_>, id: Uuid) -> Result<Option<Family>, ApiError> {
         let members: Vec<(Uuid, Role)> = tx
             .query_typed(sql::LOCK_MEMBERS, &[(&id, Type::UUID)])
             .await?
             .iter()
             .filter_map(|r| Some((r.get(0), Role::parse(r.get(1))?)))
             .collect();
-        if !members.iter().any(|(user, _)| *user == caller) {
-            return Err(ApiError::Forbidden(NOT_A_MEMBER));
-        }
         let rows = tx
             .query_typed(sql::LOCK_FAMILY, &[(&id, Type::UUID)])
             .await?;
-        let row = rows.first().ok_or(ApiError::Forbidden(NOT_A_MEMBER))?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
         let (restorable, claimed): (Option<bool>, bool) = (row.get(2), row.get(3));
-        Ok(Family {
+        Ok(Some(Family {
             id,
             name: row.get(0),
             deleted_at: row.get(1),
             restorable: restorable.unwrap_or(false) && !claimed,
             members,
-        })
+        }))
     }
 
     /// A member's role.
@@ -187,14 +234,38 @@ impl Change {
     }
 }
 
-/// Takes a member out of the family (after [`Family::lock`]): their open uploads
-/// marked (only what arrived before now can become a recording: `recordings::settle`
-/// decides once this commits), and the archives they asked for withdrawn. Returns the
-/// emails owed to the archives' other requesters, to [`outbox::deliver`] after the
-/// commit.
-pub async fn remove(tx: &Tx<'_>, family: Uuid, user: Uuid) -> Result<Vec<Uuid>, ApiError> {
+/// How someone leaves a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving {
+    /// A keeper removed them: they may rejoin only with a code made after this.
+    RemovedBy(Uuid),
+    /// Of their own accord: they may rejoin with any valid code.
+    Left,
+}
+
+/// Takes a member out of the family (after [`Family::lock`]): the invites they created
+/// revoked (their codes stop being a keeper's word), a removal remembered, their open
+/// uploads marked (only what arrived before now can become a recording:
+/// `recordings::settle` decides once this commits), and the archives they asked for
+/// withdrawn. Returns the emails owed to the archives' other requesters, to
+/// [`outbox::deliver`] after the commit.
+pub async fn remove(
+    tx: &Tx<'_>,
+    family: Uuid,
+    user: Uuid,
+    leaving: Leaving,
+) -> Result<Vec<Uuid>, ApiError> {
     let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
     tx.query_typed(sql::REMOVE, &params).await?;
+    tx.query_typed(sql::REVOKE_INVITES_OF, &params).await?;
+    if let Leaving::RemovedBy(keeper) = leaving {
+        let params = [
+            (&family as _, Type::UUID),
+            (&user as _, Type::UUID),
+            (&keeper as _, Type::UUID),
+        ];
+        tx.query_typed(sql::REMEMBER_REMOVAL, &params).await?;
+    }
     recordings::depart(tx, family, user).await?;
     let rows = tx.query_typed(sql::WITHDRAW_ARCHIVES, &params).await?;
     let mut mails = Vec::new();
@@ -207,6 +278,58 @@ pub async fn remove(tx: &Tx<'_>, family: Uuid, user: Uuid) -> Result<Vec<Uuid>, 
     Ok(mails)
 }
 
+/// Makes someone a keeper of the family again (a restore by a former keeper): a member
+/// again if they were removed, the removal lifted.
+pub async fn reinstate(tx: &Tx<'_>, family: Uuid, user: Uuid) -> Result<(), ApiError> {
+    let params = [(&family as _, Type::UUID), (&user as _, Type::UUID)];
+    tx.query_typed(sql::MAKE_KEEPER, &params).await?;
+    tx.query_typed(sql::LIFT_REMOVAL, &params).await?;
+    Ok(())
+}
+
+/// Revokes every open invite of the family (it is being deleted).
+pub async fn revoke_invites(tx: &Tx<'_>, family: Uuid) -> Result<(), ApiError> {
+    tx.query_typed(sql::REVOKE_INVITES, &[(&family, Type::UUID)])
+        .await?;
+    Ok(())
+}
+
+/// How long someone who stopped keeping a family is still told of, and may undo, what
+/// happens to it.
+pub const KEEPER_MEMORY_DAYS: i32 = 30;
+
+/// Queues `mail` to everyone who kept the family in the last [`KEEPER_MEMORY_DAYS`]
+/// (after the change is recorded, so the one it took the role from is among them).
+pub async fn tell_keepers(tx: &Tx<'_>, family: Uuid, mail: &Mail) -> Result<Vec<Uuid>, ApiError> {
+    let params = [
+        (&family as _, Type::UUID),
+        (&KEEPER_MEMORY_DAYS as _, Type::INT4),
+    ];
+    let rows = tx.query_typed(sql::KEEPERS_SINCE, &params).await?;
+    let keepers: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    outbox::queue(tx, family, &keepers, mail).await
+}
+
+/// Who may restore the deleted family: its keepers of the 30 days before the deletion,
+/// and its founder.
+pub async fn restorers(tx: &Tx<'_>, family: Uuid) -> Result<Vec<Uuid>, ApiError> {
+    let rows = tx
+        .query_typed(sql::RESTORERS, &[(&family, Type::UUID)])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// What the family's emails call someone: their display name, else their address
+/// masked.
+pub async fn name_of(tx: &Tx<'_>, user: Uuid) -> Result<String, ApiError> {
+    let rows = tx.query_typed(sql::NAME, &[(&user, Type::UUID)]).await?;
+    let (name, email): (Option<String>, Option<String>) =
+        rows.first().map_or((None, None), |r| (r.get(0), r.get(1)));
+    Ok(name
+        .or_else(|| email.as_deref().map(crate::telemetry::mask_email))
+        .unwrap_or_else(|| "?".to_owned()))
+}
+
 /// The family's archives go (see [`sql::FORGET_ARCHIVES`]).
 pub async fn forget_archives(tx: &Tx<'_>, family: Uuid) -> Result<(), ApiError> {
     tx.query_typed(sql::FORGET_ARCHIVES, &[(&family, Type::UUID)])
@@ -214,15 +337,19 @@ pub async fn forget_archives(tx: &Tx<'_>, family: Uuid) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// Gives a member a role (after [`Family::lock`]).
+/// Gives a member a role (after [`Family::lock`]); a keeper made a storyteller has the
+/// invites they created revoked.
 pub async fn set_role(tx: &Tx<'_>, family: Uuid, user: Uuid, role: Role) -> Result<(), ApiError> {
-    let role = role.as_str();
+    let name = role.as_str();
     let params = [
         (&family as _, Type::UUID),
         (&user as _, Type::UUID),
-        (&role as _, Type::TEXT),
+        (&name as _, Type::TEXT),
     ];
     tx.query_typed(sql::SET_ROLE, &params).await?;
+    if role == Role::Storyteller {
+        tx.query_typed(sql::REVOKE_INVITES_OF, &params[..2]).await?;
+    }
     Ok(())
 }
 

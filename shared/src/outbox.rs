@@ -4,6 +4,7 @@
 //! for whatever that missed (a few times, backing off). The recipient's address is
 //! read from their account when the email goes, and never written to the log.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::types::Type;
@@ -33,7 +34,8 @@ pub mod sql {
         RETURNING o.id, o.kind, o.details, o.attempts,
           (SELECT a.email FROM public.account_of(o.user_id) a),
           (SELECT f.name FROM public.families f WHERE f.id = o.family_id),
-          (SELECT f.language FROM public.families f WHERE f.id = o.family_id)";
+          (SELECT f.language FROM public.families f WHERE f.id = o.family_id),
+          o.family_id";
 
     /// Claims the emails due (never sent, or due for another try), oldest first; a
     /// claim older than 10 minutes (its sender died) is taken over.
@@ -49,7 +51,8 @@ pub mod sql {
         RETURNING o.id, o.kind, o.details, o.attempts,
           (SELECT a.email FROM public.account_of(o.user_id) a),
           (SELECT f.name FROM public.families f WHERE f.id = o.family_id),
-          (SELECT f.language FROM public.families f WHERE f.id = o.family_id)";
+          (SELECT f.language FROM public.families f WHERE f.id = o.family_id),
+          o.family_id";
 
     /// Sent.
     pub const SENT: &str = "
@@ -66,7 +69,8 @@ pub mod sql {
 /// How many times an email is tried before it is given up (logged, never fatal).
 const ATTEMPTS: i32 = 5;
 
-/// An email owed to someone about a family.
+/// An email owed to someone about a family. Names are as `members::name_of` gives
+/// them, when the change is made.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", content = "details", rename_all = "snake_case")]
 pub enum Mail {
@@ -81,6 +85,23 @@ pub enum Mail {
         #[serde(rename = "archiveId")]
         archive_id: Uuid,
     },
+    /// A keeper (`actor`) removed a keeper (`subject`).
+    KeeperRemoved { actor: String, subject: String },
+    /// A keeper (`actor`) made a keeper (`subject`) a storyteller.
+    KeeperDemoted { actor: String, subject: String },
+    /// A keeper deleted the family; it can be restored until `until`.
+    FamilyDeleted { actor: String, until: DateTime<Utc> },
+    /// Someone who kept the family restored it.
+    FamilyRestored { actor: String },
+    /// The deleted family is purged for good at `until`, a week from now.
+    PurgeReminder { until: DateTime<Utc> },
+}
+
+/// The family an email is about, as the recipient knows it.
+struct About<'a> {
+    id: Uuid,
+    name: &'a str,
+    spanish: bool,
 }
 
 impl Mail {
@@ -94,45 +115,136 @@ impl Mail {
         serde_json::from_value(serde_json::json!({"kind": kind, "details": details})).ok()
     }
 
-    /// The email, in the family's language.
-    fn render(&self, app: &App, to: &str, family: &str, language: &str) -> Email {
-        let app_url = app.config.app_url.trim_end_matches('/');
-        let name = one_line(family);
-        let es = language == "es";
-        let (subject, body, link) = match self {
+    /// Subject, what happened, what to do about it, and the link to do it: in the
+    /// family's language.
+    fn words(&self, about: &About<'_>, app_url: &str) -> (String, String, String) {
+        let (name, id, es) = (one_line(about.name), about.id, about.spanish);
+        let day = |t: &DateTime<Utc>| t.format("%Y-%m-%d").to_string();
+        let pick = |en: String, spanish: String| if es { spanish } else { en };
+        match self {
             Mail::ArchiveReady { archive_id } => (
-                if es {
-                    format!("El archivo de {name} está listo")
-                } else {
-                    format!("The {name} archive is ready")
-                },
-                if es {
-                    "Todas las grabaciones de la familia, en un archivo para guardar. Puedes \
-                     descargarlo desde la app durante 7 días."
-                } else {
+                pick(
+                    format!("The {name} archive is ready"),
+                    format!("El archivo de {name} está listo"),
+                ),
+                pick(
                     "Every recording of the family, in one file to keep. You can download it \
                      from the app for the next 7 days."
-                },
+                        .into(),
+                    "Todas las grabaciones de la familia, en un archivo para guardar. Puedes \
+                     descargarlo desde la app durante 7 días."
+                        .into(),
+                ),
                 format!("{app_url}/archive/{archive_id}"),
             ),
             Mail::ArchiveWithdrawn { .. } => (
-                if es {
-                    format!("El archivo de {name} fue retirado")
-                } else {
-                    format!("The {name} archive was withdrawn")
-                },
-                if es {
-                    "Alguien que lo pidió ya no está en la familia, así que el archivo se \
-                     borró. Puedes pedir otro hoy mismo, sin que cuente para el límite del día."
-                } else {
+                pick(
+                    format!("The {name} archive was withdrawn"),
+                    format!("El archivo de {name} fue retirado"),
+                ),
+                pick(
                     "Someone who asked for it is no longer in the family, so the archive was \
                      deleted. You can ask for a new one today; it won't count toward the day's \
                      limit."
-                },
-                format!("{app_url}/archive"),
+                        .into(),
+                    "Alguien que lo pidió ya no está en la familia, así que el archivo se \
+                     borró. Puedes pedir otro hoy mismo, sin que cuente para el límite del día."
+                        .into(),
+                ),
+                format!("{app_url}/family/{id}/archive"),
             ),
-        };
-        let action = if es {
+            Mail::KeeperRemoved { actor, subject } => (
+                pick(
+                    format!("{subject} was removed from {name}"),
+                    format!("{subject} fue quitado de {name}"),
+                ),
+                pick(
+                    format!(
+                        "{actor} removed {subject}, a keeper of {name}, from the family. If this \
+                         wasn't agreed, a keeper can invite {subject} back from the app. If the \
+                         family is deleted, anyone who kept it in the last 30 days can restore it."
+                    ),
+                    format!(
+                        "{actor} quitó a {subject}, guardián de {name}, de la familia. Si no estaba \
+                         acordado, un guardián puede invitar a {subject} de nuevo desde la app. Si \
+                         la familia se borra, cualquiera que la haya guardado en los últimos 30 \
+                         días puede restaurarla."
+                    ),
+                ),
+                format!("{app_url}/family/{id}/members"),
+            ),
+            Mail::KeeperDemoted { actor, subject } => (
+                pick(
+                    format!("{subject} is no longer a keeper of {name}"),
+                    format!("{subject} ya no es guardián de {name}"),
+                ),
+                pick(
+                    format!(
+                        "{actor} made {subject} a storyteller of {name}. If this wasn't agreed, a \
+                         keeper can make {subject} a keeper again from the app."
+                    ),
+                    format!(
+                        "{actor} hizo a {subject} narrador de {name}. Si no estaba acordado, un \
+                         guardián puede volver a hacer a {subject} guardián desde la app."
+                    ),
+                ),
+                format!("{app_url}/family/{id}/members"),
+            ),
+            Mail::FamilyDeleted { actor, until } => (
+                pick(format!("{name} was deleted"), format!("{name} fue borrada")),
+                pick(
+                    format!(
+                        "{actor} deleted {name} and its recordings. Anyone who kept the family in \
+                         the last 30 days can restore it, with every recording, until {}.",
+                        day(until)
+                    ),
+                    format!(
+                        "{actor} borró {name} y sus grabaciones. Cualquiera que haya guardado la \
+                         familia en los últimos 30 días puede restaurarla, con todas sus \
+                         grabaciones, hasta el {}.",
+                        day(until)
+                    ),
+                ),
+                format!("{app_url}/family/{id}/restore"),
+            ),
+            Mail::FamilyRestored { actor } => (
+                pick(
+                    format!("{name} was restored"),
+                    format!("{name} fue restaurada"),
+                ),
+                pick(
+                    format!("{actor} restored {name} with its recordings."),
+                    format!("{actor} restauró {name} con sus grabaciones."),
+                ),
+                format!("{app_url}/family/{id}"),
+            ),
+            Mail::PurgeReminder { until } => (
+                pick(
+                    format!("{name} will be deleted for good in a week"),
+                    format!("{name} se borrará para siempre en una semana"),
+                ),
+                pick(
+                    format!(
+                        "{name} was deleted, and on {} it is deleted for good with every \
+                         recording. To keep it, restore it before then.",
+                        day(until)
+                    ),
+                    format!(
+                        "{name} fue borrada, y el {} se borrará para siempre con todas sus \
+                         grabaciones. Para conservarla, restáurala antes.",
+                        day(until)
+                    ),
+                ),
+                format!("{app_url}/family/{id}/restore"),
+            ),
+        }
+    }
+
+    /// The email, in the family's language.
+    fn render(&self, app: &App, to: &str, about: &About<'_>) -> Email {
+        let app_url = app.config.app_url.trim_end_matches('/');
+        let (subject, body, link) = self.words(about, app_url);
+        let action = if about.spanish {
             "Abrir en la app"
         } else {
             "Open in the app"
@@ -143,7 +255,7 @@ impl Mail {
             html: format!(
                 "<p><strong>{}</strong></p><p>{}</p><p><a href=\"{}\">{action}</a></p>",
                 escape_html(&subject),
-                escape_html(body),
+                escape_html(&body),
                 escape_html(&link)
             ),
             subject,
@@ -221,8 +333,13 @@ async fn send(
         let (to, family, language): (Option<String>, Option<String>, Option<String>) =
             (row.get(4), row.get(5), row.get(6));
         let outcome = match (Mail::from_row(&kind, row.get(2)), to, family) {
-            (Some(mail), Some(to), Some(family)) => {
-                let email = mail.render(app, &to, &family, language.as_deref().unwrap_or("en"));
+            (Some(mail), Some(to), Some(name)) => {
+                let about = About {
+                    id: row.get(7),
+                    name: &name,
+                    spanish: language.as_deref() == Some("es"),
+                };
+                let email = mail.render(app, &to, &about);
                 app.mailer.send(&email).await.map(drop)
             }
             // No address to send to (or nothing we know how to say): no retry helps.

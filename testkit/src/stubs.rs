@@ -54,6 +54,8 @@ pub struct StripeState {
     pub fetches: usize,
     /// When set, customer creation waits here (tests of what runs meanwhile).
     pub customer_gate: Option<Arc<Gate>>,
+    /// When set, Checkout session creation waits here.
+    pub session_gate: Option<Arc<Gate>>,
     /// (Idempotency-Key, query) of each subscription cancelled.
     pub cancels: Vec<(String, HashMap<String, String>)>,
     /// Expiring a Checkout session waits this long (a slow Stripe).
@@ -136,6 +138,11 @@ async fn create_customer(State(s): Held, h: http::HeaderMap, b: axum::body::Byte
 }
 
 async fn create_session(State(s): Held, b: axum::body::Bytes) -> Answer {
+    let gate = s.lock().await.session_gate.clone();
+    if let Some(gate) = gate {
+        gate.reached.notify_one();
+        gate.release.notified().await;
+    }
     let mut s = s.lock().await;
     s.sessions.push(form(&b));
     let id = format!("cs_test_{}", s.sessions.len());

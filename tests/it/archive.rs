@@ -1232,3 +1232,50 @@ async fn long_names_in_any_script_unpack_everywhere_and_names_from_accounts_are_
     assert!(!speaker.contains(['\u{202E}', '\u{0007}']));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn a_storyteller_asks_for_one_archive_a_day_and_keepers_for_the_familys_three() {
+    let server = Server::start().await;
+    let admin = server.db.admin().await;
+    let (keeper, keeper_token) = server.user().await;
+    let family = server.family(&keeper_token).await;
+    let (teller, teller_token) = server.user().await;
+    fixtures::add_member(&admin, family, teller, "storyteller").await;
+    recording(&server, family, keeper, STORY, None, None).await;
+
+    let first = id_of(&request(&server, &teller_token, family).await);
+    work(&server, json!({})).await;
+    // The storyteller's one is spent: told when the UTC day ends, nothing queued.
+    let limited = request(&server, &teller_token, family).await;
+    assert_eq!((limited.status, limited.code()), (429, Some("RATE_LIMIT")));
+    let retry: i64 = limited.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    let midnight: i64 = admin
+        .query_one(
+            "SELECT ceil(extract(epoch FROM date_trunc('day', now(), 'UTC') + interval '1 day' - now()))::bigint",
+            &[],
+        )
+        .await
+        .expect("seconds")
+        .get(0);
+    assert!((retry - midnight).abs() <= 2, "{retry} vs {midnight}");
+    assert_eq!(server.count("archives").await, 1);
+
+    // A keeper's job in flight: the storyteller joins it, free.
+    let second = id_of(&request(&server, &keeper_token, family).await);
+    assert_ne!(second, first);
+    assert_eq!(
+        id_of(&request(&server, &teller_token, family).await),
+        second
+    );
+    work(&server, json!({})).await;
+    // The keeper may use the family's third; then the family's three are spent.
+    id_of(&request(&server, &keeper_token, family).await);
+    work(&server, json!({})).await;
+    let spent = request(&server, &keeper_token, family).await;
+    assert_eq!((spent.status, spent.code()), (429, Some("RATE_LIMIT")));
+    assert_eq!(server.count("archives").await, 3);
+}

@@ -860,3 +860,554 @@ async fn a_deletion_racing_uploads_and_invites_lets_nothing_in_afterwards() {
         assert_eq!(again.status, 404, "round {round}");
     }
 }
+
+/// An invite code made by `token`'s keeper, for `uses` people.
+async fn code(server: &Server, token: &str, family: Uuid, uses: i32) -> String {
+    server
+        .create_invite(token, &json!({"familyId": family, "maxUses": uses}))
+        .await
+        .data()["invite"]["code"]
+        .as_str()
+        .expect("a code")
+        .to_owned()
+}
+
+async fn redeem(server: &Server, token: &str, code: &str) -> Reply {
+    server.redeem_invite(token, &json!({ "code": code })).await
+}
+
+#[tokio::test]
+async fn a_removed_member_can_rejoin_only_with_a_code_made_after_the_removal() {
+    let server = Server::start().await;
+    let f = family(&server).await;
+    let admin = server.db.admin().await;
+    // The family chat's five-use code, and a code the storyteller makes as a keeper.
+    let chat = code(&server, &f.keeper.1, f.id, 5).await;
+    admin
+        .execute(
+            "UPDATE family_members SET role = 'keeper' WHERE family_id = $1 AND user_id = $2",
+            &[&f.id, &f.teller.0],
+        )
+        .await
+        .expect("a keeper for a while");
+    let own = code(&server, &f.teller.1, f.id, 5).await;
+
+    let removed = call(
+        &server,
+        "remove-member",
+        &f.keeper.1,
+        json!({"familyId": f.id, "userId": f.teller.0}),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+
+    // Neither code lets them back; each answers as an unknown code does.
+    let unknown = redeem(&server, &f.teller.1, "ZZZ-ZZZ-ZZZ").await;
+    for code in [&chat, &own] {
+        let refused = redeem(&server, &f.teller.1, code).await;
+        assert_eq!(
+            (refused.status, &refused.body),
+            (404, &unknown.body),
+            "{code}"
+        );
+    }
+    // Their own code is revoked for everyone; the chat's still works for others.
+    let (_, cousin) = server.user().await;
+    assert_eq!(redeem(&server, &cousin, &own).await.status, 404);
+    assert_eq!(redeem(&server, &cousin, &chat).await.status, 200);
+
+    // A code a keeper makes after the removal lets them back, as a storyteller.
+    let fresh = code(&server, &f.keeper.1, f.id, 1).await;
+    let back = redeem(&server, &f.teller.1, &fresh).await;
+    assert_eq!(back.data()["alreadyMember"], false);
+    assert_eq!(back.data()["role"], "storyteller");
+    assert_eq!(
+        server.count("family_removals").await,
+        0,
+        "the removal lifted"
+    );
+
+    // Someone who left may come back with any valid code.
+    let (leaver, leaver_token) = server.user().await;
+    fixtures::add_member(&admin, f.id, leaver, "storyteller").await;
+    call(
+        &server,
+        "leave-family",
+        &leaver_token,
+        json!({"familyId": f.id}),
+    )
+    .await
+    .data();
+    assert_eq!(redeem(&server, &leaver_token, &chat).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_keepers_codes_stop_working_when_they_are_demoted_or_leave() {
+    let server = Server::start().await;
+    let f = family(&server).await;
+    let admin = server.db.admin().await;
+    let mut codes = Vec::new();
+    for (change, body) in [
+        ("set-member-role", json!({"role": "storyteller"})),
+        ("leave-family", json!({})),
+    ] {
+        let (keeper, token) = server.user().await;
+        fixtures::add_member(&admin, f.id, keeper, "keeper").await;
+        let code = code(&server, &token, f.id, 5).await;
+        let mut body = body;
+        body["familyId"] = json!(f.id);
+        let who = if change == "leave-family" {
+            token.clone()
+        } else {
+            body["userId"] = json!(keeper);
+            f.keeper.1.clone()
+        };
+        assert_eq!(call(&server, change, &who, body).await.status, 200);
+        codes.push(code);
+    }
+    let (_, newcomer) = server.user().await;
+    for code in codes {
+        assert_eq!(
+            redeem(&server, &newcomer, &code).await.status,
+            404,
+            "{code}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_invite_asked_for_just_before_a_removal_is_revoked_with_it() {
+    let server = Arc::new(Server::start().await);
+    let f = family(&server).await;
+    let admin = server.db.admin().await;
+    let (second, second_token) = server.user().await;
+    fixtures::add_member(&admin, f.id, second, "keeper").await;
+    code(&server, &second_token, f.id, 1).await; // the hour's counter row exists
+
+    // The family's invite counter is held: the second keeper's invite stops there.
+    let mut holder = server.db.admin().await;
+    let hold = holder.transaction().await.expect("begin");
+    hold.execute(
+        "SELECT 1 FROM rate_limits WHERE key = $1 FOR UPDATE",
+        &[&format!("create-invite:{}", f.id)],
+    )
+    .await
+    .expect("held");
+    let waiting = || async {
+        for _ in 0..200 {
+            let n: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE NOT l.granted AND a.datname = current_database()",
+                    &[],
+                )
+                .await
+                .expect("locks")
+                .get(0);
+            if n > 0 {
+                return n;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        0
+    };
+    let inviting = {
+        let (server, token) = (server.clone(), second_token.clone());
+        tokio::spawn(async move {
+            server
+                .create_invite(&token, &json!({"familyId": f.id, "maxUses": 5}))
+                .await
+        })
+    };
+    assert!(waiting().await > 0, "the invite waits on the counter");
+    // The other keeper removes them meanwhile: the removal waits for the invite, whose
+    // keeper lock it needs, then revokes it.
+    let removing = {
+        let (server, token) = (server.clone(), f.keeper.1.clone());
+        tokio::spawn(async move {
+            call(
+                &server,
+                "remove-member",
+                &token,
+                json!({"familyId": f.id, "userId": second}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    hold.commit().await.expect("let go");
+    let invited = inviting.await.expect("invite");
+    assert_eq!(removing.await.expect("removal").status, 200);
+    let (_, newcomer) = server.user().await;
+    if invited.status == 200 {
+        let code = invited.data()["invite"]["code"].as_str().expect("code");
+        assert_eq!(
+            redeem(&server, &newcomer, code).await.status,
+            404,
+            "revoked"
+        );
+    }
+    let open: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM invites WHERE created_by = $1 AND revoked_at IS NULL",
+            &[&second],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(open, 0, "no invite of theirs is usable");
+}
+
+#[tokio::test]
+async fn a_checkout_begun_by_a_keeper_removed_meanwhile_is_refused_and_expired() {
+    let b = with_stripe().await;
+    let server = Arc::new(b.server);
+    let f = family(&server).await;
+    let admin = server.db.admin().await;
+    let (second, second_token) = server.user().await;
+    fixtures::add_member(&admin, f.id, second, "keeper").await;
+    let gate = Arc::new(stubs::Gate::default());
+    b.stripe.lock().await.session_gate = Some(gate.clone());
+    let checkout = {
+        let (server, token) = (server.clone(), second_token.clone());
+        tokio::spawn(async move {
+            let body = json!({"familyId": f.id, "priceId": "price_family",
+                              "successUrl": "https://app.example.com/done",
+                              "cancelUrl": "https://app.example.com/billing"});
+            server.create_checkout_session(&token, &body).await
+        })
+    };
+    gate.reached.notified().await;
+    // While Stripe makes the session, the other keeper removes them (no lock of theirs
+    // is held across the call to Stripe: the removal doesn't wait).
+    let removed = call(
+        &server,
+        "remove-member",
+        &f.keeper.1,
+        json!({"familyId": f.id, "userId": second}),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    gate.release.notify_one();
+    let refused = checkout.await.expect("checkout");
+    assert_eq!(
+        (refused.status, refused.code()),
+        (403, Some("FORBIDDEN")),
+        "{refused:?}"
+    );
+    assert_eq!(server.count("checkout_sessions").await, 0, "nothing saved");
+    let stripe = b.stripe.lock().await;
+    assert_eq!(
+        stripe.session_status.values().collect::<Vec<_>>(),
+        ["expired"],
+        "nobody can pay through it"
+    );
+}
+
+/// Every email in a local mailbox folder, oldest first.
+fn mailbox(dir: &std::path::Path) -> Vec<Value> {
+    let mut mails: Vec<(std::time::SystemTime, Value)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let when = e.metadata().and_then(|m| m.modified()).expect("mtime");
+                    let mail = serde_json::from_slice(&std::fs::read(e.path()).expect("read"));
+                    (when, mail.expect("an email"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    mails.sort_by_key(|(when, _)| *when);
+    mails.into_iter().map(|(_, mail)| mail).collect()
+}
+
+async fn email_of(server: &Server, user: Uuid) -> String {
+    server
+        .db
+        .admin()
+        .await
+        .query_one("SELECT email FROM auth.users WHERE id = $1", &[&user])
+        .await
+        .expect("email")
+        .get(0)
+}
+
+#[tokio::test]
+async fn one_keeper_cannot_take_the_family_alone_and_the_removed_founder_restores_it() {
+    let mail_dir = std::env::temp_dir().join(format!("sfts-mail-{}", Uuid::new_v4().simple()));
+    let server = Server::start_with(
+        TestDb::new().await,
+        &[("MAILBOX_DIR", mail_dir.to_str().expect("path"))],
+    )
+    .await;
+    let admin = server.db.admin().await;
+    // The founder's family, in Spanish; a co-keeper with a name.
+    let (founder, founder_token) = server.user().await;
+    let family = server
+        .create_family(
+            &founder_token,
+            &json!({"name": "Los García", "language": "es"}),
+        )
+        .await
+        .data()["family"]["id"]
+        .as_str()
+        .and_then(|s| s.parse::<Uuid>().ok())
+        .expect("family");
+    let (rival, rival_token) = server.user().await;
+    fixtures::add_member(&admin, family, rival, "keeper").await;
+    admin
+        .execute(
+            "UPDATE auth.users SET raw_user_meta_data = '{\"full_name\": \"Tío Beto\"}' WHERE id = $1",
+            &[&rival],
+        )
+        .await
+        .expect("a name");
+    let teller = fixtures::storyteller(&admin, family).await;
+    let (founder_email, rival_email) = (
+        email_of(&server, founder).await,
+        email_of(&server, rival).await,
+    );
+
+    // The rival removes the founder, then deletes the family.
+    let removed = call(
+        &server,
+        "remove-member",
+        &rival_token,
+        json!({"familyId": family, "userId": founder}),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    let deleted = call(
+        &server,
+        "delete-family",
+        &rival_token,
+        json!({"familyId": family, "confirmName": "Los García"}),
+    )
+    .await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.body);
+
+    // Both keepers of the last 30 days heard of each, in Spanish, with who did it and
+    // where to undo it; the storyteller heard nothing.
+    let mails = mailbox(&mail_dir);
+    let to = |mail: &Value| mail["to"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(mails.len(), 4, "{mails:#?}");
+    let teller_email = email_of(&server, teller).await;
+    assert!(mails.iter().all(|m| to(m) != teller_email));
+    let removal: Vec<&Value> = mails
+        .iter()
+        .filter(|m| {
+            m["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains("fue quitado"))
+        })
+        .collect();
+    assert_eq!(
+        removal
+            .iter()
+            .map(|m| to(m))
+            .collect::<std::collections::BTreeSet<_>>(),
+        [founder_email.clone(), rival_email.clone()]
+            .into_iter()
+            .collect()
+    );
+    let text = removal[0]["text"].as_str().expect("text");
+    assert!(text.contains("Tío Beto quitó"), "{text}");
+    let deletion = mails
+        .iter()
+        .find(|m| to(m) == founder_email && m["subject"] == "Los García fue borrada")
+        .expect("the founder is told of the deletion");
+    let text = deletion["text"].as_str().expect("text");
+    assert!(text.contains("Tío Beto borró Los García"), "{text}");
+    assert!(
+        text.contains(&format!("https://app.example.com/family/{family}/restore")),
+        "{text}"
+    );
+
+    // The founder, removed, restores it: a keeper again, the removal lifted, recorded,
+    // and the rival told.
+    let restored = call(
+        &server,
+        "restore-family",
+        &founder_token,
+        json!({"familyId": family}),
+    )
+    .await;
+    assert_eq!(restored.data()["restored"], true);
+    let role: String = admin
+        .query_one(
+            "SELECT role FROM family_members WHERE family_id = $1 AND user_id = $2",
+            &[&family, &founder],
+        )
+        .await
+        .expect("a member again")
+        .get(0);
+    assert_eq!(role, "keeper");
+    assert_eq!(server.count("family_removals").await, 0);
+    let event: Value = admin
+        .query_one(
+            "SELECT details FROM family_events WHERE family_id = $1 AND action = 'family_restored'
+               AND actor_id = $2",
+            &[&family, &founder],
+        )
+        .await
+        .expect("recorded")
+        .get(0);
+    assert_eq!(event["reinstated"], true);
+    let last = mailbox(&mail_dir).pop().expect("an email");
+    assert_eq!(
+        (to(&last), last["subject"].as_str()),
+        (rival_email, Some("Los García fue restaurada"))
+    );
+
+    // A storyteller, who never kept it, can't restore it.
+    let (_, stranger) = server.user().await;
+    call(
+        &server,
+        "delete-family",
+        &founder_token,
+        json!({"familyId": family, "confirmName": "Los García"}),
+    )
+    .await
+    .data();
+    let refused = call(
+        &server,
+        "restore-family",
+        &stranger,
+        json!({"familyId": family}),
+    )
+    .await;
+    assert_eq!((refused.status, refused.code()), (404, Some("NOT_FOUND")));
+    std::fs::remove_dir_all(&mail_dir).ok();
+}
+
+#[tokio::test]
+async fn a_keeper_removed_more_than_30_days_before_the_deletion_may_not_restore_it_but_the_founder_may()
+ {
+    let server = Server::start().await;
+    let f = family(&server).await;
+    let admin = server.db.admin().await;
+    let (old, old_token) = server.user().await;
+    fixtures::add_member(&admin, f.id, old, "keeper").await;
+    let (founder_of_record, founder_token) = server.user().await;
+    fixtures::add_member(&admin, f.id, founder_of_record, "keeper").await;
+    admin
+        .execute(
+            "UPDATE families SET created_by = $2 WHERE id = $1",
+            &[&f.id, &founder_of_record],
+        )
+        .await
+        .expect("founder");
+    for gone in [old, founder_of_record] {
+        call(
+            &server,
+            "remove-member",
+            &f.keeper.1,
+            json!({"familyId": f.id, "userId": gone}),
+        )
+        .await
+        .data();
+    }
+    fixtures::backdate(
+        &admin,
+        "UPDATE family_events SET created_at = now() - interval '40 days' WHERE family_id = $1",
+        &[&f.id],
+    )
+    .await;
+    let name: String = admin
+        .query_one("SELECT name FROM families WHERE id = $1", &[&f.id])
+        .await
+        .expect("name")
+        .get(0);
+    call(
+        &server,
+        "delete-family",
+        &f.keeper.1,
+        json!({"familyId": f.id, "confirmName": name}),
+    )
+    .await
+    .data();
+    let refused = call(
+        &server,
+        "restore-family",
+        &old_token,
+        json!({"familyId": f.id}),
+    )
+    .await;
+    assert_eq!((refused.status, refused.code()), (404, Some("NOT_FOUND")));
+    let restored = call(
+        &server,
+        "restore-family",
+        &founder_token,
+        json!({"familyId": f.id}),
+    )
+    .await;
+    assert_eq!(restored.data()["restored"], true);
+}
+
+#[tokio::test]
+async fn a_week_before_the_purge_every_restorer_is_reminded_once_even_by_two_runs_at_once() {
+    let mail_dir = std::env::temp_dir().join(format!("sfts-mail-{}", Uuid::new_v4().simple()));
+    let server = Server::start_with(
+        TestDb::new().await,
+        &[
+            ("MAILBOX_DIR", mail_dir.to_str().expect("path")),
+            ("DATABASE_POOL_SIZE", "6"),
+        ],
+    )
+    .await;
+    let f = family(&server).await;
+    let admin = server.db.admin().await;
+    let (second, _) = server.user().await;
+    fixtures::add_member(&admin, f.id, second, "keeper").await;
+    let name: String = admin
+        .query_one("SELECT name FROM families WHERE id = $1", &[&f.id])
+        .await
+        .expect("name")
+        .get(0);
+    let delete = json!({"familyId": f.id, "confirmName": name});
+    call(&server, "delete-family", &f.keeper.1, delete.clone())
+        .await
+        .data();
+    let reminders = || {
+        mailbox(&mail_dir)
+            .into_iter()
+            .filter(|m| {
+                m["subject"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("in a week"))
+            })
+            .count()
+    };
+    let maintain = || local::storage_maintenance::handle(&server.app, json!({}));
+
+    // Not yet three weeks after: nothing.
+    maintain().await.expect("run");
+    assert_eq!(reminders(), 0);
+    // 24 days after: two runs at once remind each keeper once.
+    let back = "UPDATE families SET deleted_at = now() - interval '24 days' WHERE id = $1";
+    fixtures::backdate(&admin, back, &[&f.id]).await;
+    let (a, b) = tokio::join!(maintain(), maintain());
+    let reminded = a.expect("run")["familiesReminded"].as_u64().unwrap_or(0)
+        + b.expect("run")["familiesReminded"].as_u64().unwrap_or(0);
+    assert_eq!((reminded, reminders()), (1, 2));
+    maintain().await.expect("run");
+    assert_eq!(reminders(), 2, "once per deletion");
+
+    // Restored and deleted again: reminded again when that deletion's purge nears.
+    call(
+        &server,
+        "restore-family",
+        &f.keeper.1,
+        json!({"familyId": f.id}),
+    )
+    .await
+    .data();
+    call(&server, "delete-family", &f.keeper.1, delete)
+        .await
+        .data();
+    fixtures::backdate(&admin, back, &[&f.id]).await;
+    maintain().await.expect("run");
+    assert_eq!(reminders(), 4);
+    std::fs::remove_dir_all(&mail_dir).ok();
+}

@@ -199,6 +199,7 @@ async fn updated_at_moves_on_update_for_every_table_that_has_it() {
              INSERT INTO archive_requesters (archive_id, family_id, user_id)
                VALUES ('{family}', '{family}', '{keeper}');
              INSERT INTO outbox (family_id, user_id, kind) VALUES ('{family}', '{keeper}', 'archive_ready');
+             INSERT INTO family_removals (family_id, user_id) VALUES ('{family}', '{keeper}');
              INSERT INTO archive_items (archive_id, recording_id, part, position, name,
                                         recorded_at, duration_seconds, speaker, audio_size_bytes)
                VALUES ('{family}', gen_random_uuid(), 1, 0, 'a', now(), 1, 'Rosa', 1);"

@@ -279,7 +279,7 @@ export interface paths {
         put?: never;
         /**
          * Restore a deleted family
-         * @description A keeper of a deleted family brings it back, with the recordings that went into the trash with it, within the trash retention (404 after it, or once the purge began).
+         * @description Anyone who kept a deleted family in the 30 days before its deletion (even if removed or demoted since), or its founder, brings it back with the recordings that went into the trash with it, within the trash retention (404 after it, or once the purge began). A restorer who no longer keeps it becomes a keeper again; the other keepers are emailed.
          */
         post: operations["restore-family"];
         delete?: never;
@@ -690,7 +690,7 @@ export interface components {
         RestoreFamilyInput: {
             /**
              * Format: uuid
-             * @description A deleted family the caller kept.
+             * @description A deleted family the caller kept in the 30 days before its deletion, or founded.
              */
             familyId: string;
         };

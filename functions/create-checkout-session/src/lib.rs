@@ -10,12 +10,12 @@ use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Operation, PRINTABLE};
+use shared::api::{ErrorCode, Operation, PRINTABLE, Role};
 use shared::billing::{BILLING_IS_FOR_KEEPERS, SubscriptionStatus, allowed_redirect};
 use shared::db::Tx;
 use shared::http::{json_body, printable, serve};
-use shared::stripe::{CheckoutForm, LineItem, SubscriptionData, family_metadata};
-use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
+use shared::stripe::{CheckoutForm, LineItem, Session, SubscriptionData, family_metadata};
+use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -137,14 +137,19 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
 
     // 4. At most one open Checkout session per family (two paid sessions would be two
     //    subscriptions): the open one again if it is for the same price and URLs,
-    //    otherwise it is expired before a new one is made.
-    app.db
+    //    otherwise it is expired before a new one is made. Saved only if the caller
+    //    still keeps the family once Stripe has answered (their membership share-locked
+    //    then, never across a call to Stripe): a keeper removed meanwhile gets 403 and
+    //    the session made for them is expired.
+    let outcome = app
+        .db
         .as_service(async |tx| {
             tx.query_typed(shared::sql::CHECKOUT_LOCK, &family_id)
                 .await?;
             // A payment may have landed since step 3.
             billing_state(tx, input.family_id).await?;
             let open = tx.query_typed(sql::OPEN_SESSION, &family_id).await?;
+            let mut reuse = None;
             if let Some(row) = open.first() {
                 let (id, price, success, cancel, url): (String, String, String, String, String) =
                     (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
@@ -154,7 +159,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 let session = stripe.checkout_session(&id).await?;
                 match session.status.as_deref() {
                     Some("open") if same => {
-                        return Ok(Output {
+                        reuse = Some(Output {
                             url,
                             session_id: id,
                         });
@@ -174,9 +179,30 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                     _ => {}
                 }
             }
-            let session = stripe
-                .create_checkout_session(&form(&input, customer))
-                .await?;
+            let next = match reuse {
+                Some(output) => Next::Reuse(output),
+                None => Next::Create(
+                    stripe
+                        .create_checkout_session(&form(&input, customer))
+                        .await?,
+                ),
+            };
+            // Stripe has answered: is the caller still a keeper?
+            let standing = members::lock_membership(tx, input.family_id, user.id).await;
+            if !matches!(standing, Ok(Role::Keeper)) {
+                let refusal = standing
+                    .err()
+                    .unwrap_or(ApiError::Forbidden(BILLING_IS_FOR_KEEPERS));
+                let made = match next {
+                    Next::Create(session) => Some(session.id),
+                    Next::Reuse(_) => None,
+                };
+                return Ok(Err((made, refusal)));
+            }
+            let session = match next {
+                Next::Reuse(output) => return Ok(Ok(output)),
+                Next::Create(session) => session,
+            };
             let url = session.url.ok_or_else(|| {
                 ApiError::internal(anyhow::anyhow!("Checkout session without a URL"))
             })?;
@@ -194,12 +220,29 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 (&expires_at as _, Type::FLOAT8),
             ];
             tx.query_typed(sql::SAVE_SESSION, &params).await?;
-            Ok(Output {
+            Ok(Ok(Output {
                 url,
                 session_id: session.id,
-            })
+            }))
         })
-        .await
+        .await?;
+    match outcome {
+        Ok(output) => Ok(output),
+        // Nobody may pay through a session made for someone who no longer keeps the family.
+        Err((session, refusal)) => {
+            if let Some(session) = session {
+                stripe.expire_checkout_session(&session).await?;
+            }
+            Err(refusal)
+        }
+    }
+}
+
+/// What step 4 does once it knows the family's open session: hand it out again, or
+/// hand out the one just made.
+enum Next {
+    Reuse(Output),
+    Create(Session),
 }
 
 /// Why a family with a live paid subscription can't check out again.

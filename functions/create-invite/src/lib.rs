@@ -9,13 +9,13 @@ use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Link, Operation, PRINTABLE};
+use shared::api::{ErrorCode, Link, Operation, PRINTABLE, Role};
 use shared::db::rate_limit;
 use shared::email::{Delivery, Email, escape_html, one_line};
 use shared::http::{json_body, printable, serve};
 use shared::invite::InviteCode;
 use shared::telemetry::{self, ErrorContext};
-use shared::{ApiError, App, Function, Membership, Methods, Request, Response};
+use shared::{ApiError, App, Function, Membership, Methods, Request, Response, members};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -105,6 +105,9 @@ pub fn api() -> Operation {
     }])
 }
 
+/// Why a storyteller (or someone who no longer keeps the family) is refused.
+const KEEPERS_ONLY: &str = "Only a keeper of this family can invite";
+
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
     Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["INVITE_CODE_SECRET"])
@@ -126,19 +129,18 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     telemetry::set_family(input.family_id);
 
     // 2. Keepers only: read as the caller, so RLS decides what they can see.
-    let family = app
-        .keeper(
-            &user,
-            input.family_id,
-            "Only a keeper of this family can invite",
-        )
-        .await?;
+    let family = app.keeper(&user, input.family_id, KEEPERS_ONLY).await?;
 
     // 3. The invite, within the family's hourly limit (the service role: users may not
-    //    create invites themselves, contract §4).
+    //    create invites themselves, contract §4), written while the caller's membership
+    //    is share-locked and still a keeper's: a removal or demotion waits for it (and
+    //    then revokes it), or is seen by it.
     let (id, code, expires_at) = app
         .db
         .as_service(async |tx| {
+            if members::lock_membership(tx, input.family_id, user.id).await? != Role::Keeper {
+                return Err(ApiError::Forbidden(KEEPERS_ONLY));
+            }
             let key = format!("{NAME}:{}", input.family_id);
             rate_limit(tx, &key, HOURLY_LIMIT, "1 hour").await?;
             // A new code on the (astronomically rare) collision with an existing one.

@@ -1,7 +1,8 @@
 //! delete-family: a keeper deletes the family, typing its name to confirm. From then on
 //! it is invisible to every member (RLS, and every function answers 404), its
-//! recordings are in the trash, and a keeper can restore it for the trash retention;
-//! after that the maintenance job purges it.
+//! recordings are in the trash, and anyone who kept it in the last 30 days (all of whom
+//! are emailed) can restore it for the trash retention; after that the maintenance job
+//! purges it.
 
 pub mod sql;
 
@@ -15,6 +16,7 @@ use shared::billing::SubscriptionStatus;
 use shared::db::Tx;
 use shared::http::{json_body, serve};
 use shared::members::{Change, Family};
+use shared::outbox::{self, Mail};
 use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -118,7 +120,8 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         // 4. One transaction as the service role (families are not users' to delete),
         //    on the family's checkout lock (no Checkout session can open meanwhile) with
         //    its members and row locked: all of the above again, the family and its
-        //    recordings into the trash, its archives gone, the change recorded.
+        //    recordings into the trash, its archives gone and its invites revoked (a
+        //    restore brings no old code back), the change recorded.
         let deleted = app
             .db
             .as_service(async |tx| {
@@ -142,18 +145,27 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 let (deleted_at, restorable_until) = (row.get(0), row.get(1));
                 let trashed: i64 = tx.query_typed(sql::TRASH, &family_id).await?[0].get(0);
                 members::forget_archives(tx, family.id).await?;
+                members::revoke_invites(tx, family.id).await?;
                 let details = json!({"recordingsTrashed": trashed});
                 members::record(tx, family.id, user.id, Change::FamilyDeleted, None, details)
                     .await?;
-                Ok(Some(Output {
+                let mail = Mail::FamilyDeleted {
+                    actor: members::name_of(tx, user.id).await?,
+                    until: restorable_until,
+                };
+                let mails = members::tell_keepers(tx, family.id, &mail).await?;
+                let output = Output {
                     family_id: input.family_id,
                     deleted_at,
                     restorable_until,
                     recordings_trashed: trashed,
-                }))
+                };
+                Ok(Some((output, mails)))
             })
             .await?;
-        if let Some(output) = deleted {
+        // 5. Everyone who kept the family in the last 30 days is told, and how to undo it.
+        if let Some((output, mails)) = deleted {
+            outbox::deliver(app, &mails).await;
             return Ok(output);
         }
     }

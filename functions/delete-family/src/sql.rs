@@ -19,7 +19,9 @@ pub const FORGET_SESSION: &str = "DELETE FROM public.checkout_sessions WHERE fam
 
 /// The family deleted; when, and until when it can be restored.
 pub const DELETE: &str = "
-    UPDATE public.families SET deleted_at = now(), deleted_by = $2 WHERE id = $1
+    UPDATE public.families
+    SET deleted_at = now(), deleted_by = $2, purge_reminder_sent_at = NULL
+    WHERE id = $1
     RETURNING deleted_at, deleted_at + public.trash_retention()";
 
 /// Its recordings into the trash, at the family's deletion time (a restore brings back

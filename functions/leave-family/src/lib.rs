@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Operation};
 use shared::http::{json_body, serve};
-use shared::members::{Change, Family, LAST_KEEPER};
+use shared::members::{Change, Family, LAST_KEEPER, Leaving};
 use shared::recordings::{self, Settled};
 use shared::{ApiError, App, Function, Methods, Request, Response, members, outbox, telemetry};
 use uuid::Uuid;
@@ -93,7 +93,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 return Err(ApiError::LastKeeper(LAST_KEEPER));
             }
             let role = family.role_of(user.id).map(|r| r.as_str());
-            let mails = members::remove(tx, family.id, user.id).await?;
+            let mails = members::remove(tx, family.id, user.id, Leaving::Left).await?;
             let details = json!({ "role": role });
             members::record(
                 tx,

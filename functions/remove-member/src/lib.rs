@@ -1,14 +1,17 @@
 //! remove-member: a keeper removes someone from the family. Access ends at once (RLS and
-//! every function re-check membership); their recordings stay with the family; their
-//! uploads whose object arrived become recordings, the rest release their hold.
+//! every function re-check membership) and stays ended (they may rejoin only with a
+//! code a keeper makes after this); their recordings stay with the family; their
+//! uploads whose object arrived become recordings, the rest are revoked. A keeper's
+//! removal is emailed to everyone who kept the family in the last 30 days.
 
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Operation};
+use shared::api::{ErrorCode, Operation, Role};
 use shared::http::{json_body, serve};
-use shared::members::{Change, Family, LAST_KEEPER};
+use shared::members::{Change, Family, LAST_KEEPER, Leaving};
+use shared::outbox::Mail;
 use shared::recordings::{self, Settled};
 use shared::{ApiError, App, Function, Methods, Request, Response, members, outbox, telemetry};
 use uuid::Uuid;
@@ -89,8 +92,9 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     }
 
     // 2. One transaction as the service role (memberships are not users' to write): the
-    //    family's members locked, the rules checked, the row deleted (their open uploads
-    //    marked, the archives they asked for withdrawn), the change recorded.
+    //    family's members locked, the rules checked, the row deleted (the invites they
+    //    created revoked, the removal remembered, their open uploads marked, the archives
+    //    they asked for withdrawn), the change recorded and, for a keeper, told.
     let mails = app
         .db
         .as_service(async |tx| {
@@ -102,7 +106,8 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
             if family.would_lose_last_keeper(input.user_id) {
                 return Err(ApiError::LastKeeper(LAST_KEEPER));
             }
-            let mails = members::remove(tx, family.id, input.user_id).await?;
+            let leaving = Leaving::RemovedBy(user.id);
+            let mut mails = members::remove(tx, family.id, input.user_id, leaving).await?;
             let details = json!({"role": role.as_str()});
             members::record(
                 tx,
@@ -113,13 +118,21 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 details,
             )
             .await?;
+            // A keeper removed: everyone who kept the family lately hears of it.
+            if role == Role::Keeper {
+                let mail = Mail::KeeperRemoved {
+                    actor: members::name_of(tx, user.id).await?,
+                    subject: members::name_of(tx, input.user_id).await?,
+                };
+                mails.extend(members::tell_keepers(tx, family.id, &mail).await?);
+            }
             Ok(mails)
         })
         .await?;
 
     // 3. Their unfinished uploads, now that they can start no more: saved when the
     //    audio arrived before the removal, revoked when not (what this misses, the sweep
-    //    decides the same way later); the archives' other requesters told.
+    //    decides the same way later); the emails sent.
     outbox::deliver(app, &mails).await;
     let uploads = recordings::settle(app, input.family_id, input.user_id).await;
     Ok(Output {

@@ -1,5 +1,8 @@
-//! restore-family: a keeper brings back a deleted family, with the recordings that went
-//! into the trash with it, within the trash retention and before a purge began.
+//! restore-family: someone who kept the family in the 30 days before its deletion (even
+//! if removed or demoted since), or its founder, brings it back with the recordings that
+//! went into the trash with it, within the trash retention and before a purge began. A
+//! restorer who no longer keeps it is a keeper again (a removal lifted), and the
+//! others are told: one keeper can't take the family away alone.
 
 pub mod sql;
 
@@ -10,6 +13,7 @@ use serde_json::json;
 use shared::api::{ErrorCode, Operation, Role};
 use shared::http::{json_body, serve};
 use shared::members::{Change, Family, NOT_A_KEEPER};
+use shared::outbox::{self, Mail};
 use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -24,7 +28,7 @@ const GONE: &str = "This family can no longer be restored";
 #[serde(rename_all = "camelCase")]
 #[schemars(rename = "RestoreFamilyInput")]
 pub struct Input {
-    /// A deleted family the caller kept.
+    /// A deleted family the caller kept in the 30 days before its deletion, or founded.
     #[garde(skip)]
     pub family_id: Uuid,
 }
@@ -45,9 +49,11 @@ pub fn api() -> Operation {
     Operation::post::<Input, Output>(
         NAME,
         "Restore a deleted family",
-        "A keeper of a deleted family brings it back, with the recordings that went into \
-         the trash with it, within the trash retention (404 after it, or once the purge \
-         began).",
+        "Anyone who kept a deleted family in the 30 days before its deletion (even if \
+         removed or demoted since), or its founder, brings it back with the recordings that \
+         went into the trash with it, within the trash retention (404 after it, or once \
+         the purge began). A restorer who no longer keeps it becomes a keeper again; the \
+         other keepers are emailed.",
         || {
             let family = json!("0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21");
             (
@@ -82,24 +88,37 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     telemetry::set_family(input.family_id);
 
     // 2. One transaction as the service role (a deleted family is invisible to its
-    //    members): its members and row locked, the caller a keeper, the retention,
-    //    the family and the recordings trashed with it back, the change recorded.
-    app.db
+    //    members, and a removed keeper is none): its members and row locked, the
+    //    caller's right to restore it, the retention, the family and the recordings
+    //    trashed with it back, the caller a keeper again, the change recorded and told.
+    let (output, mails) = app
+        .db
         .as_service(async |tx| {
-            let family = match Family::lock(tx, input.family_id, user.id).await {
-                Err(ApiError::Forbidden(_)) => return Err(ApiError::NotFound(GONE)),
-                other => other?,
-            };
-            if family.role_of(user.id) != Some(Role::Keeper) {
-                return Err(ApiError::Forbidden(NOT_A_KEEPER));
-            }
+            let family = Family::lock_any(tx, input.family_id)
+                .await?
+                .ok_or(ApiError::NotFound(GONE))?;
+            let role = family.role_of(user.id);
             let Some(deleted_at) = family.deleted_at else {
-                return Ok(Output {
-                    family_id: family.id,
-                    restored: false,
-                    recordings_restored: 0,
-                });
+                return match role {
+                    Some(Role::Keeper) => Ok((
+                        Output {
+                            family_id: family.id,
+                            restored: false,
+                            recordings_restored: 0,
+                        },
+                        Vec::new(),
+                    )),
+                    Some(Role::Storyteller) => Err(ApiError::Forbidden(NOT_A_KEEPER)),
+                    None => Err(ApiError::NotFound(GONE)),
+                };
             };
+            let restorers = members::restorers(tx, family.id).await?;
+            if !restorers.contains(&user.id) {
+                return match role {
+                    Some(_) => Err(ApiError::Forbidden(NOT_A_KEEPER)),
+                    None => Err(ApiError::NotFound(GONE)),
+                };
+            }
             if !family.restorable {
                 return Err(ApiError::NotFound(GONE));
             }
@@ -110,7 +129,13 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 (&deleted_at as _, Type::TIMESTAMPTZ),
             ];
             let restored: i64 = tx.query_typed(sql::UNTRASH, &params).await?[0].get(0);
-            let details = json!({"recordingsRestored": restored});
+            // Whoever restores it keeps it: otherwise the keeper who removed them could
+            // simply delete it again.
+            let reinstated = role != Some(Role::Keeper);
+            if reinstated {
+                members::reinstate(tx, family.id, user.id).await?;
+            }
+            let details = json!({"recordingsRestored": restored, "reinstated": reinstated});
             members::record(
                 tx,
                 family.id,
@@ -120,11 +145,20 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 details,
             )
             .await?;
-            Ok(Output {
+            let others: Vec<Uuid> = restorers.into_iter().filter(|u| *u != user.id).collect();
+            let mail = Mail::FamilyRestored {
+                actor: members::name_of(tx, user.id).await?,
+            };
+            let mails = outbox::queue(tx, family.id, &others, &mail).await?;
+            let output = Output {
                 family_id: family.id,
                 restored: true,
                 recordings_restored: restored,
-            })
+            };
+            Ok((output, mails))
         })
-        .await
+        .await?;
+    // 3. The others are told.
+    outbox::deliver(app, &mails).await;
+    Ok(output)
 }

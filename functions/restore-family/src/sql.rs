@@ -3,7 +3,9 @@
 
 /// The family back.
 pub const RESTORE: &str = "
-    UPDATE public.families SET deleted_at = NULL, deleted_by = NULL WHERE id = $1";
+    UPDATE public.families
+    SET deleted_at = NULL, deleted_by = NULL, purge_reminder_sent_at = NULL
+    WHERE id = $1";
 
 /// The recordings that went into the trash with the family (their deleted_at is the
 /// family's) back, unless a purge claimed them; those trashed before stay there.

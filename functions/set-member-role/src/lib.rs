@@ -1,5 +1,6 @@
 //! set-member-role: a keeper makes a member a keeper or a storyteller. A family never
-//! loses its last keeper.
+//! loses its last keeper; a demoted keeper's invites are revoked, and everyone who kept
+//! the family in the last 30 days is emailed.
 
 use garde::Validate;
 use schemars::JsonSchema;
@@ -8,6 +9,7 @@ use serde_json::json;
 use shared::api::{ErrorCode, Operation, Role};
 use shared::http::{json_body, serve};
 use shared::members::{Change, Family, LAST_KEEPER};
+use shared::outbox::{self, Mail};
 use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
 use uuid::Uuid;
 
@@ -82,9 +84,9 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     telemetry::set_family(input.family_id);
 
     // 2. One transaction as the service role (memberships are not users' to write): the
-    //    family's members locked, the rules checked, the role written, the change
-    //    recorded.
-    let changed = app
+    //    family's members locked, the rules checked, the role written (a demoted keeper's
+    //    invites revoked), the change recorded and, for a demoted keeper, told.
+    let (changed, mails) = app
         .db
         .as_service(async |tx| {
             let family = Family::lock(tx, input.family_id, user.id).await?;
@@ -93,7 +95,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 .role_of(input.user_id)
                 .ok_or(ApiError::NotFound("Member not found"))?;
             if role == input.role {
-                return Ok(false);
+                return Ok((false, Vec::new()));
             }
             if input.role == Role::Storyteller && family.would_lose_last_keeper(input.user_id) {
                 return Err(ApiError::LastKeeper(LAST_KEEPER));
@@ -110,9 +112,20 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 details,
             )
             .await?;
-            Ok(true)
+            // A keeper demoted: everyone who kept the family lately hears of it.
+            let mut mails = Vec::new();
+            if role == Role::Keeper {
+                let mail = Mail::KeeperDemoted {
+                    actor: members::name_of(tx, user.id).await?,
+                    subject: members::name_of(tx, input.user_id).await?,
+                };
+                mails = members::tell_keepers(tx, family.id, &mail).await?;
+            }
+            Ok((true, mails))
         })
         .await?;
+    // 3. The emails, once it is done.
+    outbox::deliver(app, &mails).await;
     Ok(Output {
         family_id: input.family_id,
         user_id: input.user_id,

@@ -17,8 +17,10 @@
 //!    (members, prompts, invites and reservations gone, its name scrubbed).
 //! 5. Archives: those past their time (7 days, their requester gone, their family
 //!    deleted) have their objects under `archives/` deleted and their lists dropped.
-//! 6. Emails: those owed after a change that were not sent at once are tried again.
-//! 7. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
+//! 6. Reminders: a week before a deleted family is purged, everyone who may restore it
+//!    is emailed, once per deletion.
+//! 7. Emails: these, and those owed after a change that were not sent at once.
+//! 8. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
 //!    and a rotating sample of the rest; drift is reported, never corrected.
 //!
 //! Safe at any time: every step is idempotent, two runs claim different rows (a claim
@@ -34,7 +36,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use shared::billing::SubscriptionStatus;
-use shared::outbox::{self, Sent};
+use shared::members;
+use shared::outbox::{self, Mail, Sent};
 use shared::r2::{ArchiveKey, Object, R2, RecordingKey};
 use shared::recordings::{self, Reservation, Settlement};
 use shared::telemetry::{self, ErrorContext};
@@ -86,6 +89,8 @@ pub struct Report {
     pub families_waiting_for_billing: u64,
     /// Archives deleted (their objects count in objects_deleted).
     pub archives_deleted: u64,
+    /// Deleted families whose keepers were reminded that the purge is a week away.
+    pub families_reminded: u64,
     /// Emails owed after a change, sent now (or not yet).
     pub emails: Sent,
     /// Families whose books were checked, and those that drifted (reported).
@@ -137,6 +142,7 @@ impl Run<'_> {
                 Phase::Orphans => orphans(self).await?,
                 Phase::Families => purge_families(self).await? > 0,
                 Phase::Archives => expire_archives(self).await? > 0,
+                Phase::Reminders => remind(self).await? > 0,
             };
             if !left {
                 return Ok(true);
@@ -159,6 +165,8 @@ enum Phase {
     Families,
     /// 5. Archives past their time.
     Archives,
+    /// 6. Deleted families a week from their purge.
+    Reminders,
 }
 
 async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
@@ -172,7 +180,7 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
         report: Report::default(),
         touched: BTreeSet::new(),
     };
-    // 1-5, each a batch (or a page) at a time while the budget lasts.
+    // 1-6, each a batch (or a page) at a time while the budget lasts.
     let mut finished = true;
     for phase in [
         Phase::Trash,
@@ -180,12 +188,13 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
         Phase::Orphans,
         Phase::Families,
         Phase::Archives,
+        Phase::Reminders,
     ] {
         finished &= run.until_done(phase).await?;
     }
-    // 6. The emails owed that were not sent at once.
+    // 7. The emails owed (these reminders, and those not sent at once).
     run.report.emails = outbox::drain(app, EMAILS).await;
-    // 7. The books: always, however little time is left.
+    // 8. The books: always, however little time is left.
     books(&mut run).await?;
     run.report.finished = finished;
     Ok(run.report)
@@ -369,6 +378,31 @@ async fn expire_archives(run: &mut Run<'_>) -> anyhow::Result<usize> {
         .await?;
     run.report.archives_deleted += deleted.len() as u64;
     Ok(expired.len())
+}
+
+/// Claims a batch of deleted families a week from their purge and queues, in the same
+/// transaction, a reminder to everyone who may restore each (sent with the run's other
+/// emails). Returns how many it claimed.
+async fn remind(run: &mut Run<'_>) -> anyhow::Result<usize> {
+    let batch = run.batch;
+    let reminded = run
+        .app
+        .db
+        .as_service(async |tx| {
+            let rows = tx
+                .query_typed(sql::CLAIM_REMINDERS, &[(&batch, Type::INT8)])
+                .await?;
+            for row in &rows {
+                let family: Uuid = row.get(0);
+                let restorers = members::restorers(tx, family).await?;
+                let mail = Mail::PurgeReminder { until: row.get(1) };
+                outbox::queue(tx, family, &restorers, &mail).await?;
+            }
+            Ok(rows.len())
+        })
+        .await?;
+    run.report.families_reminded += reminded as u64;
+    Ok(reminded)
 }
 
 /// Claims a batch of stranded reservations and finalizes, keeps or releases each.

@@ -41,6 +41,22 @@ pub const CLAIM_FAMILIES: &str = "
       FOR UPDATE SKIP LOCKED)
     RETURNING f.id";
 
+/// Claims deleted families a week or less from their purge whose keepers were not yet
+/// reminded (once per deletion: a restore clears the mark, a new deletion starts
+/// afresh; concurrent runs claim different ones). Returns each with its purge time.
+pub const CLAIM_REMINDERS: &str = "
+    UPDATE public.families f SET purge_reminder_sent_at = now()
+    WHERE f.id IN (
+      SELECT id FROM public.families
+      WHERE deleted_at IS NOT NULL AND purged_at IS NULL AND purge_started_at IS NULL
+        AND purge_reminder_sent_at IS NULL
+        AND deleted_at <= now() - public.trash_retention() + interval '7 days'
+        AND deleted_at > now() - public.trash_retention()
+      ORDER BY deleted_at
+      LIMIT $1
+      FOR UPDATE SKIP LOCKED)
+    RETURNING f.id, f.deleted_at + public.trash_retention()";
+
 /// A claimed family, its recordings purged and objects deleted, emptied to a tombstone
 /// (false while a recording is left).
 pub const PURGE_FAMILY: &str = "SELECT public.purge_family($1)";
