@@ -20,8 +20,8 @@ done
 [ ! -e "functions/$name" ] || die "functions/$name already exists"
 case "$kind" in
   http) template=http ;;
-  scheduled) template=event; variant=Scheduled; schedule='# When EventBridge runs it.\nschedule = "rate(15 minutes)"' ;;
-  worker) template=event; variant=Worker; schedule="" ;;
+  scheduled) template=event; schedule='# When EventBridge runs it.\nschedule = "rate(15 minutes)"' ;;
+  worker) template=event; schedule="" ;;
   *) die "--kind must be http, scheduled or worker" ;;
 esac
 [[ "$description" != *'"'* && "$description" != *'|'* ]] || die "the description can't hold \" or |"
@@ -31,13 +31,13 @@ crate="${name//-/_}"
 type=$(python3 -c 'import sys; print("".join(p.capitalize() for p in sys.argv[1].split("-")))' "$name")
 cp -r "scripts/function-template/$template" "functions/$name"
 find "functions/$name" -type f -print0 | while IFS= read -r -d '' file; do
-  python3 - "$file" "$name" "$crate" "$description" "$kind" "${variant:-}" "${schedule:-}" "$type" <<'PY'
+  python3 - "$file" "$name" "$crate" "$description" "$kind" "${schedule:-}" "$type" <<'PY'
 import sys
-path, name, crate, description, kind, variant, schedule, type_ = sys.argv[1:]
+path, name, crate, description, kind, schedule, type_ = sys.argv[1:]
 text = open(path).read()
 for key, value in [("__NAME__", name), ("__CRATE__", crate), ("__DESCRIPTION__", description),
                    ("__TYPE__", type_),
-                   ("__KIND_VARIANT__", variant), ("__KIND__", kind),
+                   ("__KIND__", kind),
                    ("__SCHEDULE__", schedule.replace("\\n", "\n"))]:
     text = text.replace(key, value)
 open(path, "w").write(text)

@@ -150,7 +150,8 @@ async fn main() -> anyhow::Result<()> {
     let user = testkit::create_user(&admin, "cold-start@example.com").await;
     let now = chrono::Utc::now().timestamp();
     let claims = serde_json::json!({"sub": user, "role": "authenticated", "aud": "authenticated",
-                                    "email": "cold-start@example.com", "iat": now, "exp": now + 3600});
+                                    "email": "cold-start@example.com", "iat": now, "exp": now + 3600,
+                                    "iss": format!("{}/auth/v1", lambda::BENCH_SUPABASE_URL)});
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,

@@ -1,14 +1,13 @@
 //! The local runner: serves every function crate at `/functions/v1/<name>` (Supabase's
 //! local URL layout), calling the same handler the Lambda binary calls.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::body::Body as AxumBody;
 use axum::extract::{Path, Request as AxumRequest, State};
 use axum::response::IntoResponse;
 use lambda_http::Body;
-use shared::function::Handler;
-use shared::{ApiError, App, Response};
+use shared::{ApiError, App, Function, Kind, Response};
 
 mod functions;
 pub mod openapi;
@@ -50,22 +49,29 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> std::io:
     axum::serve(listener, router(app)).await
 }
 
+/// Every function, built once.
+fn all() -> &'static [Function] {
+    static ALL: LazyLock<Vec<Function>> = LazyLock::new(functions);
+    &ALL
+}
+
+/// The function named `name`.
+pub fn function(name: &str) -> Option<&'static Function> {
+    all().iter().find(|f| f.name == name)
+}
+
 async fn invoke(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     req: AxumRequest,
 ) -> axum::response::Response {
-    let handler = functions()
-        .into_iter()
-        .find(|f| f.name == name)
-        .and_then(|f| match f.handler {
-            Handler::Http(handle) => Some(handle),
-            Handler::Event(_) => None,
-        });
-    let Some(handle) = handler else {
-        return convert(shared::http::error_response(&ApiError::NotFound(
+    let not_found = || {
+        convert(shared::http::error_response(&ApiError::NotFound(
             "No such function",
-        )));
+        )))
+    };
+    let Some(function) = function(&name).filter(|f| f.kind == Kind::Http) else {
+        return not_found();
     };
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, RUNNER_BODY_LIMIT).await {
@@ -73,7 +79,26 @@ async fn invoke(
         Ok(bytes) => Body::Binary(bytes.to_vec()),
         Err(_) => return convert(shared::http::error_response(&ApiError::PayloadTooLarge)),
     };
-    convert(handle(&app, http::Request::from_parts(parts, body)).await)
+    match function
+        .answer(&app, http::Request::from_parts(parts, body))
+        .await
+    {
+        Some(response) => convert(response),
+        None => not_found(),
+    }
+}
+
+/// Runs a scheduled or worker function once, here, with `event`: its report (the tests
+/// and `scripts/dev.sh invoke`).
+pub async fn run_event(
+    app: &App,
+    name: &str,
+    event: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let function = function(name).ok_or_else(|| anyhow::anyhow!("no function named {name}"))?;
+    function.invoke(app, event).await.ok_or_else(|| {
+        anyhow::anyhow!("{name} is reached over HTTP: call it at /functions/v1/{name}")
+    })?
 }
 
 fn convert(response: Response) -> axum::response::Response {

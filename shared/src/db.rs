@@ -4,11 +4,9 @@ use std::net::IpAddr;
 
 use anyhow::{Context, Result};
 use tokio_postgres::config::Host;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Config, NoTls, Row};
+use tokio_postgres::{Client, Config, NoTls};
 
-use crate::error::ApiError;
+use crate::store::StoreError;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How to reach a database: plain TCP only to loopback, TLS with verification otherwise.
@@ -96,6 +94,9 @@ const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// entitlement lock (and the caller gets a 503).
 const STATEMENT_TIMEOUT: &str = "8s";
 
+/// The claims of the service role's transactions.
+const SERVICE_CLAIMS: &str = r#"{"role":"service_role"}"#;
+
 /// The functions' database: a small pool built once per cold start (it connects lazily).
 #[derive(Clone)]
 pub struct Db {
@@ -135,30 +136,30 @@ impl Db {
 
     /// Runs `f` in a transaction as the verified user: role `authenticated`, the claims
     /// transaction-local (so the next user of the connection never sees them), RLS on.
-    pub async fn as_user<T>(
+    pub async fn as_user<T, E: From<StoreError>>(
         &self,
         user: &crate::auth::User,
-        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        self.run("authenticated", &user.claims.to_string(), f).await
+        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.run(Role::Authenticated, &user.claims.to_string(), f)
+            .await
     }
 
     /// Runs `f` in a transaction as `service_role` (RLS bypassed): only for the steps
     /// the contract's §4 lists.
-    pub async fn as_service<T>(
+    pub async fn as_service<T, E: From<StoreError>>(
         &self,
-        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        self.run("service_role", r#"{"role":"service_role"}"#, f)
-            .await
+        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.run(Role::Service, SERVICE_CLAIMS, f).await
     }
 
-    async fn run<T>(
+    async fn run<T, E: From<StoreError>>(
         &self,
-        role: &str,
+        role: Role,
         claims: &str,
-        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
+        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut open = self.begin(role, claims).await?;
         let (result, ended) = {
             let client = open.client();
@@ -173,7 +174,7 @@ impl Db {
         open.done();
         match (result, ended) {
             (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(e)) => Err(e.into()),
+            (Ok(_), Err(e)) => Err(StoreError::from(e).into()),
             (Err(e), _) => Err(e),
         }
     }
@@ -185,7 +186,7 @@ impl Db {
     /// Lambda froze the instance fails here, before anything was done, and the
     /// transaction is tried once more on a new connection (the other idle ones idled
     /// as long: they go too). Safe behind a transaction-mode pooler: BEGIN comes first.
-    async fn begin(&self, role: &str, claims: &str) -> Result<Open, ApiError> {
+    async fn begin(&self, role: Role, claims: &str) -> Result<Open, StoreError> {
         let mut retried = false;
         loop {
             let open = Open(Some(self.pool.get().await?));
@@ -196,7 +197,7 @@ impl Db {
                 // Its late answer may still arrive: the connection is never reused
                 // (dropping `open` unfinished discards it).
                 Err(_) => {
-                    return Err(ApiError::Unavailable(anyhow::anyhow!(
+                    return Err(StoreError::Unavailable(anyhow::anyhow!(
                         "the database did not start a transaction within {START_TIMEOUT:?}"
                     )));
                 }
@@ -208,26 +209,39 @@ impl Db {
                     self.pool.retain(|_, _| false);
                     retried = true;
                 }
-                Ok(Err(e)) => return Err(e.into()),
+                Ok(Err(e)) => return Err(e),
             }
         }
     }
 }
 
+/// The database role a transaction takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The caller: RLS applies.
+    Authenticated,
+    /// `service_role`: RLS bypassed.
+    Service,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Authenticated => "authenticated",
+            Role::Service => "service_role",
+        }
+    }
+}
+
 /// Begins a transaction on `client` as `role` with `claims`: `BEGIN` and the prologue
-/// sent together, one round trip (the benchmark's SQL floor starts its transactions
-/// with this too).
-pub async fn start(client: &Client, role: &str, claims: &str) -> Result<(), tokio_postgres::Error> {
-    let params: [(&(dyn ToSql + Sync), Type); 3] = [
-        (&role, Type::TEXT),
-        (&claims, Type::TEXT),
-        (&STATEMENT_TIMEOUT, Type::TEXT),
-    ];
+/// sent together, one round trip.
+async fn start(client: &Client, role: Role, claims: &str) -> Result<(), StoreError> {
     let (begun, prologue) = tokio::join!(
         client.batch_execute("BEGIN"),
-        client.query_typed(crate::sql::PROLOGUE, &params)
+        crate::store::prologue(client, role.as_str(), claims, STATEMENT_TIMEOUT)
     );
-    begun.and(prologue.map(drop))
+    begun?;
+    prologue
 }
 
 /// A pooled connection inside a transaction. Dropped before [`Open::done`] (a failed
@@ -254,46 +268,31 @@ impl Drop for Open {
     }
 }
 
-/// The statements of one transaction, as the caller's role (the only way handlers reach
-/// the database).
+/// One transaction, as the role it was begun as: what every store function runs in.
 pub struct Tx<'a>(&'a Client);
 
-impl Tx<'_> {
-    /// One statement with typed parameters, unnamed (safe behind a transaction-mode
-    /// pooler: no prepared statement outlives it).
-    pub async fn query_typed(
-        &self,
-        statement: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
-    ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        self.0.query_typed(statement, params).await
+impl<'a> Tx<'a> {
+    /// A transaction on a connection of the caller's own, begun as the pool begins them
+    /// (the benchmark's SQL floor, on bare connections): as `user` (their claims) or,
+    /// with None, as the service role.
+    pub async fn begin(
+        client: &'a Client,
+        user: Option<&crate::auth::User>,
+    ) -> Result<Tx<'a>, StoreError> {
+        match user {
+            Some(user) => start(client, Role::Authenticated, &user.claims.to_string()).await?,
+            None => start(client, Role::Service, SERVICE_CLAIMS).await?,
+        }
+        Ok(Tx(client))
     }
 
-    /// Statements of constant text, in one round trip (savepoints).
-    pub async fn batch_execute(&self, statements: &str) -> Result<(), tokio_postgres::Error> {
-        self.0.batch_execute(statements).await
+    /// Commits a transaction [`Tx::begin`] began.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.0.batch_execute("COMMIT").await?)
     }
-}
 
-/// Takes one hit of the fixed-window rate limit `key` (at most `limit` per `window`, an
-/// interval such as `1 hour`) in the caller's transaction: 429 with `Retry-After` when
-/// the window is full. The counter row is locked, so concurrent callers can't slip past.
-pub async fn rate_limit(tx: &Tx<'_>, key: &str, limit: i32, window: &str) -> Result<(), ApiError> {
-    let retry_after: i32 = tx
-        .query_typed(
-            crate::sql::RATE_LIMIT_TAKE,
-            &[
-                (&key, Type::TEXT),
-                (&limit, Type::INT4),
-                (&window, Type::TEXT),
-            ],
-        )
-        .await?[0]
-        .get(0);
-    match retry_after {
-        0 => Ok(()),
-        seconds => Err(ApiError::RateLimit {
-            retry_after_seconds: seconds.unsigned_abs(),
-        }),
+    /// Its connection, for the store's statements.
+    pub(crate) fn client(&self) -> &Client {
+        self.0
     }
 }

@@ -3,7 +3,7 @@
 use http::StatusCode;
 
 pub use crate::api::ErrorCode;
-use tokio_postgres::error::SqlState;
+use crate::store::StoreError;
 
 /// The message of every 500: the log gets the chain, the caller gets this.
 pub const INTERNAL_MESSAGE: &str = "Something went wrong. Please try again.";
@@ -110,68 +110,24 @@ const USER_FOREIGN_KEYS: &[&str] = &[
     "prompts_created_by_fkey",
     "recordings_created_by_fkey",
     "upload_reservations_user_id_fkey",
+    "archive_requesters_user_id_fkey",
+    "family_removals_removed_by_fkey",
 ];
 
-impl From<tokio_postgres::Error> for ApiError {
-    /// Database errors are mapped where they mean something to the caller.
-    fn from(e: tokio_postgres::Error) -> Self {
-        let constraint = e.as_db_error().and_then(|db| db.constraint());
-        match e.code() {
-            // Raised by update_storage_quota() when an upload would pass the quota.
-            Some(c) if *c == SqlState::RAISE_EXCEPTION => ApiError::QuotaExceeded,
+impl From<StoreError> for ApiError {
+    /// What the database's answers mean to a caller, unless the call site decided
+    /// otherwise first.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::OverQuota { .. } => ApiError::QuotaExceeded,
+            StoreError::Unavailable(e) => ApiError::Unavailable(e),
             // A valid token for an account that no longer exists writes nothing.
-            Some(c)
-                if *c == SqlState::FOREIGN_KEY_VIOLATION
-                    && constraint.is_some_and(|c| USER_FOREIGN_KEYS.contains(&c)) =>
+            StoreError::Constraint { ref constraint, .. }
+                if USER_FOREIGN_KEYS.contains(&constraint.as_str()) =>
             {
                 ApiError::Unauthorized
             }
-            Some(c) if is_unavailable(c) => ApiError::Unavailable(describe(&e)),
-            Some(_) => ApiError::Internal(describe(&e)),
-            // No SQLSTATE: the connection itself failed or closed.
-            None => ApiError::Unavailable(e.into()),
+            e => ApiError::Internal(e.into()),
         }
     }
-}
-
-/// A database error for logs and Sentry, without its DETAIL: Postgres puts row values
-/// there ("Failing row contains (…)", "Key (email)=(…)"), and those may be personal.
-fn describe(e: &tokio_postgres::Error) -> anyhow::Error {
-    match e.as_db_error() {
-        Some(db) => anyhow::anyhow!(
-            "database error {}: {}{}{}",
-            db.code().code(),
-            db.message(),
-            db.table()
-                .map(|t| format!(" (table {t})"))
-                .unwrap_or_default(),
-            db.constraint()
-                .map(|c| format!(" (constraint {c})"))
-                .unwrap_or_default(),
-        ),
-        None => anyhow::anyhow!("database error: {e}"),
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for ApiError {
-    /// No connection to be had, whatever the reason: the database is unavailable.
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        ApiError::Unavailable(e.into())
-    }
-}
-
-/// SQLSTATEs that mean the database (or the pooler in front of it) is down,
-/// restarting, overloaded or stuck: worth a retry, not a bug.
-fn is_unavailable(c: &SqlState) -> bool {
-    let code = c.code();
-    code.starts_with("08") // connection exception (PgBouncer reports its own here)
-        || code.starts_with("53") // insufficient resources, too many connections
-        || code.starts_with("57P") // admin / crash shutdown, cannot connect now
-        || [
-            SqlState::QUERY_CANCELED, // statement_timeout
-            SqlState::T_R_SERIALIZATION_FAILURE,
-            SqlState::T_R_DEADLOCK_DETECTED,
-            SqlState::LOCK_NOT_AVAILABLE,
-        ]
-        .contains(c)
 }

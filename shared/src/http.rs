@@ -267,14 +267,47 @@ fn finish(response: Response, request_id: &str) -> Response {
     response
 }
 
-/// Parses and validates a JSON object body. Unknown fields are ignored (as the
-/// original's Zod object schemas did); errors name the field.
-pub fn json_body<T>(req: &Request) -> Result<T, ApiError>
+/// Takes one hit of the fixed-window rate limit `key` (at most `limit` per `window`, an
+/// interval such as `1 hour`) in the caller's transaction: 429 with `Retry-After` when
+/// the window is full. The counter row is locked, so concurrent callers can't slip past.
+pub async fn rate_limit(
+    tx: &crate::db::Tx<'_>,
+    key: &str,
+    limit: i32,
+    window: &str,
+) -> Result<(), ApiError> {
+    match crate::store::rate_limits::take(tx, key, limit, window).await? {
+        None => Ok(()),
+        Some(retry_after_seconds) => Err(ApiError::RateLimit {
+            retry_after_seconds,
+        }),
+    }
+}
+
+/// A function's input: the JSON object body (a `GET`'s query parameters, as strings,
+/// percent-decoded), parsed and validated; unknown fields are ignored (as the
+/// original's Zod object schemas did), errors name the field. The family or recording
+/// it names tags the invocation's telemetry.
+pub fn input<T>(req: &Request) -> Result<T, ApiError>
 where
     T: DeserializeOwned + Validate<Context = ()>,
 {
-    let value: serde_json::Value = serde_json::from_slice(req.body().as_ref())
-        .map_err(|_| ApiError::Validation("body: must be a JSON object".to_owned()))?;
+    let value: serde_json::Value = if req.method() == Method::GET {
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    } else {
+        serde_json::from_slice(req.body().as_ref())
+            .map_err(|_| ApiError::Validation("body: must be a JSON object".to_owned()))?
+    };
+    let id = |field: &str| value.get(field)?.as_str()?.parse::<uuid::Uuid>().ok();
+    if let Some(family) = id("familyId") {
+        telemetry::set_family(family);
+    }
+    if let Some(recording) = id("recordingId") {
+        telemetry::set_recording(recording);
+    }
     parse_value(value)
 }
 

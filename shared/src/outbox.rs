@@ -7,64 +7,14 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::App;
 use crate::db::Tx;
 use crate::email::{Email, escape_html, one_line};
-use crate::error::ApiError;
-
-/// The statements of the outbox, as the service role.
-pub mod sql {
-    /// One email of a kind to each of several users, about a family.
-    pub const QUEUE: &str = "
-        INSERT INTO public.outbox (family_id, user_id, kind, details)
-        SELECT $1, u, $3, $4 FROM unnest($2::uuid[]) AS u
-        RETURNING id";
-
-    /// Claims the given emails if still unsent (another sender skips them).
-    pub const CLAIM_THESE: &str = "
-        UPDATE public.outbox o SET claimed_at = now(), attempts = o.attempts + 1
-        WHERE o.id IN (
-          SELECT id FROM public.outbox
-          WHERE id = ANY ($1) AND sent_at IS NULL AND failed_at IS NULL
-            AND (claimed_at IS NULL OR claimed_at < now() - interval '10 minutes')
-          FOR UPDATE SKIP LOCKED)
-        RETURNING o.id, o.kind, o.details, o.attempts,
-          (SELECT a.email FROM public.account_of(o.user_id) a),
-          (SELECT f.name FROM public.families f WHERE f.id = o.family_id),
-          (SELECT f.language FROM public.families f WHERE f.id = o.family_id),
-          o.family_id";
-
-    /// Claims the emails due (never sent, or due for another try), oldest first; a
-    /// claim older than 10 minutes (its sender died) is taken over.
-    pub const CLAIM_DUE: &str = "
-        UPDATE public.outbox o SET claimed_at = now(), attempts = o.attempts + 1
-        WHERE o.id IN (
-          SELECT id FROM public.outbox
-          WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
-            AND (claimed_at IS NULL OR claimed_at < now() - interval '10 minutes')
-          ORDER BY next_attempt_at
-          LIMIT $1
-          FOR UPDATE SKIP LOCKED)
-        RETURNING o.id, o.kind, o.details, o.attempts,
-          (SELECT a.email FROM public.account_of(o.user_id) a),
-          (SELECT f.name FROM public.families f WHERE f.id = o.family_id),
-          (SELECT f.language FROM public.families f WHERE f.id = o.family_id),
-          o.family_id";
-
-    /// Sent.
-    pub const SENT: &str = "
-        UPDATE public.outbox SET sent_at = now(), claimed_at = NULL WHERE id = $1";
-
-    /// Not sent: tried again in $2 minutes, or given up ($3: no more tries).
-    pub const RETRY: &str = "
-        UPDATE public.outbox
-        SET claimed_at = NULL, next_attempt_at = now() + make_interval(mins => $2),
-            failed_at = CASE WHEN $3 THEN now() END
-        WHERE id = $1";
-}
+use crate::store::families::Language;
+use crate::store::outbox::Claim;
+use crate::store::{self, StoreError};
 
 /// How many times an email is tried before it is given up (logged, never fatal).
 const ATTEMPTS: i32 = 5;
@@ -105,10 +55,10 @@ struct About<'a> {
 }
 
 impl Mail {
-    fn kind_and_details(&self) -> Result<(String, Value), ApiError> {
-        let value = serde_json::to_value(self).map_err(ApiError::internal)?;
+    fn kind_and_details(&self) -> (String, Value) {
+        let value = serde_json::to_value(self).unwrap_or_default();
         let kind = value["kind"].as_str().unwrap_or_default().to_owned();
-        Ok((kind, value["details"].clone()))
+        (kind, value["details"].clone())
     }
 
     fn from_row(kind: &str, details: Value) -> Option<Self> {
@@ -270,19 +220,12 @@ pub async fn queue(
     family: Uuid,
     users: &[Uuid],
     mail: &Mail,
-) -> Result<Vec<Uuid>, ApiError> {
+) -> Result<Vec<Uuid>, StoreError> {
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    let (kind, details) = mail.kind_and_details()?;
-    let params = [
-        (&family as _, Type::UUID),
-        (&users as _, Type::UUID_ARRAY),
-        (&kind as _, Type::TEXT),
-        (&details as _, Type::JSONB),
-    ];
-    let rows = tx.query_typed(sql::QUEUE, &params).await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let (kind, details) = mail.kind_and_details();
+    store::outbox::queue(tx, family, users, &kind, &details).await
 }
 
 /// How a round of sending went.
@@ -300,55 +243,57 @@ pub async fn deliver(app: &App, ids: &[Uuid]) -> Sent {
     if ids.is_empty() {
         return Sent::default();
     }
-    let ids = ids.to_vec();
-    send(app, sql::CLAIM_THESE, &[(&ids, Type::UUID_ARRAY)]).await
+    send(app, Claim::These(ids)).await
 }
 
 /// Sends up to `limit` emails that are due (the maintenance job's retries).
 pub async fn drain(app: &App, limit: i64) -> Sent {
-    send(app, sql::CLAIM_DUE, &[(&limit, Type::INT8)]).await
+    send(app, Claim::Due(limit)).await
 }
 
-async fn send(
-    app: &App,
-    claim: &str,
-    params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
-) -> Sent {
+async fn send(app: &App, which: Claim<'_>) -> Sent {
     let mut sent = Sent::default();
     let claimed = app
         .db
-        .as_service(async |tx| Ok(tx.query_typed(claim, params).await?))
+        .as_service(async |tx| store::outbox::claim(tx, which).await)
         .await;
-    let rows = match claimed {
-        Ok(rows) => rows,
+    let owed = match claimed {
+        Ok(owed) => owed,
         Err(e) => {
             tracing::warn!(error = %e, "the outbox could not be read; a later run sends it");
             return sent;
         }
     };
-    for row in rows {
-        let id: Uuid = row.get(0);
-        let kind: String = row.get(1);
-        let attempts: i32 = row.get(3);
-        let (to, family, language): (Option<String>, Option<String>, Option<String>) =
-            (row.get(4), row.get(5), row.get(6));
-        let outcome = match (Mail::from_row(&kind, row.get(2)), to, family) {
+    for email in owed {
+        let outcome = match (
+            Mail::from_row(&email.kind, email.details),
+            &email.email,
+            &email.family_name,
+        ) {
             (Some(mail), Some(to), Some(name)) => {
                 let about = About {
-                    id: row.get(7),
-                    name: &name,
-                    spanish: language.as_deref() == Some("es"),
+                    id: email.family_id,
+                    name,
+                    spanish: email.language == Some(Language::Es),
                 };
-                let email = mail.render(app, &to, &about);
-                app.mailer.send(&email).await.map(drop)
+                app.mailer
+                    .send(&mail.render(app, to, &about))
+                    .await
+                    .map(drop)
             }
             // No address to send to (or nothing we know how to say): no retry helps.
-            _ => Err(anyhow::anyhow!("no address or no such email ({kind})")),
+            _ => Err(anyhow::anyhow!(
+                "no address or no such email ({})",
+                email.kind
+            )),
         };
+        let (id, kind, attempts) = (email.id, email.kind, email.attempts);
         let result = match outcome {
             Ok(()) => {
                 sent.sent += 1;
-                mark(app, sql::SENT, id, None).await
+                app.db
+                    .as_service(async |tx| store::outbox::sent(tx, id).await)
+                    .await
             }
             Err(error) => {
                 sent.failed += 1;
@@ -357,7 +302,9 @@ async fn send(
                                "an email was not sent");
                 // 1, 4, 16, 64 minutes.
                 let wait = 4i32.saturating_pow(attempts.clamp(1, 4) as u32 - 1);
-                mark(app, sql::RETRY, id, Some((wait, last))).await
+                app.db
+                    .as_service(async |tx| store::outbox::retry(tx, id, wait, last).await)
+                    .await
             }
         };
         if let Err(e) = result {
@@ -365,30 +312,6 @@ async fn send(
         }
     }
     sent
-}
-
-async fn mark(
-    app: &App,
-    statement: &str,
-    id: Uuid,
-    retry: Option<(i32, bool)>,
-) -> Result<(), ApiError> {
-    app.db
-        .as_service(async |tx| {
-            match retry {
-                None => tx.query_typed(statement, &[(&id, Type::UUID)]).await?,
-                Some((wait, last)) => {
-                    let params = [
-                        (&id as _, Type::UUID),
-                        (&wait as _, Type::INT4),
-                        (&last as _, Type::BOOL),
-                    ];
-                    tx.query_typed(statement, &params).await?
-                }
-            };
-            Ok(())
-        })
-        .await
 }
 
 #[cfg(test)]
@@ -400,7 +323,7 @@ mod tests {
         let mail = Mail::ArchiveReady {
             archive_id: Uuid::nil(),
         };
-        let (kind, details) = mail.kind_and_details().expect("serializes");
+        let (kind, details) = mail.kind_and_details();
         assert_eq!(kind, "archive_ready");
         assert_eq!(details["archiveId"], Uuid::nil().to_string());
         assert_eq!(Mail::from_row(&kind, details), Some(mail));

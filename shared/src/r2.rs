@@ -124,6 +124,32 @@ pub struct Head {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// What can go wrong with the bucket.
+#[derive(Debug, thiserror::Error)]
+pub enum R2Error {
+    /// R2 unreachable, throttling or failing: worth a retry, not a bug of ours.
+    #[error("R2 is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// A request that could not even be made: a bug.
+    #[error("an R2 request could not be made")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl R2Error {
+    fn internal(e: impl Into<anyhow::Error>) -> Self {
+        R2Error::Internal(e.into())
+    }
+}
+
+impl From<R2Error> for ApiError {
+    fn from(e: R2Error) -> Self {
+        match e {
+            R2Error::Unavailable(e) => ApiError::Unavailable(e),
+            R2Error::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 /// The bucket and its client.
 pub struct R2 {
     config: R2Config,
@@ -143,11 +169,11 @@ impl R2 {
         }
     }
 
-    fn client(&self) -> Result<&Client, ApiError> {
+    fn client(&self) -> Result<&Client, R2Error> {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
-        let client = Self::build(&self.config).map_err(ApiError::internal)?;
+        let client = Self::build(&self.config).map_err(R2Error::internal)?;
         Ok(self.client.get_or_init(|| client))
     }
 
@@ -198,7 +224,7 @@ impl R2 {
         content_type: &str,
         content_length: i64,
         expires_in: Duration,
-    ) -> Result<Presigned, ApiError> {
+    ) -> Result<Presigned, R2Error> {
         let expires_at = Utc::now() + expires_in;
         let request = self
             .client()?
@@ -208,9 +234,9 @@ impl R2 {
             .content_type(content_type)
             .content_length(content_length)
             .if_none_match(NO_OVERWRITE)
-            .presigned(PresigningConfig::expires_in(expires_in).map_err(ApiError::internal)?)
+            .presigned(PresigningConfig::expires_in(expires_in).map_err(R2Error::internal)?)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(R2Error::internal)?;
         Ok(Presigned {
             url: request.uri().to_owned(),
             expires_at,
@@ -218,11 +244,7 @@ impl R2 {
     }
 
     /// A GET URL.
-    pub async fn presign_get(
-        &self,
-        key: &str,
-        expires_in: Duration,
-    ) -> Result<Presigned, ApiError> {
+    pub async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<Presigned, R2Error> {
         self.presign_get_as(key, None, expires_in).await
     }
 
@@ -232,7 +254,7 @@ impl R2 {
         key: &str,
         filename: Option<&str>,
         expires_in: Duration,
-    ) -> Result<Presigned, ApiError> {
+    ) -> Result<Presigned, R2Error> {
         let expires_at = Utc::now() + expires_in;
         let request = self
             .client()?
@@ -240,9 +262,9 @@ impl R2 {
             .bucket(&self.bucket)
             .key(key)
             .set_response_content_disposition(filename.map(content_disposition))
-            .presigned(PresigningConfig::expires_in(expires_in).map_err(ApiError::internal)?)
+            .presigned(PresigningConfig::expires_in(expires_in).map_err(R2Error::internal)?)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(R2Error::internal)?;
         Ok(Presigned {
             url: request.uri().to_owned(),
             expires_at,
@@ -250,7 +272,7 @@ impl R2 {
     }
 
     /// The object's real size and content type; None when it does not exist.
-    pub async fn head(&self, key: &str) -> Result<Option<Head>, ApiError> {
+    pub async fn head(&self, key: &str) -> Result<Option<Head>, R2Error> {
         match self
             .client()?
             .head_object()
@@ -268,7 +290,7 @@ impl R2 {
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             // R2 unreachable, throttling or failing: worth a retry, not a bug of ours.
-            Err(e) => Err(ApiError::Unavailable(anyhow::anyhow!(
+            Err(e) => Err(R2Error::Unavailable(anyhow::anyhow!(
                 "R2 HeadObject failed: {}",
                 e
             ))),
@@ -277,18 +299,18 @@ impl R2 {
 
     /// Deletes objects (batches of 1,000, the most one DeleteObjects takes). A key that
     /// is already gone counts as deleted; any other failure is an error.
-    pub async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
+    pub async fn delete(&self, keys: &[String]) -> Result<(), R2Error> {
         for batch in keys.chunks(1000) {
             let objects = batch
                 .iter()
                 .map(|key| ObjectIdentifier::builder().key(key).build())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(ApiError::internal)?;
+                .map_err(R2Error::internal)?;
             let delete = Delete::builder()
                 .set_objects(Some(objects))
                 .quiet(true)
                 .build()
-                .map_err(ApiError::internal)?;
+                .map_err(R2Error::internal)?;
             let out = self
                 .client()?
                 .delete_objects()
@@ -297,10 +319,10 @@ impl R2 {
                 .send()
                 .await
                 .map_err(|e| {
-                    ApiError::Unavailable(anyhow::anyhow!("R2 DeleteObjects failed: {e}"))
+                    R2Error::Unavailable(anyhow::anyhow!("R2 DeleteObjects failed: {e}"))
                 })?;
             if let Some(error) = out.errors().first() {
-                return Err(ApiError::Unavailable(anyhow::anyhow!(
+                return Err(R2Error::Unavailable(anyhow::anyhow!(
                     "R2 could not delete {} objects, {:?} first: {}",
                     out.errors().len(),
                     error.key(),
@@ -338,7 +360,7 @@ impl R2 {
         &self,
         prefix: &str,
         token: Option<String>,
-    ) -> Result<(Vec<(String, DateTime<Utc>)>, Option<String>), ApiError> {
+    ) -> Result<(Vec<(String, DateTime<Utc>)>, Option<String>), R2Error> {
         let out = self
             .client()?
             .list_objects_v2()
@@ -347,7 +369,7 @@ impl R2 {
             .set_continuation_token(token)
             .send()
             .await
-            .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("R2 ListObjectsV2 failed: {e}")))?;
+            .map_err(|e| R2Error::Unavailable(anyhow::anyhow!("R2 ListObjectsV2 failed: {e}")))?;
         let objects = out
             .contents()
             .iter()
@@ -363,6 +385,87 @@ impl R2 {
             .then(|| out.next_continuation_token().map(str::to_owned))
             .flatten();
         Ok((objects, next))
+    }
+
+    /// A GET URL that makes the browser save the object as `filename`.
+    pub async fn presign_download(
+        &self,
+        key: &str,
+        filename: &str,
+        expires_in: Duration,
+    ) -> Result<Presigned, R2Error> {
+        self.presign_get_as(key, Some(filename), expires_in).await
+    }
+
+    /// Starts reading an object; None when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<Download>, R2Error> {
+        match self
+            .client()?
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .customize()
+            .config_override(bulk())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(Download {
+                size: out.content_length().unwrap_or_default(),
+                body: out.body,
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(R2Error::Unavailable(anyhow::anyhow!(
+                "R2 GetObject failed: {e}"
+            ))),
+        }
+    }
+
+    /// Starts a multipart upload of `key`.
+    pub async fn start_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<Multipart<'_>, R2Error> {
+        let out = self
+            .client()?
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| {
+                R2Error::Unavailable(anyhow::anyhow!("R2 CreateMultipartUpload failed: {e}"))
+            })?;
+        let upload_id = out
+            .upload_id()
+            .ok_or_else(|| R2Error::internal(anyhow::anyhow!("R2 gave no upload id")))?;
+        Ok(Multipart {
+            r2: self,
+            key: key.to_owned(),
+            upload_id: upload_id.to_owned(),
+            parts: Vec::new(),
+        })
+    }
+
+    /// Throws away a multipart upload's parts, by its key and id (one that is gone
+    /// already counts as done).
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), R2Error> {
+        match self
+            .client()?
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
+            Err(e) => Err(R2Error::Unavailable(anyhow::anyhow!(
+                "R2 AbortMultipartUpload failed: {e}"
+            ))),
+        }
     }
 }
 
@@ -417,73 +520,10 @@ pub struct Multipart<'a> {
     parts: Vec<aws_sdk_s3::types::CompletedPart>,
 }
 
-impl R2 {
-    /// A GET URL that makes the browser save the object as `filename`.
-    pub async fn presign_download(
-        &self,
-        key: &str,
-        filename: &str,
-        expires_in: Duration,
-    ) -> Result<Presigned, ApiError> {
-        self.presign_get_as(key, Some(filename), expires_in).await
-    }
-
-    /// Starts reading an object; None when it does not exist.
-    pub async fn get(&self, key: &str) -> Result<Option<Download>, ApiError> {
-        match self
-            .client()?
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .customize()
-            .config_override(bulk())
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(Download {
-                size: out.content_length().unwrap_or_default(),
-                body: out.body,
-            })),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(ApiError::Unavailable(anyhow::anyhow!(
-                "R2 GetObject failed: {e}"
-            ))),
-        }
-    }
-
-    /// Starts a multipart upload of `key`.
-    pub async fn start_multipart(
-        &self,
-        key: &str,
-        content_type: &str,
-    ) -> Result<Multipart<'_>, ApiError> {
-        let out = self
-            .client()?
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .send()
-            .await
-            .map_err(|e| {
-                ApiError::Unavailable(anyhow::anyhow!("R2 CreateMultipartUpload failed: {e}"))
-            })?;
-        let upload_id = out
-            .upload_id()
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("R2 gave no upload id")))?;
-        Ok(Multipart {
-            r2: self,
-            key: key.to_owned(),
-            upload_id: upload_id.to_owned(),
-            parts: Vec::new(),
-        })
-    }
-}
-
 impl Multipart<'_> {
     /// Sends the next part. R2 wants every part but the last of one size, at least 5 MiB.
-    pub async fn put(&mut self, bytes: Vec<u8>) -> Result<(), ApiError> {
-        let number = i32::try_from(self.parts.len() + 1).map_err(ApiError::internal)?;
+    pub async fn put(&mut self, bytes: Vec<u8>) -> Result<(), R2Error> {
+        let number = i32::try_from(self.parts.len() + 1).map_err(R2Error::internal)?;
         let out = self
             .r2
             .client()?
@@ -497,7 +537,7 @@ impl Multipart<'_> {
             .config_override(bulk())
             .send()
             .await
-            .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("R2 UploadPart failed: {e}")))?;
+            .map_err(|e| R2Error::Unavailable(anyhow::anyhow!("R2 UploadPart failed: {e}")))?;
         self.parts.push(
             aws_sdk_s3::types::CompletedPart::builder()
                 .part_number(number)
@@ -508,7 +548,7 @@ impl Multipart<'_> {
     }
 
     /// Makes the object of the parts sent.
-    pub async fn complete(self) -> Result<(), ApiError> {
+    pub async fn complete(self) -> Result<(), R2Error> {
         let upload = aws_sdk_s3::types::CompletedMultipartUpload::builder()
             .set_parts(Some(self.parts))
             .build();
@@ -524,7 +564,7 @@ impl Multipart<'_> {
             .send()
             .await
             .map_err(|e| {
-                ApiError::Unavailable(anyhow::anyhow!("R2 CompleteMultipartUpload failed: {e}"))
+                R2Error::Unavailable(anyhow::anyhow!("R2 CompleteMultipartUpload failed: {e}"))
             })?;
         Ok(())
     }
@@ -536,30 +576,8 @@ impl Multipart<'_> {
 
     /// Throws away the parts sent (R2's lifecycle rule aborts what this misses after a
     /// day: deploy/r2/).
-    pub async fn abort(self) -> Result<(), ApiError> {
+    pub async fn abort(self) -> Result<(), R2Error> {
         self.r2.abort_multipart(&self.key, &self.upload_id).await
-    }
-}
-
-impl R2 {
-    /// Throws away a multipart upload's parts, by its key and id (one that is gone
-    /// already counts as done).
-    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ApiError> {
-        match self
-            .client()?
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
-            Err(e) => Err(ApiError::Unavailable(anyhow::anyhow!(
-                "R2 AbortMultipartUpload failed: {e}"
-            ))),
-        }
     }
 }
 

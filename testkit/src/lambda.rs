@@ -40,6 +40,10 @@ pub struct Sample {
 
 /// The environment every start gets, before the caller's: what Lambda sets, and a
 /// configuration that names services without reaching them (nothing listens on port 9).
+/// The `SUPABASE_URL` the binaries are given: tokens for them carry
+/// `{BENCH_SUPABASE_URL}/auth/v1` as their issuer.
+pub const BENCH_SUPABASE_URL: &str = "http://127.0.0.1:9";
+
 const BASE_ENV: &[(&str, &str)] = &[
     ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
     ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
@@ -54,7 +58,14 @@ const BASE_ENV: &[(&str, &str)] = &[
         "SUPABASE_JWT_SECRET",
         "bench-secret-with-at-least-32-characters",
     ),
+    // Every function's `required` variables are checked at cold start, as the deploy
+    // sets them; these point at nothing that answers.
+    ("SUPABASE_URL", BENCH_SUPABASE_URL),
+    ("APP_URL", "https://app.example.com"),
+    ("STRIPE_SECRET_KEY", "sk_test_bench"),
+    ("STRIPE_API_BASE", "http://127.0.0.1:9/"),
     ("INVITE_CODE_SECRET", "bench"),
+    ("R2_ACCOUNT_ID", "bench"),
     ("R2_BUCKET_NAME", "bench"),
     ("R2_ENDPOINT", "http://127.0.0.1:9"),
     ("R2_ACCESS_KEY_ID", "bench"),

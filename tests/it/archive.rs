@@ -85,7 +85,7 @@ async fn put(server: &Server, key: &str, content_type: &str, body: Vec<u8>) {
 
 /// The worker, once, in this process; its report.
 async fn work(server: &Server, event: Value) -> Value {
-    local::archive_worker::handle(&server.app, event)
+    local::run_event(&server.app, "archive-worker", event)
         .await
         .expect("the worker ran")
 }
@@ -632,7 +632,7 @@ async fn archives_go_after_a_week_with_their_requester_and_with_the_family() {
     fixtures::add_member(&admin, family, teller, "storyteller").await;
     let story = recording(&server, family, teller, STORY, None, None).await;
     let objects = || walk(&server.s3_dir.join(TEST_BUCKET).join("archives"));
-    let maintain = || local::storage_maintenance::handle(&server.app, json!({}));
+    let maintain = || local::run_event(&server.app, "storage-maintenance", json!({}));
 
     // 1. A week later, the maintenance job deletes it; get-archive says so.
     let archive = id_of(&request(&server, &keeper_token, family).await);
@@ -792,7 +792,7 @@ async fn a_recording_purged_while_the_archive_is_made_is_left_out_and_said_so() 
     fixtures::trashed(&admin, &[gone], 60).await;
     // And one finalized after the listing is not in this archive at all.
     let late = recording(&server, family, keeper, STORY, Some("Late"), None).await;
-    let report = local::storage_maintenance::handle(&server.app, json!({}))
+    let report = local::run_event(&server.app, "storage-maintenance", json!({}))
         .await
         .expect("maintenance");
     assert_eq!(report["purged"], 1, "{report}");
@@ -1075,7 +1075,7 @@ async fn a_failed_archive_keeps_its_reason_for_its_week_and_leaves_nothing_behin
     assert_eq!(uploads(), 0);
 
     // The maintenance job keeps it, and its reason, for the archive's 7 days.
-    local::storage_maintenance::handle(&server.app, json!({}))
+    local::run_event(&server.app, "storage-maintenance", json!({}))
         .await
         .expect("maintenance");
     let later = get(&server, &token, archive).await;

@@ -1277,7 +1277,7 @@ async fn the_purge_cancels_the_familys_subscriptions_first_and_waits_while_strip
 
     // Stripe down: nothing of the family is scrubbed, its claim kept, and it is said.
     b.stripe.lock().await.down = true;
-    let report = local::storage_maintenance::handle(&s.app, json!({}))
+    let report = local::run_event(&s.app, "storage-maintenance", json!({}))
         .await
         .expect("run");
     assert_eq!(
@@ -1306,7 +1306,7 @@ async fn the_purge_cancels_the_familys_subscriptions_first_and_waits_while_strip
         &[&family],
     )
     .await;
-    let report = local::storage_maintenance::handle(&s.app, json!({}))
+    let report = local::run_event(&s.app, "storage-maintenance", json!({}))
         .await
         .expect("run");
     assert_eq!(report["familiesPurged"], 1, "{report}");
@@ -1361,7 +1361,7 @@ async fn without_stripe_configured_a_family_with_a_customer_is_not_purged() {
         .await
         .expect("a customer");
     past_retention(&server, family).await;
-    let report = local::storage_maintenance::handle(&server.app, json!({}))
+    let report = local::run_event(&server.app, "storage-maintenance", json!({}))
         .await
         .expect("run");
     assert_eq!(report["familiesWaitingForBilling"], 1, "{report}");

@@ -4,6 +4,7 @@
 use serde_json::json;
 use shared::auth::User;
 use shared::db::Db;
+use shared::store::families::{Family, Language};
 use testkit::TestDb;
 use testkit::server::Server;
 use uuid::Uuid;
@@ -18,13 +19,8 @@ fn user(id: Uuid) -> User {
 
 async fn whoami(db: &Db, who: Option<&User>) -> (Option<Uuid>, i32, String) {
     let read = async |tx: &shared::db::Tx<'_>| {
-        let row = &tx
-            .query_typed(
-                "SELECT auth.uid(), pg_backend_pid(), current_user::text",
-                &[],
-            )
-            .await?[0];
-        Ok((row.get(0), row.get(1), row.get(2)))
+        let me = shared::store::whoami(tx).await?;
+        Ok::<_, shared::store::StoreError>((me.uid, me.pid, me.role))
     };
     match who {
         Some(u) => db.as_user(u, read).await,
@@ -56,9 +52,9 @@ async fn two_users_on_the_same_pooled_connection_never_see_each_others_claims() 
         }
         // A transaction that fails half-way leaves nothing for the next one either.
         let failed = db
-            .as_user(&a, async |tx| {
-                tx.query_typed("SELECT 1/0", &[]).await?;
-                Ok(())
+            .as_service(async |tx| {
+                let long = "x".repeat(300);
+                Family::create(tx, &long, Language::En, a.id).await
             })
             .await;
         assert!(failed.is_err());
@@ -204,9 +200,8 @@ async fn a_transaction_that_cannot_start_is_a_503_within_seconds_not_a_hang() {
     let result = tokio::time::timeout(
         std::time::Duration::from_secs(30),
         db.as_service(async |tx| {
-            tx.batch_execute("CREATE TABLE written_while_stalled ()")
-                .await?;
-            Ok(())
+            shared::store::state::set(tx, "written_while_stalled", Some("x")).await?;
+            Ok::<_, shared::ApiError>(())
         }),
     )
     .await
@@ -225,7 +220,7 @@ async fn a_transaction_that_cannot_start_is_a_503_within_seconds_not_a_hang() {
         .admin()
         .await
         .query_one(
-            "SELECT count(*) FROM pg_class WHERE relname = 'written_while_stalled'",
+            "SELECT count(*) FROM maintenance_state WHERE key = 'written_while_stalled'",
             &[],
         )
         .await

@@ -46,11 +46,11 @@ fn the_runner_serves_exactly_the_functions_of_the_folders_with_their_kinds() {
          [package.metadata.stories] disagree"
     );
     for (f, meta) in served.iter().zip(&listed) {
-        for var in f.requires {
+        for var in &f.requires {
             assert!(
                 meta["required"]
                     .as_array()
-                    .is_some_and(|r| r.contains(&Value::from(*var))),
+                    .is_some_and(|r| r.contains(&Value::from(var.to_owned()))),
                 "functions/{}/Cargo.toml: {var} is needed at cold start but not in `required`",
                 f.name
             );

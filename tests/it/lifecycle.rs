@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 /// One maintenance run; its report.
 async fn maintain(server: &Server, event: Value) -> storage_maintenance::Report {
-    let report = local::storage_maintenance::handle(&server.app, event)
+    let report = local::run_event(&server.app, "storage-maintenance", event)
         .await
         .expect("the maintenance run");
     serde_json::from_value(report).expect("a report")
@@ -171,7 +171,7 @@ async fn a_purge_that_dies_after_deleting_the_objects_is_completed_by_a_later_ru
         .await
         .expect("break");
     assert!(
-        local::storage_maintenance::handle(&server.app, json!({}))
+        local::run_event(&server.app, "storage-maintenance", json!({}))
             .await
             .is_err(),
         "the run fails"

@@ -19,4 +19,5 @@ mod recordings;
 mod rls;
 mod round_trip;
 mod runner;
+mod store;
 mod web;

@@ -738,7 +738,7 @@ async fn after_the_retention_the_maintenance_job_purges_the_family_to_a_tombston
     .await
     .data();
     // Not yet: within the retention the job leaves it alone.
-    local::storage_maintenance::handle(&server.app, json!({}))
+    local::run_event(&server.app, "storage-maintenance", json!({}))
         .await
         .expect("run");
     assert_eq!(fixtures::accounting(&admin, f.id).await, (300, 300, 300));
@@ -764,7 +764,7 @@ async fn after_the_retention_the_maintenance_job_purges_the_family_to_a_tombston
     .await;
     assert_eq!((restore.status, restore.code()), (404, Some("NOT_FOUND")));
 
-    let report = local::storage_maintenance::handle(&server.app, json!({}))
+    let report = local::run_event(&server.app, "storage-maintenance", json!({}))
         .await
         .expect("run");
     assert_eq!(report["familiesPurged"], 1, "{report}");
@@ -1379,7 +1379,7 @@ async fn a_week_before_the_purge_every_restorer_is_reminded_once_even_by_two_run
             })
             .count()
     };
-    let maintain = || local::storage_maintenance::handle(&server.app, json!({}));
+    let maintain = || local::run_event(&server.app, "storage-maintenance", json!({}));
 
     // Not yet three weeks after: nothing.
     maintain().await.expect("run");

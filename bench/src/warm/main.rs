@@ -450,7 +450,8 @@ async fn calls_alone(
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::AUTHORIZATION, user.token.parse()?);
     let p50 = |l: Latencies| l.percentile(50.0);
-    let fail = |e: shared::ApiError| anyhow::anyhow!("{e:?}");
+    let fail = |e: shared::r2::R2Error| anyhow::anyhow!("{e:?}");
+    let refused = |e: shared::ApiError| anyhow::anyhow!("{e:?}");
 
     let key = RecordingKey {
         family_id: world.family(),
@@ -470,7 +471,7 @@ async fn calls_alone(
     let secret = SecretString::from(WEBHOOK_SECRET);
     Ok(Calls {
         jwt: p50(sequential(RUNS, async || {
-            verifier.verify(&headers).await.map(drop).map_err(fail)
+            verifier.verify(&headers).await.map(drop).map_err(refused)
         })
         .await?),
         webhook_signature: p50(sequential(RUNS, async || {

@@ -7,12 +7,14 @@ use anyhow::{Context, ensure};
 use futures::{StreamExt, TryStreamExt};
 use secrecy::SecretString;
 use serde_json::json;
+use shared::auth::User as Caller;
 use shared::invite::InviteCode;
 use shared::r2::{AUDIO_CONTENT_TYPE, R2, RecordingKey};
+use shared::store::invites::NewInvite;
+use shared::store::recordings::Reservation;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::floor::Work;
 use crate::wrk::Line;
 
 /// Families whose recordings are played, uploaded and finalized.
@@ -35,12 +37,63 @@ pub const PRICE: &str = "price_bench";
 pub const APP: &str = "https://app.example.com";
 pub const WEBHOOK_SECRET: &str = "whsec_bench";
 
+/// What one request's SQL needs: the same values the function would bind.
+#[derive(Clone)]
+pub enum Work {
+    CreateFamily {
+        user: Uuid,
+        name: String,
+    },
+    CreateInvite {
+        caller: Caller,
+        invite: NewInvite<'static>,
+    },
+    RedeemInvite {
+        user: Uuid,
+        code_hmac: Vec<u8>,
+    },
+    UploadUrl {
+        reservation: Reservation,
+    },
+    Finalize {
+        user: Uuid,
+        family: Uuid,
+        recording: Uuid,
+        title: String,
+    },
+    Playback {
+        caller: Caller,
+        recording: Uuid,
+    },
+    Checkout {
+        caller: Caller,
+        family: Uuid,
+        price: String,
+    },
+    /// A change of who belongs that changes nothing: the members and family locked.
+    People {
+        family: Uuid,
+    },
+    /// A function without a case of its own (the portal's too): the membership check,
+    /// as the caller.
+    Member {
+        caller: Caller,
+        family: Uuid,
+    },
+    Webhook {
+        event: String,
+        customer: String,
+        subscription: String,
+        price: String,
+    },
+}
+
 /// A user and a token for them.
 pub struct User {
     pub id: Uuid,
     pub token: String,
-    /// The claims as the functions hand them to Postgres.
-    pub claims: String,
+    /// The user as the functions' frame hands them on (their claims for Postgres).
+    pub caller: shared::auth::User,
 }
 
 impl User {
@@ -54,7 +107,11 @@ impl User {
         User {
             id,
             token: format!("Bearer {}", testkit::server::hs256(&claims)),
-            claims: claims.to_string(),
+            caller: shared::auth::User {
+                id,
+                email: None,
+                claims,
+            },
         }
     }
 }
@@ -293,10 +350,15 @@ impl World {
                     Ok(Case {
                         line: post(function, keeper, json!({"familyId": family})),
                         work: Work::CreateInvite {
-                            user: keeper.id,
-                            claims: keeper.claims.clone(),
-                            family,
-                            code_hmac: code.hmac(&self.invite_secret),
+                            caller: keeper.caller.clone(),
+                            invite: NewInvite {
+                                family_id: family,
+                                code_hmac: code.hmac(&self.invite_secret),
+                                email: None,
+                                created_by: keeper.id,
+                                expires_in_days: 7,
+                                max_uses: 1,
+                            },
                         },
                     })
                 })
@@ -336,10 +398,18 @@ impl World {
                             json!({"familyId": family.id, "durationSeconds": duration, "sizeBytes": size, "contentType": AUDIO_CONTENT_TYPE}),
                         ),
                         work: Work::UploadUrl {
-                            user: user.id,
-                            family: family.id,
-                            size,
-                            duration,
+                            reservation: Reservation {
+                                id: Uuid::new_v4(),
+                                family_id: family.id,
+                                user_id: Some(user.id),
+                                prompt_id: None,
+                                audio_size: size,
+                                waveform_size: None,
+                                duration_seconds: duration,
+                                content_type: AUDIO_CONTENT_TYPE.to_owned(),
+                                closed: false,
+                                departure: None,
+                            },
                         },
                     }
                 })
@@ -389,7 +459,7 @@ impl World {
                             header: ("Authorization", user.token.clone()),
                             body: String::new(),
                         },
-                        work: Work::Playback { claims: user.claims.clone(), recording },
+                        work: Work::Playback { caller: user.caller.clone(), recording },
                     }
                 })
                 .collect(),
@@ -403,7 +473,7 @@ impl World {
                             json!({"familyId": family, "priceId": PRICE,
                                    "successUrl": format!("{APP}/billing/done"), "cancelUrl": format!("{APP}/billing")}),
                         ),
-                        work: Work::Checkout { claims: keeper.claims.clone(), family, price: PRICE.to_owned() },
+                        work: Work::Checkout { caller: keeper.caller.clone(), family, price: PRICE.to_owned() },
                     }
                 })
                 .collect(),
@@ -450,7 +520,7 @@ impl World {
                         let f = &self.families[j % FAMILIES];
                         Case {
                             line: post(function, &f.members[0], json!({"archiveId": archives[j % FAMILIES]})),
-                            work: Work::Member { claims: f.members[0].claims.clone(), family: f.id },
+                            work: Work::Member { caller: f.members[0].caller.clone(), family: f.id },
                         }
                     })
                     .collect()
@@ -460,7 +530,7 @@ impl World {
                     let (family, keeper, _) = billing(j);
                     Case {
                         line: post(function, keeper, json!({"familyId": family, "returnUrl": format!("{APP}/billing")})),
-                        work: Work::Portal { claims: keeper.claims.clone(), family },
+                        work: Work::Member { caller: keeper.caller.clone(), family },
                     }
                 })
                 .collect(),
@@ -495,7 +565,7 @@ impl World {
                     let (family, user) = member(j);
                     Case {
                         line: post(function, user, json!({"familyId": family.id})),
-                        work: Work::Member { claims: user.claims.clone(), family: family.id },
+                        work: Work::Member { caller: user.caller.clone(), family: family.id },
                     }
                 })
                 .collect(),

@@ -339,8 +339,10 @@ export interface components {
              */
             id: string;
             /** @description `queued`, or `running` when a job was already in flight (the caller joined it). */
-            status: string;
+            status: components["schemas"]["ArchiveStatus"];
         };
+        /** @description Where an archive job is. */
+        ArchiveStatus: "queued" | "running" | "done" | "failed" | "cancelled";
         /**
          * @description The audio's content type.
          * @enum {string}
@@ -456,7 +458,7 @@ export interface components {
             /** @description `free`, `family` or `legacy`. */
             plan: string;
             /** @description As Stripe holds the subscription (`active` on free). */
-            status: string;
+            status: components["schemas"]["SubscriptionStatus"];
             /** Format: int64 */
             storageQuotaBytes: number;
             /** Format: int64 */
@@ -603,7 +605,7 @@ export interface components {
             maxUses: number;
         };
         /**
-         * @description A family's language.
+         * @description A family's language: of its prompts, its emails and its archive.
          * @enum {string}
          */
         Language: "en" | "es";
@@ -767,6 +769,11 @@ export interface components {
             duplicate: boolean;
             received: boolean;
         };
+        /**
+         * @description A subscription's status, as Stripe and `entitlements.status` spell it.
+         * @enum {string}
+         */
+        SubscriptionStatus: "active" | "trialing" | "past_due" | "unpaid" | "paused" | "incomplete" | "incomplete_expired" | "canceled";
         /**
          * @description How to upload one object: PUT the bytes to `url` with exactly these headers, before
          *     `expiresAt`.

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::email::escape_html;
+use shared::store::families::Language;
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
@@ -20,44 +21,9 @@ const NAME_BYTES: usize = 240 - FOLDER_BYTES - "/recordings/".len() - ".waveform
 const SPEAKER_BYTES: usize = 60;
 
 /// A recording as the archive lists it.
-#[derive(Debug, Clone)]
-pub struct Item {
-    pub recording_id: Uuid,
-    pub part: i32,
-    /// The file name without extension, unique in the archive.
-    pub name: String,
-    pub recorded_at: DateTime<Utc>,
-    pub duration_seconds: f64,
-    pub speaker: String,
-    pub prompt_id: Option<Uuid>,
-    pub prompt_text: Option<String>,
-    pub title: Option<String>,
-    pub audio_size_bytes: i64,
-    pub waveform_size_bytes: Option<i64>,
-    pub audio_sha256: Option<Vec<u8>>,
-    pub waveform_sha256: Option<Vec<u8>>,
-    pub missing: bool,
-}
-
-impl Item {
-    /// The audio's path in the ZIP, under the archive's folder.
-    pub fn audio_path(&self) -> String {
-        format!("recordings/{}.m4a", self.name)
-    }
-
-    /// The waveform's path, when the recording has one.
-    pub fn waveform_path(&self) -> Option<String> {
-        self.waveform_size_bytes
-            .map(|_| format!("recordings/{}.waveform.json", self.name))
-    }
-}
-
+pub use shared::store::archives::Item;
 /// The family as the archive tells it.
-pub struct Family {
-    pub id: Uuid,
-    pub name: String,
-    pub language: String,
-}
+pub use shared::store::families::About as Family;
 
 /// Words of the archive, in the family's language.
 struct Words {
@@ -70,9 +36,9 @@ struct Words {
     empty: &'static str,
 }
 
-fn words(language: &str) -> Words {
+fn words(language: Language) -> Words {
     match language {
-        "es" => Words {
+        Language::Es => Words {
             fallback_topic: "Grabación",
             title: "Las voces de",
             intro: "Todas las grabaciones de la familia, para escuchar sin conexión.",
@@ -81,7 +47,7 @@ fn words(language: &str) -> Words {
             no_prompt: "Sin pregunta",
             empty: "Todavía no hay grabaciones.",
         },
-        _ => Words {
+        Language::En => Words {
             fallback_topic: "Recording",
             title: "The voices of",
             intro: "Every recording of the family, to listen to offline.",
@@ -94,10 +60,10 @@ fn words(language: &str) -> Words {
 }
 
 /// What a speaker is called when their account has no name.
-pub fn unnamed_speaker(language: &str) -> &'static str {
+pub fn unnamed_speaker(language: Language) -> &'static str {
     match language {
-        "es" => "Un familiar",
-        _ => "Family member",
+        Language::Es => "Un familiar",
+        Language::En => "Family member",
     }
 }
 
@@ -165,7 +131,7 @@ pub fn base_name(
     speaker: &str,
     title: Option<&str>,
     prompt: Option<&str>,
-    language: &str,
+    language: Language,
 ) -> String {
     let w = words(language);
     let topic = title
@@ -202,9 +168,9 @@ pub fn unique(names: impl IntoIterator<Item = String>) -> Vec<String> {
 
 /// The archive's folder in the ZIP: the family's name.
 pub fn folder(family: &Family) -> String {
-    let fallback = match family.language.as_str() {
-        "es" => "Familia",
-        _ => "Family",
+    let fallback = match family.language {
+        Language::Es => "Familia",
+        Language::En => "Family",
     };
     sanitize(&family.name, fallback, FOLDER_BYTES)
 }
@@ -269,7 +235,7 @@ pub fn manifest(
 /// `index.html`: every recording with a player, grouped by prompt and by person; no
 /// script, no network, any browser.
 pub fn index(family: &Family, items: &[Item]) -> String {
-    let w = words(&family.language);
+    let w = words(family.language);
     let name = escape_html(&family.name);
     let live: Vec<&Item> = items.iter().filter(|i| !i.missing).collect();
     let mut by_prompt: BTreeMap<(bool, String), Vec<&Item>> = BTreeMap::new();
@@ -296,7 +262,7 @@ pub fn index(family: &Family, items: &[Item]) -> String {
          h3{{margin-bottom:.5rem}} li{{margin:.75rem 0;list-style:none}}\n\
          audio{{display:block;width:100%;margin-top:.25rem}} .meta{{color:#666;font-size:.9rem}}\n\
          </style>\n</head>\n<body>\n<h1>{title} {name}</h1>\n<p>{intro}</p>\n",
-        lang = escape_html(&family.language),
+        lang = family.language.as_str(),
         title = w.title,
         intro = w.intro,
     );
@@ -390,20 +356,26 @@ mod tests {
             "Grandma Rosa",
             None,
             Some("What was your first job?"),
-            "en",
+            Language::En,
         );
         assert_eq!(name, "2026-03-14 Grandma Rosa - What was your first job");
-        let hostile = base_name(at(), "../../etc", Some("a/b\\c:d*\u{0}e|.."), None, "en");
+        let hostile = base_name(
+            at(),
+            "../../etc",
+            Some("a/b\\c:d*\u{0}e|.."),
+            None,
+            Language::En,
+        );
         assert!(
             !hostile.contains(['/', '\\', ':', '*', '|', '\u{0}']),
             "{hostile}"
         );
         assert_eq!(hostile, "2026-03-14 etc - a b c d e");
         assert_eq!(
-            base_name(at(), "  ", Some(" "), None, "es"),
+            base_name(at(), "  ", Some(" "), None, Language::Es),
             "2026-03-14 Un familiar - Grabación"
         );
-        let long = base_name(at(), &"x".repeat(500), None, None, "en");
+        let long = base_name(at(), &"x".repeat(500), None, None, Language::En);
         assert!(long.len() <= NAME_BYTES, "{long}");
     }
 
@@ -413,7 +385,7 @@ mod tests {
         let family = Family {
             id: Uuid::nil(),
             name: "王".repeat(100),
-            language: "en".into(),
+            language: Language::En,
         };
         let folder = folder(&family);
         assert!(folder.len() <= FOLDER_BYTES, "{folder}");
@@ -423,7 +395,7 @@ mod tests {
                 &"奶".repeat(80),
                 Some(&title),
                 None,
-                "en"
+                Language::En
             );
             12
         ]);
@@ -475,11 +447,12 @@ mod tests {
         let family = Family {
             id: Uuid::nil(),
             name: "<script>alert(1)</script>".into(),
-            language: "en".into(),
+            language: Language::En,
         };
         let item = Item {
             recording_id: Uuid::nil(),
             part: 1,
+            position: 0,
             name: "2026-03-14 Rosa - 100% #1".into(),
             recorded_at: at(),
             duration_seconds: 3725.0,

@@ -23,7 +23,6 @@
 //!    deleted by the next maintenance run.
 
 pub mod content;
-pub mod sql;
 pub mod zip;
 
 use std::time::{Duration, Instant};
@@ -31,11 +30,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::outbox::{self, Mail};
-use shared::r2::{ArchiveKey, Multipart, R2, RecordingKey, ZIP_CONTENT_TYPE};
+use shared::r2::{ArchiveKey, Multipart, R2, R2Error, RecordingKey, ZIP_CONTENT_TYPE};
+use shared::store::StoreError;
+use shared::store::archives::Job;
+use shared::store::{families, prompts, recordings};
 use shared::telemetry::{self, ErrorContext};
-use shared::{ApiError, App, Function, Kind};
-use tokio_postgres::Row;
-use tokio_postgres::types::Type;
+use shared::{App, Function};
 use uuid::Uuid;
 
 use crate::content::{Family, Item};
@@ -88,35 +88,7 @@ pub struct Report {
 
 /// This function, as its Lambda binary and the local runner run it.
 pub fn function() -> Function {
-    Function::event(NAME, Kind::Scheduled, |app, event| {
-        Box::pin(handle(app, event))
-    })
-    .requires(&["R2_BUCKET_NAME"])
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, event: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-    shared::event::serve(app, NAME, event, async |event| run(app, event).await).await
-}
-
-/// A claimed job.
-struct Job {
-    id: Uuid,
-    family_id: Uuid,
-    attempts: i32,
-    parts_total: Option<i32>,
-    parts_done: i32,
-    /// A multipart upload a worker that died left behind (key, upload id).
-    abandoned: Option<(String, String)>,
-}
-
-impl Job {
-    fn key(&self) -> ArchiveKey {
-        ArchiveKey {
-            family_id: self.family_id,
-            archive_id: self.id,
-        }
-    }
+    Function::event(shared::manifest!(), |app, input| Box::pin(run(app, input)))
 }
 
 /// How a job's turn ended.
@@ -128,8 +100,7 @@ enum Outcome {
     Cancelled,
 }
 
-async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
-    let input: Input = serde_json::from_value(event).unwrap_or_default();
+async fn run(app: &App, input: Input) -> anyhow::Result<Report> {
     let deadline = Instant::now() + input.budget_seconds.map_or(BUDGET, Duration::from_secs);
     let r2 = app.r2()?;
     let mut report = Report::default();
@@ -140,36 +111,36 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
             return Ok(report);
         }
         // 1. Claim.
-        let Some(job) = claim(app).await? else {
+        let Some(job) = claim(app, r2).await? else {
             report.finished = true;
             return Ok(report);
         };
-        telemetry::set_family(job.family_id);
-        if let Some((key, upload)) = &job.abandoned {
-            r2.abort_multipart(key, upload).await?;
-            execute(app, sql::FORGET_UPLOAD, job.id).await?;
-        }
         if job.attempts >= ATTEMPTS {
             let reason = "The archive could not be made: its worker stopped too often.";
-            give_up(app, r2, &job, reason).await?;
+            app.db
+                .as_service(async |tx| job.give_up(tx, reason).await)
+                .await?;
+            let error = anyhow::anyhow!("archive {} failed: {reason}", job.id);
+            failed(app, r2, &job, error).await?;
             report.failed += 1;
             continue;
         }
+        // 2-5.
         match make(app, r2, &job, &input, deadline, &mut report).await {
             Ok(Outcome::Done) => {
                 done(app, &job).await?;
                 report.done += 1;
             }
             Ok(Outcome::Paused) => {
-                execute(app, sql::PAUSE, job.id).await?;
+                app.db.as_service(async |tx| job.pause(tx).await).await?;
                 return Ok(report);
             }
             Ok(Outcome::Cancelled) => {
-                execute(app, sql::CANCEL, job.id).await?;
+                app.db.as_service(async |tx| job.cancel(tx).await).await?;
                 report.cancelled += 1;
             }
             Err(e) => {
-                if fail(app, r2, &job, &e).await? {
+                if fail(app, r2, &job, e).await? {
                     report.failed += 1;
                 } else {
                     report.retried += 1;
@@ -181,23 +152,24 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
     }
 }
 
-async fn claim(app: &App) -> anyhow::Result<Option<Job>> {
-    Ok(app
+/// Claims the oldest job waiting (or abandoned), aborting the multipart upload a
+/// worker that died left of it.
+async fn claim(app: &App, r2: &R2) -> anyhow::Result<Option<Job>> {
+    let claimed = app
         .db
-        .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::CLAIM, &[(&LEASE_SECONDS, Type::FLOAT8)])
-                .await?;
-            Ok(rows.first().map(|r| Job {
-                id: r.get(0),
-                family_id: r.get(1),
-                attempts: r.get(2),
-                parts_total: r.get(3),
-                parts_done: r.get(4),
-                abandoned: r.get::<_, Option<String>>(5).zip(r.get(6)),
-            }))
-        })
-        .await?)
+        .as_service(async |tx| Job::claim(tx, LEASE_SECONDS).await)
+        .await?;
+    let Some(job) = claimed else {
+        return Ok(None);
+    };
+    telemetry::set_family(job.family_id);
+    if let Some((key, upload)) = &job.abandoned {
+        r2.abort_multipart(key, upload).await?;
+        app.db
+            .as_service(async |tx| job.forget_upload(tx).await)
+            .await?;
+    }
+    Ok(Some(job))
 }
 
 /// Steps 2 and 3 for one job.
@@ -208,7 +180,7 @@ async fn make(
     input: &Input,
     deadline: Instant,
     report: &mut Report,
-) -> Result<Outcome, ApiError> {
+) -> anyhow::Result<Outcome> {
     let Some(family) = family(app, job.family_id).await? else {
         return Ok(Outcome::Cancelled);
     };
@@ -225,9 +197,12 @@ async fn make(
                 return Ok(Outcome::Cancelled);
             }
         }
-        let key = job.key().part(part, parts);
+        let key = key(job).part(part, parts);
         let mut upload = r2.start_multipart(&key, ZIP_CONTENT_TYPE).await?;
-        started(app, job, &key, upload.upload_id()).await?;
+        let id = upload.upload_id().to_owned();
+        app.db
+            .as_service(async |tx| job.part_started(tx, &key, &id).await)
+            .await?;
         let written = write_part(app, r2, job, &family, part, parts, input, &mut upload).await;
         let (bytes, items) = match written {
             Ok(written) => written,
@@ -240,7 +215,12 @@ async fn make(
             }
         };
         upload.complete().await?;
-        if !part_done(app, job, part, bytes, &items).await? {
+        let size = i64::try_from(bytes)?;
+        let ours = app
+            .db
+            .as_service(async |tx| job.part_done(tx, part, size, &items).await)
+            .await?;
+        if !ours {
             return Ok(Outcome::Cancelled);
         }
         report.parts += 1;
@@ -249,131 +229,82 @@ async fn make(
     Ok(Outcome::Done)
 }
 
+/// Where the job's parts go.
+fn key(job: &Job) -> ArchiveKey {
+    ArchiveKey {
+        family_id: job.family_id,
+        archive_id: job.id,
+    }
+}
+
 /// The family, unless it was deleted.
-async fn family(app: &App, id: Uuid) -> Result<Option<Family>, ApiError> {
+async fn family(app: &App, id: Uuid) -> Result<Option<Family>, StoreError> {
     app.db
-        .as_service(async |tx| {
-            let rows = tx.query_typed(sql::FAMILY, &[(&id, Type::UUID)]).await?;
-            Ok(rows.first().and_then(|r| {
-                let deleted: bool = r.get(2);
-                (!deleted).then(|| Family {
-                    id,
-                    name: r.get(0),
-                    language: r.get(1),
-                })
-            }))
-        })
+        .as_service(async |tx| families::about(tx, id).await)
         .await
 }
 
 /// Lists the job's recordings, names them and splits them into parts; returns how many
 /// parts. One transaction: a recording is in the list whole or not at all.
-async fn list(app: &App, job: &Job, family: &Family, part_bytes: i64) -> Result<i32, ApiError> {
+async fn list(app: &App, job: &Job, family: &Family, part_bytes: i64) -> Result<i32, StoreError> {
     let part_bytes = part_bytes.max(1);
     app.db
         .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::RECORDINGS, &[(&job.family_id, Type::UUID)])
-                .await?;
-            let lang = family.language.as_str();
-            let speakers: Vec<String> = rows
+            let recordings = recordings::for_archive(tx, job.family_id).await?;
+            let lang = family.language;
+            let speakers: Vec<String> = recordings
                 .iter()
                 .map(|r| {
-                    r.get::<_, Option<String>>(8)
+                    r.speaker
+                        .clone()
                         .unwrap_or_else(|| content::unnamed_speaker(lang).to_owned())
                 })
                 .collect();
-            let names = content::unique(rows.iter().zip(&speakers).map(|(r, speaker)| {
-                content::base_name(r.get(1), speaker, r.get(3), r.get(7), lang)
+            let names = content::unique(recordings.iter().zip(&speakers).map(|(r, speaker)| {
+                let (title, prompt) = (r.title.as_deref(), r.prompt_text.as_deref());
+                content::base_name(r.recorded_at, speaker, title, prompt, lang)
             }));
             // A part takes recordings until it holds part_bytes (the last one may
             // cross the line), then the next begins.
-            let (mut parts, mut positions) = (Vec::new(), Vec::new());
             let (mut part, mut held) = (1i32, 0i64);
-            for (position, row) in rows.iter().enumerate() {
+            let mut items = Vec::with_capacity(recordings.len());
+            for (position, ((r, name), speaker)) in
+                recordings.into_iter().zip(names).zip(speakers).enumerate()
+            {
                 if held >= part_bytes {
                     part += 1;
                     held = 0;
                 }
-                parts.push(part);
-                positions.push(i32::try_from(position).unwrap_or(i32::MAX));
-                held += row.get::<_, i64>(4) + row.get::<_, Option<i64>>(5).unwrap_or(0);
+                held += r.audio_size + r.waveform_size.unwrap_or(0);
+                items.push(Item {
+                    recording_id: r.id,
+                    part,
+                    position: i32::try_from(position).unwrap_or(i32::MAX),
+                    name,
+                    recorded_at: r.recorded_at,
+                    duration_seconds: r.duration_seconds,
+                    speaker,
+                    prompt_id: r.prompt_id,
+                    prompt_text: r.prompt_text,
+                    title: r.title,
+                    audio_size_bytes: r.audio_size,
+                    waveform_size_bytes: r.waveform_size,
+                    audio_sha256: None,
+                    waveform_sha256: None,
+                    missing: false,
+                });
             }
-            let total = parts.last().copied().unwrap_or(1);
-            let ids: Vec<Uuid> = column(&rows, 0);
-            let times: Vec<DateTime<Utc>> = column(&rows, 1);
-            let durations: Vec<f64> = column(&rows, 2);
-            let titles: Vec<Option<String>> = column(&rows, 3);
-            let audio: Vec<i64> = column(&rows, 4);
-            let waveform: Vec<Option<i64>> = column(&rows, 5);
-            let prompt_ids: Vec<Option<Uuid>> = column(&rows, 6);
-            let prompts: Vec<Option<String>> = column(&rows, 7);
-            tx.query_typed(
-                sql::INSERT_ITEMS,
-                &[
-                    (&job.id, Type::UUID),
-                    (&ids, Type::UUID_ARRAY),
-                    (&parts, Type::INT4_ARRAY),
-                    (&positions, Type::INT4_ARRAY),
-                    (&names, Type::TEXT_ARRAY),
-                    (&times, Type::TIMESTAMPTZ_ARRAY),
-                    (&durations, Type::FLOAT8_ARRAY),
-                    (&speakers, Type::TEXT_ARRAY),
-                    (&prompt_ids, Type::UUID_ARRAY),
-                    (&prompts, Type::TEXT_ARRAY),
-                    (&titles, Type::TEXT_ARRAY),
-                    (&audio, Type::INT8_ARRAY),
-                    (&waveform, Type::INT8_ARRAY),
-                ],
-            )
-            .await?;
-            tx.query_typed(
-                sql::SET_PARTS,
-                &[(&job.id, Type::UUID), (&total, Type::INT4)],
-            )
-            .await?;
-            Ok(total)
+            job.list(tx, &items, part).await?;
+            Ok(part)
         })
         .await
 }
 
-/// One column of every row.
-fn column<'a, T: tokio_postgres::types::FromSql<'a>>(rows: &'a [Row], i: usize) -> Vec<T> {
-    rows.iter().map(|r| r.get(i)).collect()
-}
-
-async fn items(app: &App, job: &Job, from: i32, to: i32) -> Result<Vec<Item>, ApiError> {
+async fn items(app: &App, job: &Job, from: i32, to: i32) -> Result<Vec<Item>, StoreError> {
     app.db
-        .as_service(async |tx| {
-            let params = [
-                (&job.id as _, Type::UUID),
-                (&from as _, Type::INT4),
-                (&to as _, Type::INT4),
-            ];
-            let rows = tx.query_typed(sql::ITEMS, &params).await?;
-            Ok(rows
-                .iter()
-                .map(|r| Item {
-                    recording_id: r.get(0),
-                    part: r.get(1),
-                    name: r.get(2),
-                    recorded_at: r.get(3),
-                    duration_seconds: r.get(4),
-                    speaker: r.get(5),
-                    prompt_id: r.get(6),
-                    prompt_text: r.get(7),
-                    title: r.get(8),
-                    audio_size_bytes: r.get(9),
-                    waveform_size_bytes: r.get(10),
-                    audio_sha256: r.get(11),
-                    waveform_sha256: r.get(12),
-                    missing: r.get(13),
-                })
-                .collect())
-        })
+        .as_service(async |tx| job.items(tx, from, to).await)
         .await
 }
-
 /// Writes one part: its recordings, and on the last the manifest and the index. Returns
 /// its size and its items as written (checksums, or missing).
 #[allow(clippy::too_many_arguments)]
@@ -386,7 +317,7 @@ async fn write_part(
     parts: i32,
     input: &Input,
     upload: &mut Multipart<'_>,
-) -> Result<(u64, Vec<Item>), ApiError> {
+) -> anyhow::Result<(u64, Vec<Item>)> {
     let folder = content::folder(family);
     // Room for a chunk and what arrives while it fills.
     let mut zip = Zip::new(input.force_zip64, CHUNK + (1 << 20));
@@ -428,9 +359,12 @@ async fn write_part(
             Vec::new()
         };
         all.extend(items.iter().cloned());
-        let prompts = prompts(app, job.family_id).await?;
+        let prompts = app
+            .db
+            .as_service(async |tx| prompts::live(tx, job.family_id).await)
+            .await?;
         let manifest = content::manifest(job.id, parts, family, &prompts, &all);
-        let manifest = serde_json::to_vec_pretty(&manifest).map_err(ApiError::internal)?;
+        let manifest = serde_json::to_vec_pretty(&manifest)?;
         let now = Utc::now();
         zip.file(&format!("{folder}/manifest.json"), now, &manifest);
         let index = content::index(family, &all);
@@ -452,14 +386,14 @@ async fn copy(
     modified: DateTime<Utc>,
     zip: &mut Zip,
     upload: &mut Multipart<'_>,
-) -> Result<Option<[u8; 32]>, ApiError> {
+) -> anyhow::Result<Option<[u8; 32]>> {
     let Some(mut download) = r2.get(key).await? else {
         return Ok(None);
     };
     zip.start(path, modified, u64::try_from(download.size).unwrap_or(0));
     while let Some(bytes) = download.body.next().await {
         let bytes = bytes.map_err(|e| {
-            ApiError::Unavailable(anyhow::anyhow!("reading {key} from R2 failed: {e}"))
+            R2Error::Unavailable(anyhow::anyhow!("reading {key} from R2 failed: {e}"))
         })?;
         zip.write(&bytes);
         while zip.buffered() >= CHUNK {
@@ -469,158 +403,64 @@ async fn copy(
     Ok(Some(zip.finish_file().sha256))
 }
 
-async fn prompts(app: &App, family: Uuid) -> Result<Vec<(Uuid, String)>, ApiError> {
-    app.db
-        .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::PROMPTS, &[(&family, Type::UUID)])
-                .await?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        })
-        .await
-}
-
-/// Records a written part; false when the job was taken from this worker meanwhile.
-async fn part_done(
-    app: &App,
-    job: &Job,
-    part: i32,
-    bytes: u64,
-    items: &[Item],
-) -> Result<bool, ApiError> {
-    let ids: Vec<Uuid> = items.iter().map(|i| i.recording_id).collect();
-    let audio: Vec<Option<Vec<u8>>> = items.iter().map(|i| i.audio_sha256.clone()).collect();
-    let waveform: Vec<Option<Vec<u8>>> = items.iter().map(|i| i.waveform_sha256.clone()).collect();
-    let missing: Vec<bool> = items.iter().map(|i| i.missing).collect();
-    let bytes = i64::try_from(bytes).map_err(ApiError::internal)?;
-    app.db
-        .as_service(async |tx| {
-            tx.query_typed(
-                sql::WRITTEN,
-                &[
-                    (&job.id, Type::UUID),
-                    (&ids, Type::UUID_ARRAY),
-                    (&audio, Type::BYTEA_ARRAY),
-                    (&waveform, Type::BYTEA_ARRAY),
-                    (&missing, Type::BOOL_ARRAY),
-                ],
-            )
-            .await?;
-            let params = [
-                (&job.id as _, Type::UUID),
-                (&part as _, Type::INT4),
-                (&bytes as _, Type::INT8),
-            ];
-            Ok(!tx.query_typed(sql::PART_DONE, &params).await?.is_empty())
-        })
-        .await
-}
-
-/// Records the part being written, so that it is aborted even if this worker dies.
-async fn started(app: &App, job: &Job, key: &str, upload: &str) -> Result<(), ApiError> {
-    app.db
-        .as_service(async |tx| {
-            let params = [
-                (&job.id as _, Type::UUID),
-                (&key as _, Type::TEXT),
-                (&upload as _, Type::TEXT),
-            ];
-            tx.query_typed(sql::PART_STARTED, &params).await?;
-            Ok(())
-        })
-        .await
-}
-
 /// Step 5: done, and its requesters told: that it is ready, or (one of them left the
 /// family) that it was withdrawn and they may ask again.
 async fn done(app: &App, job: &Job) -> anyhow::Result<()> {
     let mails = app
         .db
         .as_service(async |tx| {
-            let rows = tx.query_typed(sql::DONE, &[(&job.id, Type::UUID)]).await?;
-            let Some(row) = rows.first() else {
+            let Some(done) = job.done(tx).await? else {
                 return Ok(Vec::new());
             };
-            let (live, whole, requesters): (bool, bool, Vec<Uuid>) =
-                (row.get(0), row.get(1), row.get(2));
             let archive_id = job.id;
-            let mail = match (live, whole) {
+            let mail = match (done.live, done.whole) {
                 (false, _) => return Ok(Vec::new()),
                 (true, true) => Mail::ArchiveReady { archive_id },
                 (true, false) => Mail::ArchiveWithdrawn { archive_id },
             };
-            outbox::queue(tx, job.family_id, &requesters, &mail).await
+            outbox::queue(tx, job.family_id, &done.requesters, &mail).await
         })
         .await?;
     // The archive is made whatever becomes of the emails: the app shows it too, and the
     // maintenance job tries again what isn't sent now.
     if outbox::deliver(app, &mails).await.sent > 0 {
-        execute(app, sql::EMAILED, job.id).await?;
+        app.db.as_service(async |tx| job.emailed(tx).await).await?;
     }
     Ok(())
 }
 
-/// A failed attempt: queued again, or failed for good (reported, its objects deleted).
-/// Returns whether for good.
-async fn fail(app: &App, r2: &R2, job: &Job, error: &ApiError) -> anyhow::Result<bool> {
-    let reason = match error {
-        ApiError::Unavailable(_) => "The recordings' storage did not answer in time.",
-        _ => "Something went wrong while making the archive.",
+/// A failed attempt: queued again, or failed for good. Returns whether for good.
+async fn fail(app: &App, r2: &R2, job: &Job, error: anyhow::Error) -> anyhow::Result<bool> {
+    let unavailable = error
+        .downcast_ref::<R2Error>()
+        .is_some_and(|e| matches!(e, R2Error::Unavailable(_)));
+    let reason = if unavailable {
+        "The recordings' storage did not answer in time."
+    } else {
+        "Something went wrong while making the archive."
     };
-    tracing::warn!(archive = %job.id, error = %error, "an archive attempt failed");
-    let attempts = ATTEMPTS;
-    let status: Option<String> = app
+    tracing::warn!(archive = %job.id, error = format!("{error:#}"), "an archive attempt failed");
+    let for_good = app
         .db
-        .as_service(async |tx| {
-            let params = [
-                (&job.id as _, Type::UUID),
-                (&reason as _, Type::TEXT),
-                (&attempts as _, Type::INT4),
-            ];
-            let rows = tx.query_typed(sql::FAIL, &params).await?;
-            Ok(rows.first().map(|r| r.get(0)))
-        })
+        .as_service(async |tx| job.fail(tx, reason, ATTEMPTS).await)
         .await?;
-    let failed = status.as_deref() == Some("failed");
-    if failed {
-        report(app, "make", error, job);
-        r2.delete_under(&job.key().prefix(), None).await?;
+    if for_good {
+        failed(app, r2, job, error).await?;
     }
-    Ok(failed)
+    Ok(for_good)
 }
 
-async fn give_up(app: &App, r2: &R2, job: &Job, reason: &str) -> anyhow::Result<()> {
-    app.db
-        .as_service(async |tx| {
-            let params = [(&job.id as _, Type::UUID), (&reason as _, Type::TEXT)];
-            tx.query_typed(sql::GIVE_UP, &params).await?;
-            Ok(())
-        })
-        .await?;
-    let error = anyhow::anyhow!("archive {} failed: {reason}", job.id);
-    report(app, "make", error.as_ref(), job);
-    r2.delete_under(&job.key().prefix(), None).await?;
-    Ok(())
-}
-
-fn report(app: &App, action: &'static str, error: &(dyn std::error::Error + 'static), job: &Job) {
+/// A job failed for good: reported, and its objects deleted (it keeps its reason).
+async fn failed(app: &App, r2: &R2, job: &Job, error: anyhow::Error) -> anyhow::Result<()> {
     let mut extra = serde_json::Map::new();
     extra.insert("archiveId".into(), job.id.to_string().into());
     extra.insert("familyId".into(), job.family_id.to_string().into());
     let context = ErrorContext {
         feature: "archive",
-        action,
+        action: "make",
         extra,
     };
-    telemetry::report_error(app.sentry.as_ref(), error, context);
-}
-
-async fn execute(app: &App, statement: &str, id: Uuid) -> anyhow::Result<()> {
-    app.db
-        .as_service(async |tx| {
-            tx.query_typed(statement, &[(&id, Type::UUID)]).await?;
-            Ok(())
-        })
-        .await?;
+    telemetry::report_error(app.sentry.as_ref(), error.as_ref(), context);
+    r2.delete_under(&key(job).prefix(), None).await?;
     Ok(())
 }

@@ -4,19 +4,19 @@
 //! across a call to Stripe). The family's Stripe customer is created once and reused,
 //! and a family has at most one open Checkout session, so it can't pay twice.
 
-pub mod sql;
-
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Operation, PRINTABLE, Role};
-use shared::billing::{BILLING_IS_FOR_KEEPERS, SubscriptionStatus, allowed_redirect};
+use shared::api::{ErrorCode, Operation, PRINTABLE};
+use shared::auth::User;
+use shared::billing::{BILLING_IS_FOR_KEEPERS, allowed_redirect};
 use shared::db::Tx;
-use shared::http::{json_body, printable, serve};
-use shared::stripe::{CheckoutForm, LineItem, Session, SubscriptionData, family_metadata};
-use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
-use tokio_postgres::types::Type;
+use shared::http::printable;
+use shared::store::entitlements::{self, Billing, CheckoutSession, SubscriptionStatus};
+use shared::store::families::Role;
+use shared::stripe::{CheckoutForm, LineItem, Session, Stripe, SubscriptionData, family_metadata};
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -80,115 +80,94 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req)))
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
-    // 1. Who is asking, and for what.
-    let user = app.auth.verify(req.headers()).await?;
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
     let stripe = app.stripe()?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
-
-    // 2. Keepers only; redirects back to the app only.
-    let family = app
-        .keeper(&user, input.family_id, BILLING_IS_FOR_KEEPERS)
-        .await?;
+    // 1. Keepers only; redirects back to the app only.
+    let family = members::keeper(app, &user, input.family_id, BILLING_IS_FOR_KEEPERS).await?;
     allowed_redirect(app, "successUrl", &input.success_url)?;
     allowed_redirect(app, "cancelUrl", &input.cancel_url)?;
-    let family_id = [(&input.family_id as _, Type::UUID)];
+    // 2. A price we sell, no live subscription, and the family's Stripe customer.
+    let customer = customer(app, stripe, &input, &family.family_name).await?;
+    // 3. At most one open Checkout session, saved only while the caller keeps the family.
+    match session(app, stripe, &user, &input, customer).await? {
+        Ok(output) => Ok(output),
+        // Nobody may pay through a session made for someone who no longer keeps it.
+        Err((made, refusal)) => {
+            if let Some(session) = made {
+                stripe.expire_checkout_session(&session).await?;
+            }
+            Err(refusal)
+        }
+    }
+}
 
-    // 3. A price we sell, no live subscription, and the family's Stripe customer,
-    //    created once (the service role: Stripe state). Committed before the session
-    //    is made, so the entitlement row is never locked across a call to Stripe.
-    let customer = app
-        .db
+/// The family's Stripe customer, created once (the service role: Stripe state), under
+/// the family's checkout lock: concurrent checkouts must not race Stripe's idempotency
+/// keys. Committed before the session is made, so the entitlement row is never locked
+/// across a call to Stripe. 400 for a price we don't sell, 409 while subscribed.
+async fn customer(
+    app: &App,
+    stripe: &Stripe,
+    input: &Input,
+    family_name: &str,
+) -> Result<String, ApiError> {
+    app.db
         .as_service(async |tx| {
-            tx.query_typed(shared::sql::CHECKOUT_LOCK, &family_id)
-                .await?;
-            let price = [(&input.price_id as _, Type::TEXT)];
-            if tx.query_typed(sql::PRICE_OFFERED, &price).await?.is_empty() {
+            entitlements::checkout_lock(tx, input.family_id).await?;
+            if !entitlements::is_paid_price(tx, &input.price_id).await? {
                 return Err(ApiError::Validation(
                     "priceId: not a price of a plan we offer".into(),
                 ));
             }
-            if let Some(customer) = billing_state(tx, input.family_id).await? {
+            if let Some(customer) = billing(tx, input.family_id).await?.customer {
                 return Ok(customer);
             }
-            let customer = stripe
-                .create_customer(input.family_id, &family.family_name)
-                .await?;
-            let params = [
-                (&input.family_id as _, Type::UUID),
-                (&customer as _, Type::TEXT),
-            ];
-            tx.query_typed(sql::SET_CUSTOMER, &params).await?;
+            let customer = stripe.create_customer(input.family_id, family_name).await?;
+            entitlements::set_customer(tx, input.family_id, &customer).await?;
             Ok(customer)
         })
-        .await?;
+        .await
+}
 
-    // 4. At most one open Checkout session per family (two paid sessions would be two
-    //    subscriptions): the open one again if it is for the same price and URLs,
-    //    otherwise it is expired before a new one is made. Saved only if the caller
-    //    still keeps the family once Stripe has answered (their membership share-locked
-    //    then, never across a call to Stripe): a keeper removed meanwhile gets 403 and
-    //    the session made for them is expired.
-    let outcome = app
-        .db
+/// What step 3 does once it knows the family's open session: hand it out again, or
+/// hand out the one just made.
+enum Next {
+    Reuse(Output),
+    Create(Session),
+}
+
+/// The family's one open Checkout session (two paid sessions would be two
+/// subscriptions): the open one again if it is for the same price and URLs, otherwise
+/// it is expired before a new one is made. Saved only if the caller still keeps the
+/// family once Stripe has answered (their membership share-locked then, never across a
+/// call to Stripe); otherwise the refusal, with the session made for them.
+async fn session(
+    app: &App,
+    stripe: &Stripe,
+    user: &User,
+    input: &Input,
+    customer: String,
+) -> Result<Result<Output, (Option<String>, ApiError)>, ApiError> {
+    app.db
         .as_service(async |tx| {
-            tx.query_typed(shared::sql::CHECKOUT_LOCK, &family_id)
-                .await?;
-            // A payment may have landed since step 3.
-            billing_state(tx, input.family_id).await?;
-            let open = tx.query_typed(sql::OPEN_SESSION, &family_id).await?;
-            let mut reuse = None;
-            if let Some(row) = open.first() {
-                let (id, price, success, cancel, url): (String, String, String, String, String) =
-                    (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-                let same = price == input.price_id
-                    && success == input.success_url
-                    && cancel == input.cancel_url;
-                let session = stripe.checkout_session(&id).await?;
-                match session.status.as_deref() {
-                    Some("open") if same => {
-                        reuse = Some(Output {
-                            url,
-                            session_id: id,
-                        });
-                    }
-                    Some("open") => stripe.expire_checkout_session(&id).await?,
-                    // Paid, and its webhook not here yet: refused while the subscription
-                    // it started is live.
-                    Some("complete") => {
-                        if let Some(subscription) = &session.subscription {
-                            let status = stripe.subscription(subscription).await?.status;
-                            if SubscriptionStatus::parse(&status).is_none_or(|s| !s.has_ended()) {
-                                return Err(ApiError::Conflict(SUBSCRIBED));
-                            }
-                        }
-                        tx.query_typed(sql::COMPLETED, &[(&id, Type::TEXT)]).await?;
-                    }
-                    _ => {}
-                }
-            }
-            let next = match reuse {
+            entitlements::checkout_lock(tx, input.family_id).await?;
+            // A payment may have landed since step 2.
+            billing(tx, input.family_id).await?;
+            let next = match reusable(tx, stripe, input).await? {
                 Some(output) => Next::Reuse(output),
                 None => Next::Create(
                     stripe
-                        .create_checkout_session(&form(&input, customer))
+                        .create_checkout_session(&form(input, customer))
                         .await?,
                 ),
             };
             // Stripe has answered: is the caller still a keeper?
-            let standing = members::lock_membership(tx, input.family_id, user.id).await;
+            let standing = members::standing(tx, input.family_id, user.id).await;
             if !matches!(standing, Ok(Role::Keeper)) {
                 let refusal = standing
                     .err()
@@ -208,57 +187,69 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
             })?;
             let expires_at = session
                 .expires_at
-                .unwrap_or_else(|| chrono::Utc::now().timestamp() + 24 * 3600)
-                as f64;
-            let params = [
-                (&input.family_id as _, Type::UUID),
-                (&session.id as _, Type::TEXT),
-                (&input.price_id as _, Type::TEXT),
-                (&input.success_url as _, Type::TEXT),
-                (&input.cancel_url as _, Type::TEXT),
-                (&url as _, Type::TEXT),
-                (&expires_at as _, Type::FLOAT8),
-            ];
-            tx.query_typed(sql::SAVE_SESSION, &params).await?;
-            Ok(Ok(Output {
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .unwrap_or_else(|| chrono::Utc::now() + chrono::Duration::hours(24));
+            let saved = CheckoutSession {
+                id: session.id,
+                price: input.price_id.clone(),
+                success_url: input.success_url.clone(),
+                cancel_url: input.cancel_url.clone(),
                 url,
-                session_id: session.id,
+            };
+            saved.save(tx, input.family_id, expires_at).await?;
+            Ok(Ok(Output {
+                url: saved.url,
+                session_id: saved.id,
             }))
         })
-        .await?;
-    match outcome {
-        Ok(output) => Ok(output),
-        // Nobody may pay through a session made for someone who no longer keeps the family.
-        Err((session, refusal)) => {
-            if let Some(session) = session {
-                stripe.expire_checkout_session(&session).await?;
-            }
-            Err(refusal)
-        }
-    }
+        .await
 }
 
-/// What step 4 does once it knows the family's open session: hand it out again, or
-/// hand out the one just made.
-enum Next {
-    Reuse(Output),
-    Create(Session),
+/// The family's open session, if it can be handed out again (same price and URLs, and
+/// still open at Stripe); a different open one is expired, a paid one (its webhook not
+/// here yet) is refused while the subscription it started is live.
+async fn reusable(tx: &Tx<'_>, stripe: &Stripe, input: &Input) -> Result<Option<Output>, ApiError> {
+    let Some(open) = CheckoutSession::open(tx, input.family_id).await? else {
+        return Ok(None);
+    };
+    let same = open.price == input.price_id
+        && open.success_url == input.success_url
+        && open.cancel_url == input.cancel_url;
+    let session = stripe.checkout_session(&open.id).await?;
+    match session.status.as_deref() {
+        Some("open") if same => {
+            return Ok(Some(Output {
+                url: open.url,
+                session_id: open.id,
+            }));
+        }
+        Some("open") => stripe.expire_checkout_session(&open.id).await?,
+        Some("complete") => {
+            if let Some(subscription) = &session.subscription {
+                let status = stripe.subscription(subscription).await?.status;
+                if SubscriptionStatus::parse(&status).is_none_or(|s| !s.has_ended()) {
+                    return Err(ApiError::Conflict(SUBSCRIBED));
+                }
+            }
+            CheckoutSession::completed(tx, &open.id).await?;
+        }
+        _ => {}
+    }
+    Ok(None)
 }
 
 /// Why a family with a live paid subscription can't check out again.
 const SUBSCRIBED: &str = "This family already has an active subscription";
 
-/// The family's Stripe customer, if it has one; 409 when a paid subscription is live.
-async fn billing_state(tx: &Tx<'_>, family_id: Uuid) -> Result<Option<String>, ApiError> {
-    let rows = tx
-        .query_typed(sql::BILLING_STATE, &[(&family_id, Type::UUID)])
-        .await?;
-    let row = rows.first().ok_or(ApiError::NotFound("Family not found"))?;
-    let paid: bool = row.get(1);
-    if paid && SubscriptionStatus::parse(row.get(2)).is_some_and(SubscriptionStatus::is_live) {
+/// The family's billing; 409 when a paid subscription is live, 404 once deleted.
+async fn billing(tx: &Tx<'_>, family: Uuid) -> Result<Billing, ApiError> {
+    let billing = entitlements::billing(tx, family)
+        .await?
+        .ok_or(ApiError::NotFound("Family not found"))?;
+    if billing.subscribed() {
         return Err(ApiError::Conflict(SUBSCRIBED));
     }
-    Ok(row.get(0))
+    Ok(billing)
 }
 
 /// The session Stripe is asked for: a subscription, the family on it and on the

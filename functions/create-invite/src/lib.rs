@@ -2,22 +2,22 @@
 //! code's HMAC is stored; the code itself is returned once and, if an email is given,
 //! sent through Resend (a failed send never fails the invite).
 
-pub mod sql;
-
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use schemars::JsonSchema;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Link, Operation, PRINTABLE, Role};
-use shared::db::rate_limit;
+use shared::api::{ErrorCode, Link, Operation, PRINTABLE};
+use shared::auth::User;
+use shared::db::Tx;
 use shared::email::{Delivery, Email, escape_html, one_line};
-use shared::http::{json_body, printable, serve};
+use shared::http::{printable, rate_limit};
 use shared::invite::InviteCode;
+use shared::store::families::{Language, Membership, Role};
+use shared::store::invites::{self, Created, NewInvite};
 use shared::telemetry::{self, ErrorContext};
-use shared::{ApiError, App, Function, Membership, Methods, Request, Response, members};
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Type;
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -110,108 +110,111 @@ const KEEPERS_ONLY: &str = "Only a keeper of this family can invite";
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["INVITE_CODE_SECRET"])
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
     let secret = app.invite_secret()?;
-    // 1. Who is asking, and for what.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
+    // 1. Keepers only: read as the caller, so RLS decides what they can see.
+    let family = members::keeper(app, &user, input.family_id, KEEPERS_ONLY).await?;
 
-    // 2. Keepers only: read as the caller, so RLS decides what they can see.
-    let family = app.keeper(&user, input.family_id, KEEPERS_ONLY).await?;
-
-    // 3. The invite, within the family's hourly limit (the service role: users may not
+    // 2. The invite, within the family's hourly limit (the service role: users may not
     //    create invites themselves, contract §4), written while the caller's membership
     //    is share-locked and still a keeper's: a removal or demotion waits for it (and
     //    then revokes it), or is seen by it.
-    let (id, code, expires_at) = app
+    let (invite, code) = app
         .db
         .as_service(async |tx| {
-            if members::lock_membership(tx, input.family_id, user.id).await? != Role::Keeper {
+            if members::standing(tx, input.family_id, user.id).await? != Role::Keeper {
                 return Err(ApiError::Forbidden(KEEPERS_ONLY));
             }
             let key = format!("{NAME}:{}", input.family_id);
             rate_limit(tx, &key, HOURLY_LIMIT, "1 hour").await?;
-            // A new code on the (astronomically rare) collision with an existing one.
-            for _ in 0..3 {
-                let code = InviteCode::generate().map_err(ApiError::internal)?;
-                tx.batch_execute(sql::SAVEPOINT).await?;
-                let params = [
-                    (&input.family_id as _, Type::UUID),
-                    (&code.hmac(secret) as _, Type::BYTEA),
-                    (&input.email as _, Type::TEXT),
-                    (&user.id as _, Type::UUID),
-                    (&input.expires_in_days as _, Type::INT4),
-                    (&input.max_uses as _, Type::INT4),
-                ];
-                match tx.query_typed(sql::INSERT_INVITE, &params).await {
-                    Ok(rows) => return Ok((rows[0].get::<_, Uuid>(0), code, rows[0].get(1))),
-                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                        tx.batch_execute(sql::ROLLBACK_TO_SAVEPOINT).await?;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(ApiError::internal(anyhow::anyhow!(
-                "three invite codes in a row collided"
-            )))
+            store(tx, secret, &input, user.id).await
         })
         .await?;
 
-    // 4. The email, if asked for. A failure is reported, never fatal.
+    // 3. The email, if asked for. A failure is reported, never fatal.
     let email_sent = match &input.email {
         None => false,
         Some(to) => {
-            let email = invite_email(app, to, &family, &code, input.expires_in_days);
-            match app.mailer.send(&email).await {
-                Ok(Delivery::Sent) => true,
-                Ok(Delivery::Mailbox(_)) => false,
-                Err(e) => {
-                    let context = ErrorContext {
-                        feature: "invitations",
-                        action: "send_email",
-                        ..Default::default()
-                    };
-                    telemetry::report_error(app.sentry.as_ref(), e.as_ref(), context);
-                    tracing::warn!("invite email not sent");
-                    false
-                }
-            }
+            send(
+                app,
+                invite_email(app, to, &family, &code, input.expires_in_days),
+            )
+            .await
         }
     };
-
     Ok(Output {
         invite: Invite {
-            id,
+            id: invite.id,
             code: code.to_string(),
-            expires_at,
+            expires_at: invite.expires_at,
             max_uses: input.max_uses,
         },
         email_sent,
     })
 }
 
+/// Stores a new invite under a new code: another code on the (astronomically rare)
+/// collision with an existing one.
+async fn store(
+    tx: &Tx<'_>,
+    secret: &SecretString,
+    input: &Input,
+    created_by: Uuid,
+) -> Result<(Created, InviteCode), ApiError> {
+    for _ in 0..3 {
+        let code = InviteCode::generate().map_err(ApiError::internal)?;
+        let invite = NewInvite {
+            family_id: input.family_id,
+            code_hmac: code.hmac(secret),
+            email: input.email.as_deref(),
+            created_by,
+            expires_in_days: input.expires_in_days,
+            max_uses: input.max_uses,
+        };
+        match invites::create(tx, &invite).await {
+            Ok(created) => return Ok((created, code)),
+            Err(e) if e.is_constraint(invites::CODE_TAKEN) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::internal(anyhow::anyhow!(
+        "three invite codes in a row collided"
+    )))
+}
+
+/// Sends the invitation; whether Resend took it (a failure is reported to Sentry).
+async fn send(app: &App, email: Email) -> bool {
+    match app.mailer.send(&email).await {
+        Ok(Delivery::Sent) => true,
+        Ok(Delivery::Mailbox(_)) => false,
+        Err(e) => {
+            let context = ErrorContext {
+                feature: "invitations",
+                action: "send_email",
+                ..Default::default()
+            };
+            telemetry::report_error(app.sentry.as_ref(), e.as_ref(), context);
+            tracing::warn!("invite email not sent");
+            false
+        }
+    }
+}
+
 /// The invitation, in the family's language.
 fn invite_email(app: &App, to: &str, family: &Membership, code: &InviteCode, days: i32) -> Email {
     // One line: a family name can't start a header of its own in the subject.
-    let (name, language) = (one_line(&family.family_name), family.language.as_str());
+    let (name, language) = (one_line(&family.family_name), family.language);
     let link = format!(
         "{}/join?code={code}",
         app.config.app_url.trim_end_matches('/')
     );
     let (subject, intro, action, expiry) = match language {
-        "es" => (
+        Language::Es => (
             format!("Te invitaron a unirte a {name} en Stories From the Sun"),
             format!(
                 "Te invitaron a unirte a la familia {name} para grabar y escuchar sus historias."

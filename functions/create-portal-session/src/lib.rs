@@ -5,9 +5,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Operation, PRINTABLE};
+use shared::auth::User;
 use shared::billing::{BILLING_IS_FOR_KEEPERS, allowed_redirect};
-use shared::http::{json_body, printable, serve};
-use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
+use shared::http::printable;
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -55,32 +56,20 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req)))
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
-    // 1. Who is asking, and for what.
-    let user = app.auth.verify(req.headers()).await?;
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
     let stripe = app.stripe()?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
-    // 2. Keepers only, back to the app only, and only once there is a customer.
-    let family = app
-        .keeper(&user, input.family_id, BILLING_IS_FOR_KEEPERS)
-        .await?;
+    // 1. Keepers only, back to the app only, and only once there is a customer.
+    let family = members::keeper(app, &user, input.family_id, BILLING_IS_FOR_KEEPERS).await?;
     allowed_redirect(app, "returnUrl", &input.return_url)?;
     let customer = family
         .stripe_customer_id
         .ok_or(ApiError::NotFound("This family has no billing account yet"))?;
-    // 3. The session.
+    // 2. The session.
     Ok(Output {
         url: stripe
             .create_portal_session(&customer, &input.return_url)

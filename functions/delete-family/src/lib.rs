@@ -4,21 +4,19 @@
 //! are emailed) can restore it for the trash retention; after that the maintenance job
 //! purges it.
 
-pub mod sql;
-
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Operation};
-use shared::billing::SubscriptionStatus;
+use shared::auth::User;
 use shared::db::Tx;
-use shared::http::{json_body, serve};
-use shared::members::{Change, Family};
 use shared::outbox::{self, Mail};
-use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
-use tokio_postgres::types::Type;
+use shared::store::entitlements::{self, CheckoutSession};
+use shared::store::families::{Change, Family};
+use shared::store::{archives, invites, recordings};
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -78,93 +76,36 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req)))
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
-    // 1. Who is asking, and the confirmation.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
-
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
     // Stripe is never called while the family's rows are locked (that would stall its
     // uploads for as long as Stripe takes): the checks come first, then the open
     // Checkout session is expired with no lock held, then the deletion re-checks all of
     // it under the locks. A session opened in between is expired in one more round; a
     // third is a conflict.
-    let mut expired = None;
+    let mut expired: Option<String> = None;
     for _ in 0..2 {
-        // 2. The caller keeps the family, typed its name, and no subscription may still
+        // 1. The caller keeps the family, typed its name, and no subscription may still
         //    charge it (a refused delete expires nothing); its open Checkout session.
         let open = app
             .db
             .as_service(async |tx| {
-                let family = Family::lock(tx, input.family_id, user.id).await?;
+                let family = members::lock(tx, input.family_id, user.id).await?;
                 deletable(tx, &family, user.id, &input.confirm_name).await?;
                 open_session(tx, input.family_id, expired.as_deref()).await
             })
             .await?;
-        // 3. Nobody can pay through it from now on.
-        if let Some(session) = &open {
-            app.stripe()?.expire_checkout_session(session).await?;
-            expired = open;
+        // 2. Nobody can pay through it from now on.
+        if let Some(session) = open {
+            app.stripe()?.expire_checkout_session(&session).await?;
+            expired = Some(session);
         }
-        // 4. One transaction as the service role (families are not users' to delete),
-        //    on the family's checkout lock (no Checkout session can open meanwhile) with
-        //    its members and row locked: all of the above again, the family and its
-        //    recordings into the trash, its archives gone and its invites revoked (a
-        //    restore brings no old code back), the change recorded.
-        let deleted = app
-            .db
-            .as_service(async |tx| {
-                let family_id = [(&input.family_id as _, Type::UUID)];
-                tx.query_typed(shared::sql::CHECKOUT_LOCK, &family_id)
-                    .await?;
-                if open_session(tx, input.family_id, expired.as_deref())
-                    .await?
-                    .is_some()
-                {
-                    return Ok(None);
-                }
-                let family = Family::lock(tx, input.family_id, user.id).await?;
-                deletable(tx, &family, user.id, &input.confirm_name).await?;
-                tx.query_typed(sql::FORGET_SESSION, &family_id).await?;
-                let params = [
-                    (&input.family_id as _, Type::UUID),
-                    (&user.id as _, Type::UUID),
-                ];
-                let row = &tx.query_typed(sql::DELETE, &params).await?[0];
-                let (deleted_at, restorable_until) = (row.get(0), row.get(1));
-                let trashed: i64 = tx.query_typed(sql::TRASH, &family_id).await?[0].get(0);
-                members::forget_archives(tx, family.id).await?;
-                members::revoke_invites(tx, family.id).await?;
-                let details = json!({"recordingsTrashed": trashed});
-                members::record(tx, family.id, user.id, Change::FamilyDeleted, None, details)
-                    .await?;
-                let mail = Mail::FamilyDeleted {
-                    actor: members::name_of(tx, user.id).await?,
-                    until: restorable_until,
-                };
-                let mails = members::tell_keepers(tx, family.id, &mail).await?;
-                let output = Output {
-                    family_id: input.family_id,
-                    deleted_at,
-                    restorable_until,
-                    recordings_trashed: trashed,
-                };
-                Ok(Some((output, mails)))
-            })
-            .await?;
-        // 5. Everyone who kept the family in the last 30 days is told, and how to undo it.
-        if let Some((output, mails)) = deleted {
+        // 3. The deletion, if no session opened meanwhile; the emails after it.
+        if let Some((output, mails)) = delete(app, &user, &input, expired.as_deref()).await? {
             outbox::deliver(app, &mails).await;
             return Ok(output);
         }
@@ -172,6 +113,52 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     Err(ApiError::Conflict(
         "A payment was being started for this family: try again in a moment",
     ))
+}
+
+/// One transaction as the service role (families are not users' to delete), on the
+/// family's checkout lock (no Checkout session can open meanwhile) with its members and
+/// row locked: the checks again, the family and its recordings into the trash, its
+/// archives gone and its invites revoked (a restore brings no old code back), the
+/// change recorded and everyone who kept it in the last 30 days told. None when a
+/// Checkout session opened since the one `expired`.
+async fn delete(
+    app: &App,
+    user: &User,
+    input: &Input,
+    expired: Option<&str>,
+) -> Result<Option<(Output, Vec<Uuid>)>, ApiError> {
+    app.db
+        .as_service(async |tx| {
+            entitlements::checkout_lock(tx, input.family_id).await?;
+            if open_session(tx, input.family_id, expired).await?.is_some() {
+                return Ok(None);
+            }
+            let family = members::lock(tx, input.family_id, user.id).await?;
+            deletable(tx, &family, user.id, &input.confirm_name).await?;
+            CheckoutSession::forget(tx, family.id).await?;
+            let (deleted_at, restorable_until) = family.delete(tx, user.id).await?;
+            let trashed = recordings::trash_family(tx, family.id).await?;
+            archives::forget_family(tx, family.id).await?;
+            invites::revoke_all(tx, family.id).await?;
+            let details = json!({"recordingsTrashed": trashed});
+            family
+                .record(tx, user.id, Change::FamilyDeleted, None, details)
+                .await?;
+            let actor = members::called(tx, user.id).await?;
+            let mail = Mail::FamilyDeleted {
+                actor,
+                until: restorable_until,
+            };
+            let mails = members::tell_keepers(tx, family.id, &mail).await?;
+            let output = Output {
+                family_id: family.id,
+                deleted_at,
+                restorable_until,
+                recordings_trashed: trashed,
+            };
+            Ok(Some((output, mails)))
+        })
+        .await
 }
 
 /// Whether the caller may delete the family: they keep it, typed its name exactly,
@@ -188,17 +175,10 @@ async fn deletable(
             "confirmName: must be the family's name, exactly".into(),
         ));
     }
-    let rows = tx
-        .query_typed(sql::SUBSCRIPTION, &[(&family.id, Type::UUID)])
-        .await?;
-    if let Some(row) = rows.first() {
-        let status = SubscriptionStatus::parse(row.get(0));
-        // A status we don't know is taken as one that may charge.
-        if status.is_none_or(|s| s.may_charge(row.get(1))) {
-            return Err(ApiError::SubscriptionActive);
-        }
+    match entitlements::followed(tx, family.id).await? {
+        Some((status, ending)) if status.may_charge(ending) => Err(ApiError::SubscriptionActive),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The family's open Checkout session, other than `except` (expired already).
@@ -207,7 +187,8 @@ async fn open_session(
     family: Uuid,
     except: Option<&str>,
 ) -> Result<Option<String>, ApiError> {
-    let params = [(&family as _, Type::UUID), (&except as _, Type::TEXT)];
-    let rows = tx.query_typed(sql::OPEN_SESSION, &params).await?;
-    Ok(rows.first().map(|r| r.get(0)))
+    Ok(CheckoutSession::open(tx, family)
+        .await?
+        .map(|s| s.id)
+        .filter(|id| Some(id.as_str()) != except))
 }

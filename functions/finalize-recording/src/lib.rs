@@ -14,11 +14,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Link, Operation, PRINTABLE};
-use shared::http::{json_body, printable, serve};
-use shared::recordings::sql::RESERVATION;
-use shared::recordings::{self, Departure, Recording, Reservation, Upload};
-use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
-use tokio_postgres::types::Type;
+use shared::auth::User;
+use shared::http::printable;
+use shared::recordings::{self, Upload};
+use shared::store::StoreError;
+use shared::store::recordings::{Recording, Reservation};
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -86,41 +87,24 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
     let r2 = app.r2()?;
-    // 1. Who is asking, and for what.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
-    telemetry::set_recording(input.recording_id);
-
-    // 2. The caller's reservation for this recording and family (an expired one still
-    //    counts: the URL expired, the upload may not have).
+    // 1. The caller's reservation for this recording and family (an expired one still
+    //    counts: the URL expired, the upload may not have; a revoked one is gone).
     let reservation = app
         .db
-        .as_service(async |tx| {
-            let rows = tx
-                .query_typed(RESERVATION, &[(&input.recording_id, Type::UUID)])
-                .await?;
-            Ok(rows.first().map(Reservation::from_row))
-        })
+        .as_service(async |tx| Reservation::get(tx, input.recording_id).await)
         .await?
         .filter(|r| r.family_id == input.family_id && r.user_id == Some(user.id))
-        .filter(|r| !matches!(r.departure, Some((Departure::Revoked, _))))
+        .filter(|r| !r.revoked())
         .ok_or(ApiError::NotFound("Recording not found"))?;
 
-    // 3. The objects as R2 has them: the sizes charged are theirs. An upload that came
+    // 2. The objects as R2 has them: the sizes charged are theirs. An upload that came
     //    after its maker left the family (and came back) is not theirs to finalize.
     let (audio, waveform) = match recordings::inspect(r2, &reservation).await? {
         Upload::Missing => return Err(ApiError::NotFound("Upload not found")),
@@ -137,19 +121,24 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         } => (audio, waveform),
     };
 
-    // 4. One transaction: still a member (their row share-locked: a removal waits, or
+    // 3. One transaction: still a member (their row share-locked: a removal waits, or
     //    is seen), entitlement lock, quota and ledger, the recording, the reservation
-    //    marked finalized (the service role: users may not create recordings). P0001
-    //    (over quota) becomes 403 QUOTA_EXCEEDED, nothing written; for a reservation the
-    //    sweep released, the answer says how long the upload waits for another try.
+    //    marked finalized (the service role: users may not create recordings). Over
+    //    quota nothing is written; for a reservation the sweep released, the answer says
+    //    how long the upload waits for another try.
     let title = input.title.as_deref();
-    let member = Some(user.id);
-    let finalized = recordings::finalize(&app.db, member, &reservation, title, audio, waveform);
-    match finalized.await {
-        Ok((recording, created)) => Ok(Output { recording, created }),
-        Err(ApiError::QuotaExceeded) if reservation.closed => Err(ApiError::LateUploadOverQuota {
-            grace_minutes: app.config.upload_grace_minutes,
-        }),
-        Err(e) => Err(e),
-    }
+    let grace_minutes = app.config.upload_grace_minutes;
+    let (recording, created) = app
+        .db
+        .as_service(async |tx| {
+            members::standing(tx, input.family_id, user.id).await?;
+            match reservation.finalize(tx, title, audio, waveform).await {
+                Err(StoreError::OverQuota { released: true }) => {
+                    Err(ApiError::LateUploadOverQuota { grace_minutes })
+                }
+                finalized => Ok(finalized?),
+            }
+        })
+        .await?;
+    Ok(Output { recording, created })
 }

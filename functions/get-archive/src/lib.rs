@@ -4,18 +4,16 @@
 //! caller: its requesters while still members, and the family's keepers, of a family
 //! that is not deleted; anyone else gets a 404 that reveals nothing.
 
-pub mod sql;
-
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Operation};
-use shared::http::{json_body, serve};
+use shared::auth::User;
 use shared::r2::ArchiveKey;
-use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
-use tokio_postgres::types::Type;
+use shared::store::archives::{self, ArchiveStatus};
+use shared::{ApiError, App, Function, telemetry};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -108,54 +106,37 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
     let r2 = app.r2()?;
-    // 1. Who is asking, for what.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-
-    // 2. The archive, if the caller may see it (RLS).
-    let row = app
+    // 1. The archive, if the caller may see it (RLS).
+    let archive = app
         .db
-        .as_user(&user, async |tx| {
-            let rows = tx
-                .query_typed(sql::ARCHIVE, &[(&input.archive_id, Type::UUID)])
-                .await?;
-            Ok(rows.into_iter().next())
-        })
+        .as_user(&user, async |tx| archives::seen(tx, input.archive_id).await)
         .await?
         .ok_or(ApiError::NotFound("Archive not found"))?;
-    let family_id: Uuid = row.get(0);
-    telemetry::set_family(family_id);
-    let (expired, parts_total): (bool, Option<i32>) = (row.get(6), row.get(3));
-    let status = match row.get::<_, &str>(1) {
-        _ if expired => Status::Expired,
-        "queued" => Status::Queued,
-        "running" => Status::Running,
-        "done" => Status::Done,
-        "failed" => Status::Failed,
-        _ => Status::Cancelled,
+    telemetry::set_family(archive.family_id);
+    let status = match archive.status {
+        _ if archive.expired => Status::Expired,
+        ArchiveStatus::Queued => Status::Queued,
+        ArchiveStatus::Running => Status::Running,
+        ArchiveStatus::Done => Status::Done,
+        ArchiveStatus::Failed => Status::Failed,
+        ArchiveStatus::Cancelled => Status::Cancelled,
     };
 
-    // 3. The parts' URLs, named for people, when there is something to download.
+    // 2. The parts' URLs, named for people, when there is something to download.
     let mut parts = Vec::new();
-    if let (Status::Done, Some(total)) = (status, parts_total) {
+    if let (Status::Done, Some(total)) = (status, archive.parts_total) {
         let key = ArchiveKey {
-            family_id,
+            family_id: archive.family_id,
             archive_id: input.archive_id,
         };
-        let family: String = row.get(5);
+        let family = &archive.family_name;
         for part in 1..=total {
             let filename = if total == 1 {
                 format!("{family} - Stories From the Sun.zip")
@@ -173,9 +154,13 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
     }
     Ok(Output {
         status,
-        size_bytes: row.get(2),
+        size_bytes: archive.size_bytes,
         parts,
-        expires_at: (status == Status::Done).then(|| row.get(4)).flatten(),
-        failure: (status == Status::Failed).then(|| row.get(7)).flatten(),
+        expires_at: (status == Status::Done)
+            .then_some(archive.expires_at)
+            .flatten(),
+        failure: (status == Status::Failed)
+            .then_some(archive.failure)
+            .flatten(),
     })
 }

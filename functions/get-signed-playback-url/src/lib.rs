@@ -2,18 +2,16 @@
 //! Whether the caller may see it is decided by RLS, reading as the caller; anything
 //! else, or a soft-deleted recording, is a 404 that reveals nothing.
 
-pub mod sql;
-
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Operation};
-use shared::http::{json_body, parse_value, serve};
+use shared::auth::User;
 use shared::r2::{RecordingKey, URL_EXPIRY};
-use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
-use tokio_postgres::types::Type;
+use shared::store::recordings;
+use shared::{ApiError, App, Function, telemetry};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -62,53 +60,27 @@ pub fn api() -> Operation {
     .errors(&[(404, &[ErrorCode::NotFound])])
 }
 
-/// `GET ?recordingId=…` as the same object a POST body would be (percent-decoded).
-fn query_input(req: &Request) -> Result<Input, ApiError> {
-    let params: serde_json::Map<String, serde_json::Value> =
-        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
-            .collect();
-    parse_value(serde_json::Value::Object(params))
-}
-
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::GetOrPost, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
+    .also_get()
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
     let r2 = app.r2()?;
-    // 1. Who is asking, and for what.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = if req.method() == http::Method::GET {
-        query_input(req)?
-    } else {
-        json_body(req)?
-    };
-    telemetry::set_recording(input.recording_id);
-
-    // 2. The recording, if the caller's families hold it (RLS).
-    let (family_id, has_waveform): (Uuid, bool) = app
+    // 1. The recording, if the caller's families hold it (RLS).
+    let (family_id, has_waveform) = app
         .db
         .as_user(&user, async |tx| {
-            let rows = tx
-                .query_typed(sql::PLAYABLE, &[(&input.recording_id, Type::UUID)])
-                .await?;
-            Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+            recordings::playable(tx, input.recording_id).await
         })
         .await?
         .ok_or(ApiError::NotFound("Recording not found"))?;
     telemetry::set_family(family_id);
 
-    // 3. The URLs (signed here: no call to R2); the waveform's only if finalize found one.
+    // 2. The URLs (signed here: no call to R2); the waveform's only if finalize found one.
     let key = RecordingKey {
         family_id,
         recording_id: input.recording_id,

@@ -4,21 +4,21 @@
 //! → duration. Then an upload reservation and a PUT URL binding the content type and
 //! the exact length.
 
-pub mod sql;
-
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Link, Operation};
-use shared::billing::SubscriptionStatus;
-use shared::http::{json_body, serve};
+use shared::auth::User;
 use shared::r2::{
-    AUDIO_CONTENT_TYPE, NO_OVERWRITE, Presigned, RecordingKey, URL_EXPIRY, WAVEFORM_CONTENT_TYPE,
+    AUDIO_CONTENT_TYPE, NO_OVERWRITE, Presigned, R2, RecordingKey, URL_EXPIRY,
+    WAVEFORM_CONTENT_TYPE,
 };
-use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
-use tokio_postgres::types::Type;
+use shared::store::entitlements::{Entitlement, UploadRefusal};
+use shared::store::prompts;
+use shared::store::recordings::{self, Reservation};
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -149,122 +149,97 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
     let r2 = app.r2()?;
-    // 1. Who is asking, and for what.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
-
-    // 2. The checks and the reservation in one transaction (the service role:
-    //    reservations are not the user's to write): membership first, the caller's row
-    //    share-locked (a removal waits for this reservation, or this sees the removal),
-    //    then the entitlement lock, so concurrent requests can't reserve the same free
-    //    bytes twice.
-    let recording_id = Uuid::new_v4();
-    let key = RecordingKey {
+    // The checks and the reservation in one transaction (the service role: reservations
+    // are not the user's to write).
+    let reservation = Reservation {
+        id: Uuid::new_v4(),
         family_id: input.family_id,
-        recording_id,
+        user_id: Some(user.id),
+        prompt_id: input.prompt_id,
+        audio_size: input.size_bytes,
+        waveform_size: input.waveform_size_bytes,
+        duration_seconds: input.duration_seconds,
+        content_type: AUDIO_CONTENT_TYPE.to_owned(),
+        closed: false,
+        departure: None,
     };
     app.db
         .as_service(async |tx| {
-            members::lock_membership(tx, input.family_id, user.id).await?;
-            let rows = tx
-                .query_typed(sql::LOCK_ENTITLEMENT, &[(&input.family_id, Type::UUID)])
-                .await?;
-            let Some(e) = rows.first() else {
-                return Err(ApiError::Forbidden(
-                    "This family has no plan that allows uploads",
-                ));
-            };
-            let (status, is_paid, period_current): (String, bool, Option<bool>) =
-                (e.get(0), e.get(1), e.get(2));
-            let (quota, max_seconds, used): (i64, i32, i64) = (e.get(3), e.get(4), e.get(5));
-            if !SubscriptionStatus::parse(&status).is_some_and(SubscriptionStatus::allows_uploads) {
-                return Err(ApiError::Forbidden(
-                    "Your subscription does not allow uploads right now",
-                ));
-            }
-            if is_paid && (status == "canceled" || period_current == Some(false)) {
-                return Err(ApiError::Forbidden("Your subscription is not current"));
-            }
-            let reserved: i64 = tx
-                .query_typed(sql::RESERVED_BYTES, &[(&input.family_id, Type::UUID)])
-                .await?[0]
-                .get(0);
+            // 1. Membership first, the caller's row share-locked (a removal waits for
+            //    this reservation, or this sees the removal).
+            members::standing(tx, input.family_id, user.id).await?;
+            // 2. The entitlement locked, so concurrent requests can't reserve the same
+            //    free bytes twice; then its checks in the contract's order.
+            let entitlement = Entitlement::lock(tx, input.family_id)
+                .await?
+                .ok_or(ApiError::Forbidden(NO_PLAN))?;
+            let reserved = recordings::reserved_bytes(tx, input.family_id).await?;
             let wanted = input.size_bytes + input.waveform_size_bytes.unwrap_or(0);
-            if used + reserved + wanted > quota {
-                return Err(ApiError::QuotaExceeded);
-            }
-            if input.duration_seconds > f64::from(max_seconds) {
-                return Err(ApiError::Forbidden(
-                    "This recording is longer than your plan allows",
+            entitlement
+                .allows_upload(wanted, input.duration_seconds, reserved)
+                .map_err(refusal)?;
+            if let Some(prompt) = input.prompt_id
+                && !prompts::belongs(tx, prompt, input.family_id).await?
+            {
+                return Err(ApiError::Validation(
+                    "promptId: not a prompt of this family".into(),
                 ));
             }
-            if let Some(prompt) = input.prompt_id {
-                let params = [
-                    (&prompt as _, Type::UUID),
-                    (&input.family_id as _, Type::UUID),
-                ];
-                if tx
-                    .query_typed(sql::PROMPT_OF_FAMILY, &params)
-                    .await?
-                    .is_empty()
-                {
-                    return Err(ApiError::Validation(
-                        "promptId: not a prompt of this family".into(),
-                    ));
-                }
-            }
-            let expiry = format!("{} seconds", URL_EXPIRY.as_secs());
-            let reservation = [
-                (&recording_id as _, Type::UUID),
-                (&input.family_id as _, Type::UUID),
-                (&user.id as _, Type::UUID),
-                (&input.prompt_id as _, Type::UUID),
-                (&input.size_bytes as _, Type::INT8),
-                (&input.waveform_size_bytes as _, Type::INT8),
-                (&input.duration_seconds as _, Type::FLOAT8),
-                (&AUDIO_CONTENT_TYPE as _, Type::TEXT),
-                (&expiry as _, Type::TEXT),
-            ];
-            tx.query_typed(sql::INSERT_RESERVATION, &reservation)
-                .await?;
-            // Signed before commit: a URL that can't be signed leaves no reservation.
-            let audio = r2
-                .presign_put(
-                    &key.audio(),
-                    AUDIO_CONTENT_TYPE,
-                    input.size_bytes,
-                    URL_EXPIRY,
-                )
-                .await?;
-            let waveform = match input.waveform_size_bytes {
-                Some(size) => {
-                    let signed = r2
-                        .presign_put(&key.waveform(), WAVEFORM_CONTENT_TYPE, size, URL_EXPIRY)
-                        .await?;
-                    Some(upload(signed, WAVEFORM_CONTENT_TYPE, size))
-                }
-                None => None,
-            };
-            Ok(Output {
-                recording_id,
-                key: key.audio(),
-                upload: upload(audio, AUDIO_CONTENT_TYPE, input.size_bytes),
-                waveform_upload: waveform,
-            })
+            // 3. The reservation, and its URLs signed before the commit: a URL that
+            //    can't be signed leaves no reservation.
+            reservation.create(tx, URL_EXPIRY).await?;
+            sign(r2, &reservation).await
         })
         .await
+}
+
+/// Why this family has no upload at all.
+const NO_PLAN: &str = "This family has no plan that allows uploads";
+
+/// What each refusal of the entitlement's is, over HTTP.
+fn refusal(refusal: UploadRefusal) -> ApiError {
+    match refusal {
+        UploadRefusal::Status => {
+            ApiError::Forbidden("Your subscription does not allow uploads right now")
+        }
+        UploadRefusal::NotCurrent => ApiError::Forbidden("Your subscription is not current"),
+        UploadRefusal::Quota => ApiError::QuotaExceeded,
+        UploadRefusal::Duration => {
+            ApiError::Forbidden("This recording is longer than your plan allows")
+        }
+    }
+}
+
+/// The reservation's PUT URLs: the audio's, and the waveform's when one was declared.
+async fn sign(r2: &R2, reservation: &Reservation) -> Result<Output, ApiError> {
+    let key = RecordingKey {
+        family_id: reservation.family_id,
+        recording_id: reservation.id,
+    };
+    let size = reservation.audio_size;
+    let audio = r2
+        .presign_put(&key.audio(), AUDIO_CONTENT_TYPE, size, URL_EXPIRY)
+        .await?;
+    let waveform = match reservation.waveform_size {
+        Some(size) => {
+            let signed = r2
+                .presign_put(&key.waveform(), WAVEFORM_CONTENT_TYPE, size, URL_EXPIRY)
+                .await?;
+            Some(upload(signed, WAVEFORM_CONTENT_TYPE, size))
+        }
+        None => None,
+    };
+    Ok(Output {
+        recording_id: reservation.id,
+        key: key.audio(),
+        upload: upload(audio, AUDIO_CONTENT_TYPE, size),
+        waveform_upload: waveform,
+    })
 }

@@ -7,10 +7,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Operation};
-use shared::http::{json_body, serve};
-use shared::members::{Change, Family, LAST_KEEPER, Leaving};
+use shared::auth::User;
 use shared::recordings::{self, Settled};
-use shared::{ApiError, App, Function, Methods, Request, Response, members, outbox, telemetry};
+use shared::store::families::{Change, Leaving};
+use shared::{ApiError, App, Function, members, outbox};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -59,30 +59,18 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
-    // 1. Who is leaving which family.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
-
-    // 2. One transaction as the service role (memberships are not users' to write): the
-    //    family's members locked, the rules checked, the row deleted, the change
-    //    recorded.
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
+    // 1. One transaction as the service role (memberships are not users' to write): the
+    //    family's members locked, the rules checked, the caller out, the change recorded.
     let mails = app
         .db
         .as_service(async |tx| {
-            let family = Family::lock(tx, input.family_id, user.id).await?;
+            let family = members::lock(tx, input.family_id, user.id).await?;
             family.live()?;
             if family.members.len() == 1 {
                 return Err(ApiError::Conflict(
@@ -90,25 +78,19 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 ));
             }
             if family.would_lose_last_keeper(user.id) {
-                return Err(ApiError::LastKeeper(LAST_KEEPER));
+                return Err(ApiError::LastKeeper(members::LAST_KEEPER));
             }
             let role = family.role_of(user.id).map(|r| r.as_str());
-            let mails = members::remove(tx, family.id, user.id, Leaving::Left).await?;
+            let mails = members::depart(tx, &family, user.id, Leaving::Left).await?;
             let details = json!({ "role": role });
-            members::record(
-                tx,
-                family.id,
-                user.id,
-                Change::MemberLeft,
-                Some(user.id),
-                details,
-            )
-            .await?;
+            family
+                .record(tx, user.id, Change::MemberLeft, Some(user.id), details)
+                .await?;
             Ok(mails)
         })
         .await?;
 
-    // 3. Their unfinished uploads, now that they can start no more; the other
+    // 2. Their unfinished uploads, now that they can start no more; the other
     //    requesters of the archives they asked for told.
     outbox::deliver(app, &mails).await;
     let uploads = recordings::settle(app, input.family_id, user.id).await;

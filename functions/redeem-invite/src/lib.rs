@@ -3,18 +3,17 @@
 //! and in the statements they run. Failed attempts are rate limited per user, counted
 //! before the code is even looked at.
 
-pub mod sql;
-
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Operation, PRINTABLE, Role};
-use shared::db::rate_limit;
-use shared::http::{json_body, printable, serve};
+use shared::api::{ErrorCode, Operation, PRINTABLE};
+use shared::auth::User;
+use shared::http::{printable, rate_limit};
 use shared::invite::InviteCode;
-use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
-use tokio_postgres::types::Type;
+use shared::store::families::Role;
+use shared::store::invites;
+use shared::{ApiError, App, Function, telemetry};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -72,24 +71,14 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["INVITE_CODE_SECRET"])
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
     let secret = app.invite_secret()?;
-    // 1. Who is asking, and with what.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-
-    // 2. Count the attempt first, in its own committed transaction: a failed attempt
+    // 1. Count the attempt first, in its own committed transaction: a failed attempt
     //    must count, and concurrent guesses queue on the counter row, so no more than
     //    the limit are ever evaluated. Attempts that let the caller in are given back.
     let attempts = format!("{NAME}:{}", user.id);
@@ -98,7 +87,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         .await?;
     let code = InviteCode::parse(&input.code).ok_or(ApiError::NotFound(NO_SUCH_CODE))?;
 
-    // 3. Membership and use count in one call, the same statements for every code
+    // 2. Membership and use count in one call, the same statements for every code
     //    (the service role: reading an invite by code and creating memberships, §4).
     //    A code stored under the key before a rotation still opens its family.
     let previous = app.config.invite_code_secret_previous.as_ref();
@@ -108,31 +97,14 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         .collect();
     let joined = app
         .db
-        .as_service(async |tx| {
-            let params = [
-                (&hmacs as _, Type::BYTEA_ARRAY),
-                (&user.id as _, Type::UUID),
-                (&attempts as _, Type::TEXT),
-            ];
-            let row = &tx.query_typed(sql::REDEEM, &params).await?[0];
-            let already_member = match row.get::<_, &str>(0) {
-                "joined" => false,
-                "member" => true,
-                _ => return Ok(None),
-            };
-            let role = Role::parse(row.get(3)).ok_or_else(|| {
-                ApiError::internal(anyhow::anyhow!("a member without a known role"))
-            })?;
-            Ok(Some(Output {
-                family_id: row.get(1),
-                family_name: row.get(2),
-                role,
-                already_member,
-            }))
-        })
-        .await?;
-
-    let joined = joined.ok_or(ApiError::NotFound(NO_SUCH_CODE))?;
+        .as_service(async |tx| invites::redeem(tx, &hmacs, user.id, &attempts).await)
+        .await?
+        .ok_or(ApiError::NotFound(NO_SUCH_CODE))?;
     telemetry::set_family(joined.family_id);
-    Ok(joined)
+    Ok(Output {
+        family_id: joined.family_id,
+        family_name: joined.family_name,
+        role: joined.role,
+        already_member: joined.already_member,
+    })
 }

@@ -8,12 +8,12 @@ use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Operation, Role};
-use shared::http::{json_body, serve};
-use shared::members::{Change, Family, LAST_KEEPER, Leaving};
-use shared::outbox::Mail;
+use shared::api::{ErrorCode, Operation};
+use shared::auth::User;
+use shared::outbox::{self, Mail};
 use shared::recordings::{self, Settled};
-use shared::{ApiError, App, Function, Methods, Request, Response, members, outbox, telemetry};
+use shared::store::families::{Change, Leaving, Role};
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -69,60 +69,43 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["R2_BUCKET_NAME"])
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
-    // 1. Who is asking, and whom they remove.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
     if input.user_id == user.id {
         return Err(ApiError::Validation(
             "userId: to leave a family yourself, use leave-family".into(),
         ));
     }
-
-    // 2. One transaction as the service role (memberships are not users' to write): the
-    //    family's members locked, the rules checked, the row deleted (the invites they
-    //    created revoked, the removal remembered, their open uploads marked, the archives
-    //    they asked for withdrawn), the change recorded and, for a keeper, told.
+    // 1. One transaction as the service role (memberships are not users' to write): the
+    //    family's members locked, the rules checked, the member out (their codes
+    //    revoked, the removal remembered, their open uploads marked, the archives they
+    //    asked for withdrawn), the change recorded and, for a keeper, told.
     let mails = app
         .db
         .as_service(async |tx| {
-            let family = Family::lock(tx, input.family_id, user.id).await?;
+            let family = members::lock(tx, input.family_id, user.id).await?;
             family.kept_by(user.id)?;
             let role = family
                 .role_of(input.user_id)
                 .ok_or(ApiError::NotFound("Member not found"))?;
             if family.would_lose_last_keeper(input.user_id) {
-                return Err(ApiError::LastKeeper(LAST_KEEPER));
+                return Err(ApiError::LastKeeper(members::LAST_KEEPER));
             }
             let leaving = Leaving::RemovedBy(user.id);
-            let mut mails = members::remove(tx, family.id, input.user_id, leaving).await?;
+            let mut mails = members::depart(tx, &family, input.user_id, leaving).await?;
             let details = json!({"role": role.as_str()});
-            members::record(
-                tx,
-                family.id,
-                user.id,
-                Change::MemberRemoved,
-                Some(input.user_id),
-                details,
-            )
-            .await?;
-            // A keeper removed: everyone who kept the family lately hears of it.
+            let subject = Some(input.user_id);
+            family
+                .record(tx, user.id, Change::MemberRemoved, subject, details)
+                .await?;
             if role == Role::Keeper {
                 let mail = Mail::KeeperRemoved {
-                    actor: members::name_of(tx, user.id).await?,
-                    subject: members::name_of(tx, input.user_id).await?,
+                    actor: members::called(tx, user.id).await?,
+                    subject: members::called(tx, input.user_id).await?,
                 };
                 mails.extend(members::tell_keepers(tx, family.id, &mail).await?);
             }
@@ -130,9 +113,9 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
         })
         .await?;
 
-    // 3. Their unfinished uploads, now that they can start no more: saved when the
-    //    audio arrived before the removal, revoked when not (what this misses, the sweep
-    //    decides the same way later); the emails sent.
+    // 2. The emails; their unfinished uploads, now that they can start no more: saved
+    //    when the audio arrived before the removal, revoked when not (what this misses,
+    //    the sweep decides the same way later).
     outbox::deliver(app, &mails).await;
     let uploads = recordings::settle(app, input.family_id, input.user_id).await;
     Ok(Output {

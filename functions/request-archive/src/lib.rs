@@ -3,17 +3,15 @@
 //! it, free. Three jobs a day per family, one per storyteller (keepers may use the
 //! family's three), counted by the UTC day; archive-worker makes it.
 
-pub mod sql;
-
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Operation, Role};
-use shared::db::Tx;
-use shared::http::{json_body, serve};
-use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
-use tokio_postgres::types::Type;
+use shared::api::{ErrorCode, Operation};
+use shared::auth::User;
+use shared::store::archives::{self, ArchiveStatus};
+use shared::store::families::Role;
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -48,7 +46,7 @@ pub struct Archive {
     /// For get-archive, and the app's `/archive/{id}` page.
     pub id: Uuid,
     /// `queued`, or `running` when a job was already in flight (the caller joined it).
-    pub status: String,
+    pub status: ArchiveStatus,
 }
 
 /// This function in the OpenAPI document.
@@ -79,73 +77,42 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req)))
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
-    // 1. Who is asking, for which family.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
-
-    // 2. One transaction as the service role (archives are written only by the
-    //    functions): the caller's membership share-locked (a removal waits for this or
-    //    is seen by it), the family's requests serialized, the job in flight joined,
-    //    else the day's allowances checked and a job queued.
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
+    // One transaction as the service role (archives are written only by the functions).
     app.db
         .as_service(async |tx| {
-            let role = members::lock_membership(tx, input.family_id, user.id).await?;
-            let family = [(&input.family_id as _, Type::UUID)];
-            tx.query_typed(sql::SERIALIZE, &family).await?;
-            if let Some(row) = tx.query_typed(sql::IN_FLIGHT, &family).await?.first() {
-                let id: Uuid = row.get(0);
-                join(tx, id, input.family_id, user.id).await?;
+            // 1. The caller's membership share-locked (a removal waits for this or is
+            //    seen by it), the family's requests serialized.
+            let role = members::standing(tx, input.family_id, user.id).await?;
+            archives::serialize(tx, input.family_id).await?;
+            // 2. A job in flight: the caller joins it, free.
+            if let Some((id, status)) = archives::in_flight(tx, input.family_id).await? {
+                archives::join(tx, id, input.family_id, user.id).await?;
                 return Ok(Output {
-                    archive: Archive {
-                        id,
-                        status: row.get(1),
-                    },
+                    archive: Archive { id, status },
                 });
             }
-            let params = [
-                (&input.family_id as _, Type::UUID),
-                (&user.id as _, Type::UUID),
-            ];
-            let today = &tx.query_typed(sql::TODAY, &params).await?[0];
-            let (family_jobs, mine, day_left): (i64, i64, i32) =
-                (today.get(0), today.get(1), today.get(2));
-            if family_jobs >= PER_FAMILY || (role == Role::Storyteller && mine >= PER_STORYTELLER) {
+            // 3. Else the day's allowances, and a new job.
+            let today = archives::today(tx, input.family_id, user.id).await?;
+            if today.family >= PER_FAMILY
+                || (role == Role::Storyteller && today.mine >= PER_STORYTELLER)
+            {
                 return Err(ApiError::RateLimit {
-                    retry_after_seconds: day_left.max(1).unsigned_abs(),
+                    retry_after_seconds: today.seconds_left,
                 });
             }
-            let id: Uuid = tx.query_typed(sql::QUEUE, &params).await?[0].get(0);
-            join(tx, id, input.family_id, user.id).await?;
+            let id = archives::queue(tx, input.family_id, user.id).await?;
             Ok(Output {
                 archive: Archive {
                     id,
-                    status: "queued".to_owned(),
+                    status: ArchiveStatus::Queued,
                 },
             })
         })
         .await
-}
-
-/// The caller becomes one of the job's requesters (once).
-async fn join(tx: &Tx<'_>, archive: Uuid, family: Uuid, user: Uuid) -> Result<(), ApiError> {
-    let params = [
-        (&archive as _, Type::UUID),
-        (&family as _, Type::UUID),
-        (&user as _, Type::UUID),
-    ];
-    tx.query_typed(sql::JOIN, &params).await?;
-    Ok(())
 }

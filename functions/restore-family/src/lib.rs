@@ -4,18 +4,16 @@
 //! restorer who no longer keeps it is a keeper again (a removal lifted), and the
 //! others are told: one keeper can't take the family away alone.
 
-pub mod sql;
-
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Operation, Role};
-use shared::http::{json_body, serve};
-use shared::members::{Change, Family, NOT_A_KEEPER};
+use shared::api::{ErrorCode, Operation};
+use shared::auth::User;
 use shared::outbox::{self, Mail};
-use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
-use tokio_postgres::types::Type;
+use shared::store::families::{self, Change, Family, Role};
+use shared::store::recordings;
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -44,6 +42,17 @@ pub struct Output {
     pub recordings_restored: i64,
 }
 
+impl Output {
+    /// A family that was not deleted: nothing to restore.
+    fn unchanged(family_id: Uuid) -> Self {
+        Output {
+            family_id,
+            restored: false,
+            recordings_restored: 0,
+        }
+    }
+}
+
 /// This function in the OpenAPI document.
 pub fn api() -> Operation {
     Operation::post::<Input, Output>(
@@ -70,24 +79,13 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req)))
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
-    // 1. Who is asking, for which family.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
-
-    // 2. One transaction as the service role (a deleted family is invisible to its
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
+    // 1. One transaction as the service role (a deleted family is invisible to its
     //    members, and a removed keeper is none): its members and row locked, the
     //    caller's right to restore it, the retention, the family and the recordings
     //    trashed with it back, the caller a keeper again, the change recorded and told.
@@ -99,57 +97,36 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 .ok_or(ApiError::NotFound(GONE))?;
             let role = family.role_of(user.id);
             let Some(deleted_at) = family.deleted_at else {
+                // Not deleted: a repeated call (a keeper's), or nothing of the caller's.
                 return match role {
-                    Some(Role::Keeper) => Ok((
-                        Output {
-                            family_id: family.id,
-                            restored: false,
-                            recordings_restored: 0,
-                        },
-                        Vec::new(),
-                    )),
-                    Some(Role::Storyteller) => Err(ApiError::Forbidden(NOT_A_KEEPER)),
+                    Some(Role::Keeper) => Ok((Output::unchanged(family.id), Vec::new())),
+                    Some(_) => Err(ApiError::Forbidden(members::NOT_A_KEEPER)),
                     None => Err(ApiError::NotFound(GONE)),
                 };
             };
-            let restorers = members::restorers(tx, family.id).await?;
-            if !restorers.contains(&user.id) {
-                return match role {
-                    Some(_) => Err(ApiError::Forbidden(NOT_A_KEEPER)),
-                    None => Err(ApiError::NotFound(GONE)),
-                };
+            let restorers = families::restorers(tx, family.id).await?;
+            if !restorers.contains(&user.id) || !family.restorable {
+                return Err(match role {
+                    Some(_) if family.restorable => ApiError::Forbidden(members::NOT_A_KEEPER),
+                    _ => ApiError::NotFound(GONE),
+                });
             }
-            if !family.restorable {
-                return Err(ApiError::NotFound(GONE));
-            }
-            let family_id = [(&input.family_id as _, Type::UUID)];
-            tx.query_typed(sql::RESTORE, &family_id).await?;
-            let params = [
-                (&input.family_id as _, Type::UUID),
-                (&deleted_at as _, Type::TIMESTAMPTZ),
-            ];
-            let restored: i64 = tx.query_typed(sql::UNTRASH, &params).await?[0].get(0);
+            family.restore(tx).await?;
+            let restored = recordings::untrash_family(tx, family.id, deleted_at).await?;
             // Whoever restores it keeps it: otherwise the keeper who removed them could
             // simply delete it again.
             let reinstated = role != Some(Role::Keeper);
             if reinstated {
-                members::reinstate(tx, family.id, user.id).await?;
+                family.reinstate(tx, user.id).await?;
             }
             let details = json!({"recordingsRestored": restored, "reinstated": reinstated});
-            members::record(
-                tx,
-                family.id,
-                user.id,
-                Change::FamilyRestored,
-                None,
-                details,
-            )
-            .await?;
+            family
+                .record(tx, user.id, Change::FamilyRestored, None, details)
+                .await?;
             let others: Vec<Uuid> = restorers.into_iter().filter(|u| *u != user.id).collect();
-            let mail = Mail::FamilyRestored {
-                actor: members::name_of(tx, user.id).await?,
-            };
-            let mails = outbox::queue(tx, family.id, &others, &mail).await?;
+            let actor = members::called(tx, user.id).await?;
+            let mails =
+                outbox::queue(tx, family.id, &others, &Mail::FamilyRestored { actor }).await?;
             let output = Output {
                 family_id: family.id,
                 restored: true,
@@ -158,7 +135,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
             Ok((output, mails))
         })
         .await?;
-    // 3. The others are told.
+    // 2. The others are told.
     outbox::deliver(app, &mails).await;
     Ok(output)
 }

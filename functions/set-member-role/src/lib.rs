@@ -6,11 +6,11 @@ use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Operation, Role};
-use shared::http::{json_body, serve};
-use shared::members::{Change, Family, LAST_KEEPER};
+use shared::api::{ErrorCode, Operation};
+use shared::auth::User;
 use shared::outbox::{self, Mail};
-use shared::{ApiError, App, Function, Methods, Request, Response, members, telemetry};
+use shared::store::families::{Change, Role};
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -66,30 +66,19 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req)))
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, user, input| {
+        Box::pin(run(app, user, input))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
-    // 1. Who is asking, for whom, and what.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
-
-    // 2. One transaction as the service role (memberships are not users' to write): the
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
+    // 1. One transaction as the service role (memberships are not users' to write): the
     //    family's members locked, the rules checked, the role written (a demoted keeper's
     //    invites revoked), the change recorded and, for a demoted keeper, told.
     let (changed, mails) = app
         .db
         .as_service(async |tx| {
-            let family = Family::lock(tx, input.family_id, user.id).await?;
+            let family = members::lock(tx, input.family_id, user.id).await?;
             family.kept_by(user.id)?;
             let role = family
                 .role_of(input.user_id)
@@ -98,33 +87,25 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 return Ok((false, Vec::new()));
             }
             if input.role == Role::Storyteller && family.would_lose_last_keeper(input.user_id) {
-                return Err(ApiError::LastKeeper(LAST_KEEPER));
+                return Err(ApiError::LastKeeper(members::LAST_KEEPER));
             }
-            members::set_role(tx, family.id, input.user_id, input.role).await?;
+            family.set_role(tx, input.user_id, input.role).await?;
             let details = json!({"from": role.as_str(), "to": input.role.as_str()});
             let subject = Some(input.user_id);
-            members::record(
-                tx,
-                family.id,
-                user.id,
-                Change::RoleChanged,
-                subject,
-                details,
-            )
-            .await?;
-            // A keeper demoted: everyone who kept the family lately hears of it.
-            let mut mails = Vec::new();
-            if role == Role::Keeper {
-                let mail = Mail::KeeperDemoted {
-                    actor: members::name_of(tx, user.id).await?,
-                    subject: members::name_of(tx, input.user_id).await?,
-                };
-                mails = members::tell_keepers(tx, family.id, &mail).await?;
+            family
+                .record(tx, user.id, Change::RoleChanged, subject, details)
+                .await?;
+            if role != Role::Keeper {
+                return Ok((true, Vec::new()));
             }
-            Ok((true, mails))
+            let mail = Mail::KeeperDemoted {
+                actor: members::called(tx, user.id).await?,
+                subject: members::called(tx, input.user_id).await?,
+            };
+            Ok((true, members::tell_keepers(tx, family.id, &mail).await?))
         })
         .await?;
-    // 3. The emails, once it is done.
+    // 2. The emails, once it is done.
     outbox::deliver(app, &mails).await;
     Ok(Output {
         family_id: input.family_id,

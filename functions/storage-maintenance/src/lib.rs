@@ -28,25 +28,21 @@
 //! crediting is completed by the next, and a run stops taking new work when its time
 //! budget is spent.
 
-pub mod sql;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use shared::billing::SubscriptionStatus;
-use shared::members;
 use shared::outbox::{self, Mail, Sent};
 use shared::r2::{ArchiveKey, Object, R2, RecordingKey};
-use shared::recordings::{self, Reservation, Settlement};
+use shared::recordings::{Settlement, settle_one};
+use shared::store::StoreError;
+use shared::store::entitlements::{self, SubscriptionStatus};
+use shared::store::recordings::{self, Owner, PurgeOf};
+use shared::store::{archives, families, state};
 use shared::telemetry::{self, ErrorContext};
-use shared::{ApiError, App, Function, Kind};
-use tokio_postgres::types::Type;
+use shared::{ApiError, App, Function};
 use uuid::Uuid;
-
-/// The function's name, as deployed.
-pub const NAME: &str = env!("CARGO_PKG_NAME");
 
 /// How long a run takes new work (its Lambda timeout is 300 s).
 const BUDGET: Duration = Duration::from_secs(240);
@@ -102,18 +98,7 @@ pub struct Report {
 
 /// This function, as its Lambda binary and the local runner run it.
 pub fn function() -> Function {
-    Function::event(NAME, Kind::Scheduled, |app, event| {
-        Box::pin(handle(app, event))
-    })
-    .requires(&["R2_BUCKET_NAME"])
-}
-
-/// Emails of the outbox one run sends at most.
-const EMAILS: i64 = 200;
-
-/// Handles one invocation.
-pub async fn handle(app: &App, event: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-    shared::event::serve(app, NAME, event, async |event| run(app, event).await).await
+    Function::event(shared::manifest!(), |app, input| Box::pin(run(app, input)))
 }
 
 /// One run's means and limits.
@@ -137,7 +122,7 @@ impl Run<'_> {
     async fn until_done(&mut self, phase: Phase) -> anyhow::Result<bool> {
         while self.in_time() {
             let left = match phase {
-                Phase::Trash => purge(self, Claim::Trash).await? > 0,
+                Phase::Trash => purge(self, PurgeOf::Trash).await? > 0,
                 Phase::Sweep => sweep(self).await? > 0,
                 Phase::Orphans => orphans(self).await?,
                 Phase::Families => purge_families(self).await? > 0,
@@ -149,6 +134,27 @@ impl Run<'_> {
             }
         }
         Ok(false)
+    }
+
+    /// Reports a finding to Sentry, with the family and the figures.
+    fn report(
+        &self,
+        action: &'static str,
+        error: &(dyn std::error::Error + 'static),
+        family: Uuid,
+        figures: &[(&str, serde_json::Value)],
+    ) {
+        let mut extra = serde_json::Map::new();
+        extra.insert("familyId".into(), family.to_string().into());
+        for (k, v) in figures {
+            extra.insert((*k).into(), v.clone());
+        }
+        let context = ErrorContext {
+            feature: "storage",
+            action,
+            extra,
+        };
+        telemetry::report_error(self.app.sentry.as_ref(), error, context);
     }
 }
 
@@ -169,8 +175,10 @@ enum Phase {
     Reminders,
 }
 
-async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
-    let input: Input = serde_json::from_value(event).unwrap_or_default();
+/// Emails of the outbox one run sends at most.
+const EMAILS: i64 = 200;
+
+async fn run(app: &App, input: Input) -> anyhow::Result<Report> {
     let budget = input.budget_seconds.map_or(BUDGET, Duration::from_secs);
     let mut run = Run {
         app,
@@ -200,37 +208,15 @@ async fn run(app: &App, event: serde_json::Value) -> anyhow::Result<Report> {
     Ok(run.report)
 }
 
-/// Which recordings a purge batch claims.
-#[derive(Debug, Clone, Copy)]
-enum Claim {
-    /// Those whose trash time is over.
-    Trash,
-    /// Every one left of a deleted family being purged.
-    Family(Uuid),
-}
-
 /// Claims a batch of recordings, deletes their objects, then marks them purged and
 /// credits them. Dying between the two leaves claimed rows a later run takes over (their
 /// objects are deleted again: a no-op). Returns how many were claimed.
-async fn purge(run: &mut Run<'_>, claim: Claim) -> anyhow::Result<usize> {
+async fn purge(run: &mut Run<'_>, of: PurgeOf) -> anyhow::Result<usize> {
     let batch = run.batch;
-    let claimed: Vec<(Uuid, Uuid)> = run
+    let claimed = run
         .app
         .db
-        .as_service(async |tx| {
-            let rows = match claim {
-                Claim::Trash => {
-                    tx.query_typed(sql::CLAIM_PURGE, &[(&batch, Type::INT8)])
-                        .await?
-                }
-                Claim::Family(family) => {
-                    let params = [(&family as _, Type::UUID), (&batch as _, Type::INT8)];
-                    tx.query_typed(sql::CLAIM_FAMILY_RECORDINGS, &params)
-                        .await?
-                }
-            };
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        })
+        .as_service(async |tx| recordings::claim_purge(tx, of, batch).await)
         .await?;
     if claimed.is_empty() {
         return Ok(0);
@@ -247,15 +233,10 @@ async fn purge(run: &mut Run<'_>, claim: Claim) -> anyhow::Result<usize> {
         .collect();
     run.r2.delete(&keys).await?;
     let ids: Vec<Uuid> = claimed.iter().map(|(id, _)| *id).collect();
-    let credited: Vec<Uuid> = run
+    let credited = run
         .app
         .db
-        .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::PURGE, &[(&ids, Type::UUID_ARRAY)])
-                .await?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        .as_service(async |tx| recordings::purge(tx, &ids).await)
         .await?;
     run.report.purged += credited.len() as u64;
     run.touched.extend(credited);
@@ -263,17 +244,14 @@ async fn purge(run: &mut Run<'_>, claim: Claim) -> anyhow::Result<usize> {
 }
 
 /// Claims deleted families past the retention (a restore is refused from now on) and
-/// purges each: its recordings, every object under its prefix, then its rows (the
-/// database's `purge_family`). A family the budget cuts short keeps its claim, which a
-/// later run takes over. Returns how many were claimed.
+/// purges each: its subscriptions cancelled, its recordings, every object under its
+/// prefix, then its rows (the database's `purge_family`). A family the budget cuts
+/// short keeps its claim, which a later run takes over. Returns how many were claimed.
 async fn purge_families(run: &mut Run<'_>) -> anyhow::Result<usize> {
-    let claimed: Vec<Uuid> = run
+    let claimed = run
         .app
         .db
-        .as_service(async |tx| {
-            let rows = tx.query_typed(sql::CLAIM_FAMILIES, &[]).await?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        .as_service(async |tx| families::claim_purge(tx).await)
         .await?;
     for &family in &claimed {
         // Nothing is scrubbed while Stripe may still charge the family; the claim stays,
@@ -281,23 +259,18 @@ async fn purge_families(run: &mut Run<'_>) -> anyhow::Result<usize> {
         if let Err(e) = stop_billing(run, family).await {
             run.report.families_waiting_for_billing += 1;
             tracing::warn!(%family, error = %e, "a deleted family waits for its billing to stop");
-            report(run.app, "purge_billing", &e, family, &[]);
+            run.report("purge_billing", &e, family, &[]);
             continue;
         }
-        while run.in_time() && purge(run, Claim::Family(family)).await? > 0 {}
+        while run.in_time() && purge(run, PurgeOf::Family(family)).await? > 0 {}
         let prefix = format!("{}{family}/", RecordingKey::PREFIX);
         if !delete_prefix(run, &prefix).await? {
             break;
         }
-        let purged: bool = run
+        let purged = run
             .app
             .db
-            .as_service(async |tx| {
-                let rows = tx
-                    .query_typed(sql::PURGE_FAMILY, &[(&family, Type::UUID)])
-                    .await?;
-                Ok(rows[0].get(0))
-            })
+            .as_service(async |tx| families::purge(tx, family).await)
             .await?;
         if purged {
             run.report.families_purged += 1;
@@ -311,15 +284,10 @@ async fn purge_families(run: &mut Run<'_>) -> anyhow::Result<usize> {
 /// (immediately, without proration), before the family is scrubbed. A family that never
 /// had a customer has nothing to stop; one that has needs Stripe.
 async fn stop_billing(run: &Run<'_>, family: Uuid) -> Result<(), ApiError> {
-    let customer: Option<String> = run
+    let customer = run
         .app
         .db
-        .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::CUSTOMER, &[(&family, Type::UUID)])
-                .await?;
-            Ok(rows.first().and_then(|r| r.get(0)))
-        })
+        .as_service(async |tx| entitlements::customer(tx, family).await)
         .await?;
     let Some(customer) = customer else {
         return Ok(());
@@ -345,36 +313,25 @@ async fn delete_prefix(run: &mut Run<'_>, prefix: &str) -> anyhow::Result<bool> 
 /// deleted and their lists dropped. Returns how many it found.
 async fn expire_archives(run: &mut Run<'_>) -> anyhow::Result<usize> {
     let batch = run.batch;
-    let expired: Vec<ArchiveKey> = run
+    let expired = run
         .app
         .db
-        .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::EXPIRED_ARCHIVES, &[(&batch, Type::INT8)])
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| ArchiveKey {
-                    archive_id: r.get(0),
-                    family_id: r.get(1),
-                })
-                .collect())
-        })
+        .as_service(async |tx| archives::expired(tx, batch).await)
         .await?;
     let mut deleted = Vec::new();
-    for archive in &expired {
-        if !delete_prefix(run, &archive.prefix()).await? {
+    for &(archive_id, family_id) in &expired {
+        let key = ArchiveKey {
+            family_id,
+            archive_id,
+        };
+        if !delete_prefix(run, &key.prefix()).await? {
             break;
         }
-        deleted.push(archive.archive_id);
+        deleted.push(archive_id);
     }
     run.app
         .db
-        .as_service(async |tx| {
-            tx.query_typed(sql::ARCHIVES_DELETED, &[(&deleted, Type::UUID_ARRAY)])
-                .await?;
-            Ok(())
-        })
+        .as_service(async |tx| archives::deleted(tx, &deleted).await)
         .await?;
     run.report.archives_deleted += deleted.len() as u64;
     Ok(expired.len())
@@ -389,16 +346,12 @@ async fn remind(run: &mut Run<'_>) -> anyhow::Result<usize> {
         .app
         .db
         .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::CLAIM_REMINDERS, &[(&batch, Type::INT8)])
-                .await?;
-            for row in &rows {
-                let family: Uuid = row.get(0);
-                let restorers = members::restorers(tx, family).await?;
-                let mail = Mail::PurgeReminder { until: row.get(1) };
-                outbox::queue(tx, family, &restorers, &mail).await?;
+            let due = families::claim_reminders(tx, batch).await?;
+            for &(family, until) in &due {
+                let restorers = families::restorers(tx, family).await?;
+                outbox::queue(tx, family, &restorers, &Mail::PurgeReminder { until }).await?;
             }
-            Ok(rows.len())
+            Ok::<_, StoreError>(due.len())
         })
         .await?;
     run.report.families_reminded += reminded as u64;
@@ -410,17 +363,13 @@ async fn remind(run: &mut Run<'_>) -> anyhow::Result<usize> {
 async fn sweep(run: &mut Run<'_>) -> anyhow::Result<usize> {
     let grace = i32::try_from(run.app.config.upload_grace_minutes).unwrap_or(i32::MAX);
     let batch = run.batch;
-    let stranded: Vec<Reservation> = run
+    let stranded = run
         .app
         .db
-        .as_service(async |tx| {
-            let params = [(&grace as _, Type::INT4), (&batch as _, Type::INT8)];
-            let rows = tx.query_typed(sql::CLAIM_STRANDED, &params).await?;
-            Ok(rows.iter().map(Reservation::from_row).collect())
-        })
+        .as_service(async |tx| recordings::claim_stranded(tx, grace, batch).await)
         .await?;
     for reservation in &stranded {
-        let why = match recordings::settle_one(run.app, run.r2, reservation).await? {
+        let why = match settle_one(run.app, run.r2, reservation).await? {
             Settlement::Saved => {
                 run.report.finalized += 1;
                 run.touched.insert(reservation.family_id);
@@ -437,36 +386,23 @@ async fn sweep(run: &mut Run<'_>) -> anyhow::Result<usize> {
             Settlement::Kept(why) => why,
         };
         // The object stays, the reservation with it: a person should look.
-        execute(run.app, sql::KEEP, reservation.id).await?;
+        run.app
+            .db
+            .as_service(async |tx| reservation.keep(tx).await)
+            .await?;
         run.report.kept += 1;
         let error = anyhow::anyhow!("a stranded upload was kept: {why}");
-        report(
-            run.app,
-            "sweep",
-            error.as_ref(),
-            reservation.family_id,
-            &[("recordingId", reservation.id.to_string().into())],
-        );
+        let figures = [("recordingId", reservation.id.to_string().into())];
+        run.report("sweep", error.as_ref(), reservation.family_id, &figures);
     }
     Ok(stranded.len())
-}
-
-/// Runs a one-reservation statement in a transaction of its own.
-async fn execute(app: &App, statement: &str, id: Uuid) -> anyhow::Result<()> {
-    app.db
-        .as_service(async |tx| {
-            tx.query_typed(statement, &[(&id, Type::UUID)]).await?;
-            Ok(())
-        })
-        .await?;
-    Ok(())
 }
 
 /// Looks at the next page of the recordings' objects; deletes those nothing owns (older
 /// than the grace). Returns whether pages are left.
 async fn orphans(run: &mut Run<'_>) -> anyhow::Result<bool> {
     const CURSOR: &str = "orphans.token";
-    let token = state(run.app, CURSOR).await?;
+    let token = cursor(run.app, CURSOR).await?;
     let (objects, next) = run.r2.list(RecordingKey::PREFIX, token).await?;
     let grace = chrono::Duration::minutes(i64::from(run.app.config.upload_grace_minutes));
     let settled: Vec<String> = objects
@@ -482,36 +418,31 @@ async fn orphans(run: &mut Run<'_>) -> anyhow::Result<bool> {
         .filter_map(|key| RecordingKey::parse(key))
         .map(|(key, _)| key.recording_id)
         .collect();
-    // id → (a recording?, it has a waveform / it is open, it was purged / revoked)
-    let owners: Vec<(Uuid, bool, bool, bool)> = run
+    let owners = run
         .app
         .db
-        .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::OWNERS, &[(&ids, Type::UUID_ARRAY)])
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-                .collect())
-        })
+        .as_service(async |tx| recordings::owners(tx, &ids).await)
         .await?;
     let mut unowned = Vec::new();
     for key in settled {
         let owner = RecordingKey::parse(&key).and_then(|(k, object)| {
-            owners
-                .iter()
-                .find(|o| o.0 == k.recording_id)
-                .map(|o| (object, *o))
+            let (_, owner) = owners.iter().find(|(id, _)| *id == k.recording_id)?;
+            Some((object, *owner))
         });
         let keep = match owner {
             // A live recording owns its audio, and its waveform if it has one.
-            Some((Object::Audio, (_, true, _, false))) => true,
-            Some((Object::Waveform, (_, true, with_waveform, false))) => with_waveform,
+            Some((Object::Audio, Owner::Recording { purged: false, .. })) => true,
+            Some((
+                Object::Waveform,
+                Owner::Recording {
+                    waveform,
+                    purged: false,
+                },
+            )) => waveform,
             // An open reservation owns its objects. A released one doesn't (only a
             // finalize within the grace re-opens it), nor one its maker's departure
             // revoked: that object came after they left.
-            Some((object, (_, false, open, revoked))) => {
+            Some((object, Owner::Reservation { open, revoked })) => {
                 if revoked && object == Object::Audio {
                     run.report.late_uploads_deleted += 1;
                 }
@@ -526,7 +457,7 @@ async fn orphans(run: &mut Run<'_>) -> anyhow::Result<bool> {
     }
     run.r2.delete(&unowned).await?;
     run.report.objects_deleted += unowned.len() as u64;
-    set_state(run.app, CURSOR, next.as_deref()).await?;
+    set_cursor(run.app, CURSOR, next.as_deref()).await?;
     Ok(next.is_some())
 }
 
@@ -534,107 +465,50 @@ async fn orphans(run: &mut Run<'_>) -> anyhow::Result<bool> {
 /// rotating sample; reports each drift (never corrects it).
 async fn books(run: &mut Run<'_>) -> anyhow::Result<()> {
     const CURSOR: &str = "books.after";
-    let after: Uuid = state(run.app, CURSOR)
+    let after: Uuid = cursor(run.app, CURSOR)
         .await?
         .and_then(|c| c.parse().ok())
         .unwrap_or_default();
-    let sample: Vec<Uuid> = run
+    let sample = run
         .app
         .db
-        .as_service(async |tx| {
-            let params = [(&after as _, Type::UUID), (&SAMPLE as _, Type::INT8)];
-            let rows = tx.query_typed(sql::SAMPLE, &params).await?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        .as_service(async |tx| entitlements::sample(tx, after, SAMPLE).await)
         .await?;
     // A short page is the end of the families: the next run starts over.
     let next = (sample.len() as i64 == SAMPLE).then(|| sample.last().map(Uuid::to_string));
-    set_state(run.app, CURSOR, next.flatten().as_deref()).await?;
+    set_cursor(run.app, CURSOR, next.flatten().as_deref()).await?;
     let families: Vec<Uuid> = run.touched.iter().copied().chain(sample).collect();
-    let books: Vec<(Uuid, i64, i64, i64)> = run
+    let books = run
         .app
         .db
-        .as_service(async |tx| {
-            let rows = tx
-                .query_typed(sql::BOOKS, &[(&families, Type::UUID_ARRAY)])
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-                .collect())
-        })
+        .as_service(async |tx| recordings::books(tx, &families).await)
         .await?;
     run.report.families_checked += books.len() as u64;
-    for (family, counter, ledger, recordings) in books {
-        if counter == ledger && ledger == recordings {
-            continue;
-        }
+    for b in books.iter().filter(|b| !b.balance()) {
         run.report.drifted += 1;
+        let (family, counter, ledger, recordings) = (b.family, b.counter, b.ledger, b.recordings);
         tracing::error!(%family, counter, ledger, recordings, "the storage books drifted");
         let error = anyhow::anyhow!(
             "storage books drifted: counter {counter}, ledger {ledger}, recordings {recordings}"
         );
-        report(
-            run.app,
-            "books",
-            error.as_ref(),
-            family,
-            &[
-                ("counter", counter.into()),
-                ("ledger", ledger.into()),
-                ("recordings", recordings.into()),
-            ],
-        );
+        let figures = [
+            ("counter", counter.into()),
+            ("ledger", ledger.into()),
+            ("recordings", recordings.into()),
+        ];
+        run.report("books", error.as_ref(), family, &figures);
     }
     Ok(())
 }
 
-/// Reports a finding to Sentry, with the family and the figures.
-fn report(
-    app: &App,
-    action: &'static str,
-    error: &(dyn std::error::Error + 'static),
-    family: Uuid,
-    figures: &[(&str, serde_json::Value)],
-) {
-    let mut extra = serde_json::Map::new();
-    extra.insert("familyId".into(), family.to_string().into());
-    for (k, v) in figures {
-        extra.insert((*k).into(), v.clone());
-    }
-    let context = ErrorContext {
-        feature: "storage",
-        action,
-        extra,
-    };
-    telemetry::report_error(app.sentry.as_ref(), error, context);
-}
-
-async fn state(app: &App, key: &str) -> anyhow::Result<Option<String>> {
-    Ok(app
-        .db
-        .as_service(async |tx| {
-            let rows = tx.query_typed(sql::STATE, &[(&key, Type::TEXT)]).await?;
-            Ok(rows.first().map(|r| r.get(0)))
-        })
-        .await?)
-}
-
-async fn set_state(app: &App, key: &str, value: Option<&str>) -> anyhow::Result<()> {
+async fn cursor(app: &App, key: &str) -> Result<Option<String>, StoreError> {
     app.db
-        .as_service(async |tx| {
-            match value {
-                Some(v) => {
-                    let params = [(&key as _, Type::TEXT), (&v as _, Type::TEXT)];
-                    tx.query_typed(sql::SET_STATE, &params).await?
-                }
-                None => {
-                    tx.query_typed(sql::CLEAR_STATE, &[(&key, Type::TEXT)])
-                        .await?
-                }
-            };
-            Ok(())
-        })
-        .await?;
-    Ok(())
+        .as_service(async |tx| state::get(tx, key).await)
+        .await
+}
+
+async fn set_cursor(app: &App, key: &str, value: Option<&str>) -> Result<(), StoreError> {
+    app.db
+        .as_service(async |tx| state::set(tx, key, value).await)
+        .await
 }

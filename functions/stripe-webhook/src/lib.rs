@@ -8,28 +8,27 @@
 //! ended or shrank: the family goes back to `free`, uploads stop at the quota and
 //! playback never stops.
 
-pub mod sql;
-
-use chrono::Utc;
+use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::analytics::Event as Analytics;
 use shared::api::Operation;
-use shared::billing::SubscriptionStatus;
 use shared::db::Tx;
-use shared::http::serve;
-use shared::stripe::{Subscription, verify_signature};
+use shared::function::Stripe as StripeSigned;
+use shared::store::entitlements::{self, Applied, CheckoutSession, Followed, SubscriptionStatus};
+use shared::store::{families, stripe_events};
+use shared::stripe::Subscription;
 use shared::telemetry::{self, ErrorContext};
-use shared::{ApiError, App, Function, Methods, Request, Response};
-use tokio_postgres::types::Type;
+use shared::{ApiError, App, Function};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
 pub const NAME: &str = env!("CARGO_PKG_NAME");
 
 /// A Stripe event, as Stripe sends it (the fields we read).
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
+#[garde(allow_unvalidated)]
 #[schemars(rename = "StripeEvent")]
 pub struct Event {
     /// `evt_…`: each is applied at most once.
@@ -45,7 +44,8 @@ pub struct Event {
 }
 
 /// What the event is about.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Validate, JsonSchema)]
+#[garde(allow_unvalidated)]
 pub struct EventData {
     /// A subscription, an invoice or a Checkout session.
     pub object: serde_json::Value,
@@ -95,59 +95,32 @@ enum Outcome {
     NotApplicable(String),
 }
 
-/// This function, as its Lambda binary and the local runner serve it.
+/// This function, as its Lambda binary and the local runner serve it: the frame checks
+/// Stripe's signature over the raw bytes (400 otherwise, nothing written) before the
+/// event is parsed.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req))).requires(&["STRIPE_WEBHOOK_SECRET"])
-}
-
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
+    Function::http(shared::manifest!(), |app, stripe, event| {
+        Box::pin(run(app, stripe, event))
     })
-    .await
 }
 
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
-    // 1. Stripe's signature over the raw bytes (lambda_http has already decoded a
-    //    base64 body).
-    let secret = app.config.stripe_webhook_secret.as_ref().ok_or_else(|| {
-        ApiError::Unavailable(anyhow::anyhow!("STRIPE_WEBHOOK_SECRET is not set"))
-    })?;
-    let header = req
-        .headers()
-        .get("stripe-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let now = Utc::now().timestamp();
-    if !verify_signature(secret, header, req.body().as_ref(), now) {
-        return Err(ApiError::Validation(
-            "Stripe-Signature: missing or invalid".into(),
-        ));
-    }
-    let event: Event = serde_json::from_slice(req.body().as_ref())
-        .map_err(|_| ApiError::Validation("body: not a Stripe event".into()))?;
-
-    // 2. Record and apply in one transaction (the service role: Stripe state).
+async fn run(app: &App, _: StripeSigned, event: Event) -> Result<Output, ApiError> {
+    // 1. Record and apply in one transaction (the service role: Stripe state). A
+    //    concurrent delivery of the same event waits on the record for the first one's
+    //    transaction and then finds the id taken.
     let outcome = app
         .db
         .as_service(async |tx| {
-            // A concurrent delivery of the same event waits here for the first one's
-            // transaction and then finds the id taken.
-            let params = [
-                (&event.id as _, Type::TEXT),
-                (&event.kind as _, Type::TEXT),
-                (&event.livemode as _, Type::BOOL),
-                (&(event.created as f64) as _, Type::FLOAT8),
-            ];
-            if tx.query_typed(sql::RECORD_EVENT, &params).await?.is_empty() {
+            if !stripe_events::record(tx, &event.id, &event.kind, event.livemode, event.created)
+                .await?
+            {
                 return Ok(Outcome::Duplicate);
             }
             apply(app, tx, &event).await
         })
         .await?;
 
-    // 3. What follows from it, after the commit.
+    // 2. What follows from it, after the commit.
     match outcome {
         Outcome::Duplicate => {
             return Ok(Output {
@@ -168,12 +141,7 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                     "more than one live subscription: the family follows one, not {}",
                     duplicates.join(", ")
                 );
-                let context = ErrorContext {
-                    feature: "billing",
-                    action: "duplicate_subscription",
-                    ..Default::default()
-                };
-                telemetry::report_error(app.sentry.as_ref(), error.as_ref(), context);
+                report(app, "duplicate_subscription", error);
             }
         }
         Outcome::NotApplicable(reason) => {
@@ -183,18 +151,23 @@ async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
                 event.id,
                 event.kind
             );
-            let context = ErrorContext {
-                feature: "billing",
-                action: "webhook",
-                ..Default::default()
-            };
-            telemetry::report_error(app.sentry.as_ref(), error.as_ref(), context);
+            report(app, "webhook", error);
         }
     }
     Ok(Output {
         received: true,
         duplicate: false,
     })
+}
+
+/// Reports to Sentry what Stripe asked and we could not (or would not) do.
+fn report(app: &App, action: &'static str, error: anyhow::Error) {
+    let context = ErrorContext {
+        feature: "billing",
+        action,
+        ..Default::default()
+    };
+    telemetry::report_error(app.sentry.as_ref(), error.as_ref(), context);
 }
 
 /// The subscription an event is about, for the event types we act on.
@@ -217,17 +190,17 @@ fn subscription_of(event: &Event) -> Option<Option<&str>> {
 }
 
 async fn apply(app: &App, tx: &Tx<'_>, event: &Event) -> Result<Outcome, ApiError> {
+    let nothing = || Outcome::Applied {
+        events: Vec::new(),
+        duplicates: Vec::new(),
+    };
     if event.kind == "checkout.session.completed"
         && let Some(session) = event.data.object["id"].as_str()
     {
-        tx.query_typed(sql::SESSION_COMPLETED, &[(&session, Type::TEXT)])
-            .await?;
+        CheckoutSession::completed(tx, session).await?;
     }
     let Some(subscription) = subscription_of(event) else {
-        return Ok(Outcome::Applied {
-            events: Vec::new(),
-            duplicates: Vec::new(),
-        });
+        return Ok(nothing());
     };
     let Some(subscription) = subscription else {
         return Ok(Outcome::NotApplicable(
@@ -244,56 +217,45 @@ async fn apply(app: &App, tx: &Tx<'_>, event: &Event) -> Result<Outcome, ApiErro
     };
     let subscriptions = stripe.subscriptions_of(&customer).await?;
 
-    // The family: by its customer, else by the metadata we put on its subscriptions.
+    // The family: by its customer, else by the metadata we put on its subscriptions;
+    // its entitlement locked (every change of it is serialised on its row).
     let metadata_family = subscriptions
         .iter()
         .filter_map(|s| s.metadata.as_ref()?.get("family_id")?.parse::<Uuid>().ok())
         .next();
-    // Locked: every change of a family's entitlement is serialised on its row.
-    let params = [
-        (&customer as _, Type::TEXT),
-        (&metadata_family as _, Type::UUID),
-    ];
-    let rows = tx
-        .query_typed(sql::LOCK_ENTITLEMENT_OF_CUSTOMER, &params)
-        .await?;
-    let Some(current) = rows.first() else {
+    let Some(current) = entitlements::lock_of_customer(tx, &customer, metadata_family).await?
+    else {
         return Ok(Outcome::NotApplicable(format!(
             "no family has customer {customer}"
         )));
     };
-    let (family_id, old_plan, old_status, followed): (Uuid, String, String, Option<String>) = (
-        current.get(0),
-        current.get(1),
-        current.get(2),
-        current.get(3),
-    );
-    telemetry::set_family(family_id);
+    telemetry::set_family(current.family_id);
     // A purged family's subscriptions were cancelled by its purge: what Stripe says of
     // them now changes nothing.
-    if current.get::<_, bool>(4) {
-        return Ok(Outcome::Applied {
-            events: Vec::new(),
-            duplicates: Vec::new(),
-        });
+    if current.purged {
+        return Ok(nothing());
     }
 
     // The family follows one subscription: never one that isn't its current one.
-    let Some((sub, duplicates)) = current_subscription(&subscriptions, followed.as_deref()) else {
+    let Some((sub, duplicates)) =
+        current_subscription(&subscriptions, current.subscription.as_deref())
+    else {
         return Ok(Outcome::NotApplicable(format!(
             "customer {customer} has no subscriptions"
         )));
     };
-    let ended = SubscriptionStatus::parse(&sub.status).is_some_and(SubscriptionStatus::has_ended);
-    let plan = if ended {
+    let Some(status) = SubscriptionStatus::parse(&sub.status) else {
+        return Ok(Outcome::NotApplicable(format!(
+            "unknown status {}",
+            sub.status
+        )));
+    };
+    let plan = if status.has_ended() {
         "free".to_owned()
     } else {
         let price = sub.price_id().unwrap_or_default();
-        let found = tx
-            .query_typed(sql::PLAN_OF_PRICE, &[(&price, Type::TEXT)])
-            .await?;
-        match found.first() {
-            Some(row) => row.get(0),
+        match entitlements::plan_of_price(tx, price).await? {
+            Some(plan) => plan,
             None => {
                 return Ok(Outcome::NotApplicable(format!(
                     "price {price} maps to no plan"
@@ -301,58 +263,61 @@ async fn apply(app: &App, tx: &Tx<'_>, event: &Event) -> Result<Outcome, ApiErro
             }
         }
     };
-    let period_end = sub.period_end().map(|t| t as f64);
-    let cancelling = sub.cancel_at_period_end.unwrap_or(false);
-    let params = [
-        (&family_id as _, Type::UUID),
-        (&plan as _, Type::TEXT),
-        (&sub.status as _, Type::TEXT),
-        (&sub.id as _, Type::TEXT),
-        (&sub.customer as _, Type::TEXT),
-        (&period_end as _, Type::FLOAT8),
-        (&cancelling as _, Type::BOOL),
-    ];
-    tx.query_typed(sql::APPLY_SUBSCRIPTION, &params).await?;
-
-    // Server-side analytics: only what the app can't see itself.
-    let keeper: Option<Uuid> = tx
-        .query_typed(sql::FIRST_KEEPER, &[(&family_id, Type::UUID)])
-        .await?
-        .first()
-        .map(|r| r.get(0));
-    let mut events = Vec::new();
-    if let Some(keeper_id) = keeper {
-        if plan != old_plan {
-            events.push(Analytics::BillingPlanChanged {
-                family_id,
-                keeper_id,
-                from_plan: old_plan.clone(),
-                to_plan: plan.clone(),
-            });
-        }
-        if ended && old_status != sub.status {
-            events.push(Analytics::BillingSubscriptionCanceled {
-                family_id,
-                keeper_id,
-                plan: old_plan,
-            });
-        }
-        let renewal = event.kind == "invoice.paid"
-            && event.data.object["billing_reason"] == "subscription_cycle";
-        if let (true, Some(end)) = (
-            renewal,
-            sub.period_end()
-                .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
-        ) {
-            events.push(Analytics::BillingSubscriptionRenewed {
-                family_id,
-                keeper_id,
-                plan,
-                period_end: end,
-            });
-        }
-    }
+    let applied = Applied {
+        plan: &plan,
+        status,
+        subscription: &sub.id,
+        customer: &sub.customer,
+        period_end: sub.period_end(),
+        cancel_at_period_end: sub.cancel_at_period_end.unwrap_or(false),
+    };
+    entitlements::apply(tx, current.family_id, &applied).await?;
+    let events = analytics(tx, event, &current, &applied).await?;
     Ok(Outcome::Applied { events, duplicates })
+}
+
+/// Server-side analytics of an applied event: only what the app can't see itself.
+async fn analytics(
+    tx: &Tx<'_>,
+    event: &Event,
+    before: &Followed,
+    now: &Applied<'_>,
+) -> Result<Vec<Analytics>, ApiError> {
+    let family_id = before.family_id;
+    let Some(keeper_id) = families::first_keeper(tx, family_id).await? else {
+        return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    if now.plan != before.plan {
+        events.push(Analytics::BillingPlanChanged {
+            family_id,
+            keeper_id,
+            from_plan: before.plan.clone(),
+            to_plan: now.plan.to_owned(),
+        });
+    }
+    if now.status.has_ended() && before.status != now.status {
+        events.push(Analytics::BillingSubscriptionCanceled {
+            family_id,
+            keeper_id,
+            plan: before.plan.clone(),
+        });
+    }
+    let renewal =
+        event.kind == "invoice.paid" && event.data.object["billing_reason"] == "subscription_cycle";
+    if let (true, Some(end)) = (
+        renewal,
+        now.period_end
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+    ) {
+        events.push(Analytics::BillingSubscriptionRenewed {
+            family_id,
+            keeper_id,
+            plan: now.plan.to_owned(),
+            period_end: end,
+        });
+    }
+    Ok(events)
 }
 
 /// How much a status counts toward being the family's current subscription: live

@@ -6,7 +6,6 @@
 #![allow(clippy::print_stdout)]
 
 use anyhow::Context;
-use shared::function::Handler;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,15 +16,8 @@ async fn main() -> anyhow::Result<()> {
         Some(json) => serde_json::from_str(&json).context("EVENT_JSON is not JSON")?,
         None => serde_json::json!({}),
     };
-    let function = local::functions()
-        .into_iter()
-        .find(|f| f.name == name)
-        .with_context(|| format!("no function named {name}"))?;
-    let Handler::Event(handle) = function.handler else {
-        anyhow::bail!("{name} is reached over HTTP: call it at /functions/v1/{name}");
-    };
     let app = shared::App::from_env()?;
-    let report = handle(&app, event).await?;
+    let report = local::run_event(&app, &name, event).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

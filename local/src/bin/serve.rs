@@ -57,9 +57,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse::<u64>().ok())
     {
         for f in local::functions() {
-            if let (shared::Kind::Scheduled, shared::function::Handler::Event(handle)) =
-                (f.kind, f.handler)
-            {
+            if f.kind == shared::Kind::Scheduled {
                 tracing::info!("running {} every {every} s", f.name);
                 let app = app.clone();
                 tokio::spawn(async move {
@@ -67,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
                     loop {
                         tick.tick().await;
                         // The function reports its own failures.
-                        let _ = handle(&app, serde_json::json!({})).await;
+                        let _ = f.invoke(&app, serde_json::json!({})).await;
                     }
                 });
             }

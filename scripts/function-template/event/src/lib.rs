@@ -1,12 +1,14 @@
 //! __NAME__: __DESCRIPTION__
 
-pub mod sql;
+use serde::{Deserialize, Serialize};
+use shared::{App, Function};
 
-use serde::Serialize;
-use shared::{App, Function, Kind};
-
-/// The function's name, as deployed.
-pub const NAME: &str = env!("CARGO_PKG_NAME");
+/// What a run may be told (a scheduled event carries none of it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Input {
+    pub budget_seconds: Option<u64>,
+}
 
 /// What one run did (the invocation's result, and its log line).
 #[derive(Debug, Serialize)]
@@ -17,17 +19,10 @@ pub struct Report {
 
 /// This function, as its Lambda binary and the local runner run it.
 pub fn function() -> Function {
-    Function::event(NAME, Kind::__KIND_VARIANT__, |app, event| {
-        Box::pin(handle(app, event))
-    })
+    Function::event(shared::manifest!(), |app, input| Box::pin(run(app, input)))
 }
 
-/// Handles one invocation.
-pub async fn handle(app: &App, event: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-    shared::event::serve(app, NAME, event, async |event| run(app, event).await).await
-}
-
-async fn run(_app: &App, _event: serde_json::Value) -> anyhow::Result<Report> {
-    // 1. The function's own steps.
+async fn run(_app: &App, _input: Input) -> anyhow::Result<Report> {
+    // 1. The function's own steps (its statements in shared/src/store/, by table).
     Ok(Report { done: true })
 }

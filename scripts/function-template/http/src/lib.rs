@@ -1,14 +1,12 @@
 //! __NAME__: __DESCRIPTION__
 
-pub mod sql;
-
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{ErrorCode, Operation};
-use shared::http::{json_body, serve};
-use shared::{ApiError, App, Function, Methods, Request, Response, telemetry};
+use shared::auth::User;
+use shared::{ApiError, App, Function, members};
 use uuid::Uuid;
 
 /// The function's name, as routed and deployed.
@@ -44,31 +42,18 @@ pub fn api() -> Operation {
     .errors(&[(403, &[ErrorCode::Forbidden])])
 }
 
-/// This function, as its Lambda binary and the local runner serve it.
+/// This function, as its Lambda binary and the local runner serve it: the frame verifies
+/// the token and validates the input before `run`.
 pub fn function() -> Function {
-    Function::http(NAME, |app, req| Box::pin(handle(app, req)))
+    Function::http(shared::manifest!(), |app, user, input| Box::pin(run(app, user, input)))
 }
 
-/// Handles one invocation.
-pub async fn handle(app: &App, req: Request) -> Response {
-    serve(app, NAME, Methods::Post, &req, async |req| {
-        run(app, req).await
-    })
-    .await
-}
-
-async fn run(app: &App, req: &Request) -> Result<Output, ApiError> {
-    // 1. Who is asking, and for what.
-    let user = app.auth.verify(req.headers()).await?;
-    let input: Input = json_body(req)?;
-    telemetry::set_family(input.family_id);
-
-    // 2. Members only, read as the caller (RLS decides).
-    if !app.is_member(&user, input.family_id).await? {
-        return Err(ApiError::Forbidden("You are not a member of this family"));
+async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
+    // 1. Members only, read as the caller (RLS decides).
+    if members::membership(app, &user, input.family_id).await?.is_none() {
+        return Err(ApiError::Forbidden(members::NOT_A_MEMBER));
     }
-
-    // 3. The function's own steps.
+    // 2. The function's own steps (its statements in shared/src/store/, by table).
     Ok(Output {
         family_id: input.family_id,
     })

@@ -1,1 +1,0 @@
-//! The statements __NAME__ sends.

@@ -1,1 +1,0 @@
-//! The statements __NAME__ sends (the membership check is the shared one).
