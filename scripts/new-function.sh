@@ -54,6 +54,6 @@ python3 scripts/functions.py check
 cat <<MSG
 
   functions/$name ($kind) is in the runner, the deploy lists and README's list.
-  Next (README "Adding a function"): its steps in functions/$name/src/lib.rs, its
-  variables in its Cargo.toml, its tests in tests/it/${crate}.rs.
+  Next (README "Adding a function"): its steps in functions/$name/src/lib.rs (its SQL in
+  shared/src/store/), its variables in its Cargo.toml, its tests in tests/it/${crate}.rs.
 MSG

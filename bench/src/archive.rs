@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
             &[&family],
         )
         .await?
-        .get(0);
+        .get("size_bytes");
     std::fs::remove_dir_all(&s3_dir)?;
     ensure!(report["done"] == 1, "the archive was not made: {report}");
     let recorded = (count * audio.len()) as i64;

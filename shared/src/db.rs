@@ -286,7 +286,14 @@ impl<'a> Tx<'a> {
         Ok(Tx(client))
     }
 
-    /// Commits a transaction [`Tx::begin`] began.
+    /// A transaction on an operator's admin connection, as the connection's own role
+    /// (the statements that run as [`RunsAs::Operator`](crate::store::RunsAs::Operator)).
+    pub async fn operator(client: &'a Client) -> Result<Tx<'a>, StoreError> {
+        client.batch_execute("BEGIN").await?;
+        Ok(Tx(client))
+    }
+
+    /// Commits a transaction [`Tx::begin`] or [`Tx::operator`] began.
     pub async fn commit(self) -> Result<(), StoreError> {
         Ok(self.0.batch_execute("COMMIT").await?)
     }

@@ -267,6 +267,19 @@ fn finish(response: Response, request_id: &str) -> Response {
     response
 }
 
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`) is
+/// percent-encoded: safe in a URL path segment, a query and an RFC 5987 header value.
+const ENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `text` percent-encoded as its UTF-8 bytes, keeping only the unreserved characters.
+pub fn percent_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, ENCODED).to_string()
+}
+
 /// Takes one hit of the fixed-window rate limit `key` (at most `limit` per `window`, an
 /// interval such as `1 hour`) in the caller's transaction: 429 with `Retry-After` when
 /// the window is full. The counter row is locked, so concurrent callers can't slip past.

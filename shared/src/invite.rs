@@ -2,7 +2,7 @@
 //! drawn from the operating system's CSPRNG. Only an HMAC of the normalised code under
 //! `INVITE_CODE_SECRET` is stored, so a database dump can't be brute-forced offline.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
@@ -50,7 +50,7 @@ impl InviteCode {
     /// The HMAC-SHA256 of the normalised code under the server secret: what is stored.
     pub fn hmac(&self, secret: &SecretString) -> Vec<u8> {
         // HMAC accepts keys of any length.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose_secret().as_bytes())
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose_secret().as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(&self.0);
         mac.finalize().into_bytes().to_vec()

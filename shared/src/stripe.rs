@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::Sha256;
@@ -349,7 +349,7 @@ pub fn verify_signature(secret: &SecretString, header: &str, body: &[u8], now: i
     };
     signatures.iter().any(|sig| {
         secrets().any(|secret| {
-            let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) else {
+            let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) else {
                 return false;
             };
             mac.update(t.to_string().as_bytes());
@@ -362,7 +362,7 @@ pub fn verify_signature(secret: &SecretString, header: &str, body: &[u8], now: i
 
 /// A `Stripe-Signature` header for `body` (tests and the local sample-event command).
 pub fn sign(secret: &str, body: &[u8], t: i64) -> String {
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) else {
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) else {
         unreachable!("HMAC takes any key length")
     };
     mac.update(format!("{t}.").as_bytes());

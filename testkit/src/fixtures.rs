@@ -19,7 +19,7 @@ pub async fn family(admin: &Client, name: &str, plan: &str) -> (Uuid, Uuid) {
         )
         .await
         .expect("family")
-        .get(0);
+        .get("id");
     add_member(admin, family, keeper, "keeper").await;
     admin
         .execute(
@@ -83,15 +83,16 @@ pub async fn recording(admin: &Client, family: Uuid, by: Uuid, size: i64) -> Uui
 pub async fn accounting(admin: &Client, family: Uuid) -> (i64, i64, i64) {
     let row = admin
         .query_one(
-            "SELECT (SELECT storage_used_bytes FROM entitlements WHERE family_id = $1),
-                    (SELECT coalesce(sum(delta_bytes), 0)::bigint FROM usage_ledger WHERE family_id = $1),
+            "SELECT (SELECT storage_used_bytes FROM entitlements WHERE family_id = $1) AS counter,
+                    (SELECT coalesce(sum(delta_bytes), 0)::bigint FROM usage_ledger
+                     WHERE family_id = $1) AS ledger,
                     (SELECT coalesce(sum(size_bytes), 0)::bigint FROM recordings
-                     WHERE family_id = $1 AND purged_at IS NULL)",
+                     WHERE family_id = $1 AND purged_at IS NULL) AS recordings",
             &[&family],
         )
         .await
         .expect("accounting");
-    (row.get(0), row.get(1), row.get(2))
+    (row.get("counter"), row.get("ledger"), row.get("recordings"))
 }
 
 /// Makes inserting into `prompts` fail, so a transaction can be broken half-way.

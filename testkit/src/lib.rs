@@ -108,7 +108,7 @@ async fn create_template() -> String {
         )
         .await
         .expect("pg_database")
-        .map(|r| r.get(0));
+        .map(|r| r.get("datistemplate"));
     if ready != Some(true) {
         // A run interrupted half-way leaves an unfinished template: start it again.
         for sql in [
@@ -134,7 +134,7 @@ async fn create_template() -> String {
             .await
             .expect("stale templates");
         for row in stale {
-            let old: String = row.get(0);
+            let old: String = row.get("datname");
             let _ = admin
                 .batch_execute(&format!("ALTER DATABASE {old} IS_TEMPLATE false"))
                 .await;
@@ -317,5 +317,5 @@ pub async fn create_user(admin: &Client, email: &str) -> Uuid {
         )
         .await
         .expect("create user")
-        .get(0)
+        .get("id")
 }

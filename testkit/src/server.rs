@@ -244,10 +244,10 @@ impl Server {
         self.db
             .admin()
             .await
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .query_one(&format!("SELECT count(*) AS n FROM {table}"), &[])
             .await
             .expect("count")
-            .get(0)
+            .get("n")
     }
 }
 

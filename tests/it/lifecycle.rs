@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
+use shared::db::Tx;
 use shared::r2::{RecordingKey, URL_EXPIRY};
+use shared::store::{StoreError, entitlements};
 use testkit::client::put_object;
 use testkit::server::{Server, TEST_BUCKET};
 use testkit::{As, TestDb, begin_as, fixtures};
@@ -529,21 +531,25 @@ async fn drifted_books_are_reported_not_corrected_and_an_operator_adjusts_them()
 
     // After a human has looked: the operator's reconciliation, with a reason (none is
     // refused), recorded in the ledger.
-    let err = admin
-        .execute("SELECT reconcile_storage($1, ' ')", &[&family])
-        .await
-        .expect_err("a reason is required");
-    assert_eq!(err.code(), Some(&SqlState::CHECK_VIOLATION));
+    let reconcile = async |reason: &str| {
+        let tx = Tx::operator(&admin).await?;
+        match entitlements::reconcile(&tx, family, reason).await {
+            Ok(used) => tx.commit().await.map(|()| used),
+            Err(e) => {
+                admin.batch_execute("ROLLBACK").await.expect("rollback");
+                Err(e)
+            }
+        }
+    };
+    let err = reconcile(" ").await.expect_err("a reason is required");
+    assert!(matches!(err, StoreError::Other(_)), "{err:?}");
     assert_eq!(
         books(&server, family).await,
         (407, 400, 400),
         "and nothing changed"
     );
     let reason = "counter raised by hand in an incident, ticket 42";
-    admin
-        .execute("SELECT reconcile_storage($1, $2)", &[&family, &reason])
-        .await
-        .expect("reconcile");
+    assert_eq!(reconcile(reason).await.expect("reconcile"), 400);
     assert_eq!(books(&server, family).await, (400, 400, 400));
     let recorded: String = admin
         .query_one(

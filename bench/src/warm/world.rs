@@ -289,7 +289,7 @@ impl World {
                 .query("SELECT id FROM recordings WHERE family_id = $1", &[&f.id])
                 .await?
                 .iter()
-                .map(|r| r.get(0))
+                .map(|r| r.get("id"))
                 .collect();
         }
         Ok(World {
@@ -513,7 +513,7 @@ impl World {
                     )
                     .await?
                     .iter()
-                    .map(|r| r.get(0))
+                    .map(|r| r.get("id"))
                     .collect();
                 (0..PER_RUN)
                     .map(|j| {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::email::escape_html;
+use shared::http::percent_encode;
 use shared::store::families::Language;
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
@@ -325,18 +326,7 @@ fn duration(seconds: f64) -> String {
 /// A relative URL for a path: each segment percent-encoded (names hold spaces, `#`, `%`).
 fn url_path(path: &str) -> String {
     path.split('/')
-        .map(|segment| {
-            segment
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect::<String>()
-        })
+        .map(percent_encode)
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -69,9 +69,7 @@ pub fn api() -> Operation {
 
 /// This function, as its Lambda binary and the local runner serve it.
 pub fn function() -> Function {
-    Function::http(shared::manifest!(), |app, user, input| {
-        Box::pin(run(app, user, input))
-    })
+    Function::http(shared::manifest!(), |a, c, i| Box::pin(run(a, c, i)))
 }
 
 async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {

@@ -99,9 +99,7 @@ enum Outcome {
 /// Stripe's signature over the raw bytes (400 otherwise, nothing written) before the
 /// event is parsed.
 pub fn function() -> Function {
-    Function::http(shared::manifest!(), |app, stripe, event| {
-        Box::pin(run(app, stripe, event))
-    })
+    Function::http(shared::manifest!(), |a, c, i| Box::pin(run(a, c, i)))
 }
 
 async fn run(app: &App, _: StripeSigned, event: Event) -> Result<Output, ApiError> {

@@ -10,9 +10,14 @@
 #![allow(clippy::print_stdout)]
 
 use anyhow::{Context, bail};
+use shared::db::Tx;
+use shared::store::{entitlements, recordings};
 use uuid::Uuid;
 
 const USAGE: &str = "usage: books check [FAMILY_ID] | books reconcile FAMILY_ID REASON";
+
+/// Families checked per transaction.
+const PAGE: i64 = 1000;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -27,49 +32,56 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["check", rest @ ..] => {
-            let families: Vec<Uuid> = match rest {
-                [] => db
-                    .query("SELECT family_id FROM public.entitlements", &[])
-                    .await?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect(),
-                [one] => vec![family(one)?],
-                _ => bail!(USAGE),
-            };
-            let rows = db
-                .query("SELECT * FROM public.storage_books($1)", &[&families])
-                .await?;
-            println!(
-                "{:<38} {:>14} {:>14} {:>14}",
-                "family", "counter", "ledger", "recordings"
-            );
-            let mut drifted = 0;
-            for r in &rows {
-                let (id, counter, ledger, recordings): (Uuid, i64, i64, i64) =
-                    (r.get(0), r.get(1), r.get(2), r.get(3));
-                let agree = counter == ledger && ledger == recordings;
-                if rest.is_empty() && agree {
-                    continue;
+        ["check"] => {
+            header();
+            let (mut checked, mut drifted, mut after) = (0, 0, Uuid::nil());
+            loop {
+                let tx = Tx::begin(&db, None).await?;
+                let page = entitlements::sample(&tx, after, PAGE).await?;
+                let books = recordings::books(&tx, &page).await?;
+                tx.commit().await?;
+                for b in books.iter().filter(|b| !b.balance()) {
+                    drifted += 1;
+                    line(b);
                 }
-                drifted += usize::from(!agree);
-                println!("{id:<38} {counter:>14} {ledger:>14} {recordings:>14}");
+                checked += books.len();
+                match page.last() {
+                    Some(last) if page.len() as i64 == PAGE => after = *last,
+                    _ => break,
+                }
             }
-            println!("{} families checked, {drifted} drifted", rows.len());
+            println!("{checked} families checked, {drifted} drifted");
+        }
+        ["check", one] => {
+            let tx = Tx::begin(&db, None).await?;
+            let books = recordings::books(&tx, &[family(one)?]).await?;
+            tx.commit().await?;
+            header();
+            books.iter().for_each(line);
+            let drifted = books.iter().filter(|b| !b.balance()).count();
+            println!("{} families checked, {drifted} drifted", books.len());
         }
         ["reconcile", id, reason] => {
-            let used: i64 = db
-                .query_one(
-                    "SELECT public.reconcile_storage($1, $2)",
-                    &[&family(id)?, reason],
-                )
+            let tx = Tx::operator(&db).await?;
+            let used = entitlements::reconcile(&tx, family(id)?, reason)
                 .await
-                .context("reconciling (does the family exist? is there a reason?)")?
-                .get(0);
+                .context("reconciling (does the family exist? is there a reason?)")?;
+            tx.commit().await?;
             println!("{id}: counter and ledger now {used} bytes, adjustment recorded");
         }
         _ => bail!(USAGE),
     }
     Ok(())
+}
+
+fn header() {
+    println!(
+        "{:<38} {:>14} {:>14} {:>14}",
+        "family", "counter", "ledger", "recordings"
+    );
+}
+
+fn line(b: &recordings::Books) {
+    let (id, counter, ledger, recordings) = (b.family, b.counter, b.ledger, b.recordings);
+    println!("{id:<38} {counter:>14} {ledger:>14} {recordings:>14}");
 }

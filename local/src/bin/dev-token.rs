@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await
         .context("creating the user (are the migrations applied?)")?
-        .get(0);
+        .get("id");
     println!(
         "{}",
         local::dev_token(

@@ -162,6 +162,14 @@ const SAMPLE: Statement = Statement {
           ORDER BY family_id LIMIT $2",
 };
 
+const RECONCILE: Statement = Statement {
+    name: "entitlements.reconcile",
+    runs_as: RunsAs::Operator,
+    // An operator's correction after a human looked: counter and ledger brought to the
+    // family's recordings, the reason recorded (not granted to the service role).
+    sql: "SELECT public.reconcile_storage($1, $2) AS used",
+};
+
 const CHECKOUT_LOCK: Statement = Statement {
     name: "entitlements.checkout_lock",
     runs_as: RunsAs::Service,
@@ -223,6 +231,7 @@ pub const STATEMENTS: &[&Statement] = &[
     &PLAN_OF_PRICE,
     &PAID_PRICE,
     &SAMPLE,
+    &RECONCILE,
     &CHECKOUT_LOCK,
     &OPEN_SESSION,
     &SAVE_SESSION,
@@ -455,6 +464,13 @@ pub async fn sample(tx: &Tx<'_>, after: Uuid, limit: i64) -> Result<Vec<Uuid>, S
     let params = [(&after as _, Type::UUID), (&limit as _, Type::INT8)];
     let rows = query(tx, &SAMPLE, &params).await?;
     Ok(rows.iter().map(|r| r.get("family_id")).collect())
+}
+
+/// Brings a family's counter and ledger to its recordings, recording `reason` (in an
+/// operator's transaction, [`Tx::operator`]): the bytes it now uses.
+pub async fn reconcile(tx: &Tx<'_>, family: Uuid, reason: &str) -> Result<i64, StoreError> {
+    let params = [(&family as _, Type::UUID), (&reason as _, Type::TEXT)];
+    Ok(one(tx, &RECONCILE, &params).await?.get("used"))
 }
 
 /// Takes the family's checkout lock until the transaction ends.

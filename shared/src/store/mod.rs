@@ -31,6 +31,8 @@ pub enum RunsAs {
     User,
     /// `service_role`: the steps the contract's §4 lists.
     Service,
+    /// The operator's own admin connection (the `books` tool), never a function.
+    Operator,
 }
 
 /// One statement of the store.
