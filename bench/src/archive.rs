@@ -44,11 +44,13 @@ async fn main() -> anyhow::Result<()> {
         secret_access_key: SecretString::from(SECRET),
         bucket: BUCKET.into(),
         endpoint: endpoint.clone(),
+        region: "auto".into(),
     });
 
     fixtures::plan(&admin, "bench", 1 << 40, 3600, true).await;
     let (family, keeper) = fixtures::family(&admin, "A family with much to say", "bench").await;
     let audio = vec![7u8; RECORDING_MB * 1_000_000];
+    let sha256 = testkit::client::sha256(&audio);
     let http = reqwest::Client::new();
     for _ in 0..count {
         let id = fixtures::recording(&admin, family, keeper, audio.len() as i64).await;
@@ -62,19 +64,20 @@ async fn main() -> anyhow::Result<()> {
                 &key,
                 "audio/mp4",
                 audio.len() as i64,
+                Some(&sha256),
                 Duration::from_secs(600),
             )
             .await?;
-        let status = http
-            .put(url.url)
-            .header("content-type", "audio/mp4")
-            .header("if-none-match", "*")
-            .body(audio.clone())
-            .send()
-            .await?
-            .status();
-        ensure!(status.is_success(), "PUT {key}: {status}");
+        let status = testkit::client::put_object(&http, &url.url, "audio/mp4", audio.clone()).await;
+        ensure!(status == 200, "PUT {key}: {status}");
     }
+    // The checksum the uploads declared: the worker checks every byte it reads against it.
+    admin
+        .execute(
+            "UPDATE recordings SET audio_sha256 = $2 WHERE family_id = $1",
+            &[&family, &sha256],
+        )
+        .await?;
     admin
         .execute(
             "INSERT INTO archives (family_id, requested_by) VALUES ($1, $2)",

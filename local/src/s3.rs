@@ -1,6 +1,7 @@
 //! A local S3 protocol server (s3s-fs) that verifies SigV4 signatures, presigned URLs
-//! included, and answers browsers with the bucket's CORS rules: a stand-in for R2 that
-//! rejects what R2 would.
+//! included, refuses a body whose bytes differ from its `x-amz-checksum-sha256` before
+//! storing anything, and answers browsers with the bucket's CORS rules: a stand-in for
+//! R2 that rejects what R2 would.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use s3s::auth::SimpleAuth;
-use s3s::dto::UploadPartInput;
+use s3s::dto::{PutObjectInput, StreamingBlob, UploadPartInput};
 use s3s::service::S3ServiceBuilder;
 use s3s::{S3Request, S3Result, s3_error};
 use serde::Deserialize;
@@ -236,11 +237,41 @@ impl Faults {
     }
 }
 
-/// Authentication stays SigV4's (the default check); UploadPart may be failed.
+/// Authentication stays SigV4's (the default check); a PUT's checksum is verified before
+/// anything is stored; UploadPart may be failed.
 struct Access(Arc<Faults>);
 
 #[async_trait::async_trait]
 impl s3s::access::S3Access for Access {
+    /// R2 compares a PUT's `x-amz-checksum-sha256` with its bytes before it keeps any of
+    /// them; s3s-fs 0.14.1 writes the file first and compares afterwards (answering
+    /// BadDigest, but keeping the body). So the body is read here (a local server's
+    /// objects are small) and compared first: a mismatch stores nothing.
+    async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
+        let Some(declared) = req.input.checksum_sha256.clone() else {
+            return Ok(());
+        };
+        let Some(body) = req.input.body.take() else {
+            return Ok(());
+        };
+        let mut bytes = Vec::new();
+        let mut body = body;
+        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+            let chunk = chunk.map_err(|e| s3_error!(IncompleteBody, "{e}"))?;
+            bytes.extend_from_slice(&chunk);
+        }
+        let actual = {
+            use base64::Engine;
+            use sha2::Digest;
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes))
+        };
+        if actual != declared {
+            return Err(s3_error!(BadDigest, "checksum_sha256 mismatch"));
+        }
+        req.input.body = Some(StreamingBlob::from(s3s::Body::from(bytes)));
+        Ok(())
+    }
+
     async fn upload_part(&self, req: &mut S3Request<UploadPartInput>) -> S3Result<()> {
         let upload = &req.input.upload_id;
         let mut broken = self

@@ -18,6 +18,7 @@ pub enum ErrorCode {
     Conflict,
     LastKeeper,
     SubscriptionActive,
+    ChecksumMismatch,
     RateLimit,
     PayloadTooLarge,
     MethodNotAllowed,
@@ -37,6 +38,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::LastKeeper => "LAST_KEEPER",
             ErrorCode::SubscriptionActive => "SUBSCRIPTION_ACTIVE",
+            ErrorCode::ChecksumMismatch => "CHECKSUM_MISMATCH",
             ErrorCode::RateLimit => "RATE_LIMIT",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -76,6 +78,9 @@ impl Role {
 /// The schema pattern of user-written text: no control characters (the functions'
 /// `printable` rule, which the database's check constraints repeat).
 pub const PRINTABLE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
+/// The schema pattern of a SHA-256 in standard base64 with padding (44 characters).
+pub const SHA256_BASE64: &str = r"^[A-Za-z0-9+/]{43}=$";
 
 /// A success: `{"data": …}`.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]

@@ -15,6 +15,9 @@ pub struct App {
     pub sentry: Option<std::sync::Arc<sentry::Client>>,
     /// Audio storage; None without `R2_BUCKET_NAME`.
     pub r2: Option<r2::R2>,
+    /// The second copy (contract §10); None without `BACKUP_S3_BUCKET` (every function
+    /// but the preservation ones and the purge).
+    pub backup: Option<r2::R2>,
     /// Billing; None without `STRIPE_SECRET_KEY`.
     pub stripe: Option<stripe::Stripe>,
     /// Emails: Resend, or the local mailbox folder.
@@ -78,6 +81,7 @@ impl App {
             sentry: telemetry::sentry_client(&config, transport, &http)?,
             mailer: email::Mailer::new(&config, http.clone())?,
             r2: config.r2.as_ref().map(r2::R2::new),
+            backup: config.backup.as_ref().map(r2::R2::backup),
             stripe: stripe::Stripe::new(&config)?,
             analytics: analytics::Analytics::new(
                 config.posthog_api_key.as_ref(),

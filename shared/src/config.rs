@@ -76,9 +76,22 @@ pub struct Config {
     pub posthog_api_key: Option<SecretString>,
     /// `POSTHOG_HOST` (default `https://us.i.posthog.com`).
     pub posthog_host: String,
+    /// `BACKUP_S3_ENDPOINT`, `BACKUP_S3_REGION`, `BACKUP_S3_BUCKET`,
+    /// `BACKUP_S3_ACCESS_KEY_ID`, `BACKUP_S3_SECRET_ACCESS_KEY`: the second copy (contract
+    /// §10), an S3-compatible bucket of another provider and region. Only the
+    /// preservation functions and the purge are given them.
+    pub backup: Option<R2Config>,
+    /// `BACKUP_S3_LOCK_DAYS` (1..=30): how long Object Lock (compliance mode) keeps each
+    /// backup copy of a live recording, renewed a third of the way before it ends; never
+    /// past the trash retention, so the purge finds it unlocked. Unset: the bucket has
+    /// no lock (a local S3).
+    pub backup_lock: Option<std::time::Duration>,
+    /// `AUDIT_CYCLE_DAYS` (default 30): every copy is re-hashed at least this often.
+    pub audit_cycle_days: u32,
 }
 
-/// Cloudflare R2 (or a local S3) access.
+/// An S3-compatible bucket's access: Cloudflare R2 (region `auto`), the backup store,
+/// or a local S3.
 #[derive(Debug, Clone)]
 pub struct R2Config {
     pub account_id: String,
@@ -86,6 +99,7 @@ pub struct R2Config {
     pub secret_access_key: SecretString,
     pub bucket: String,
     pub endpoint: String,
+    pub region: String,
 }
 
 impl Config {
@@ -138,8 +152,45 @@ impl Config {
                         .ok_or(ConfigError::Missing("R2_SECRET_ACCESS_KEY"))?,
                     bucket,
                     endpoint,
+                    region: "auto".to_owned(),
                 })
             }
+        };
+        let backup = match get("BACKUP_S3_BUCKET") {
+            None => None,
+            Some(bucket) => Some(R2Config {
+                account_id: String::new(),
+                access_key_id: required("BACKUP_S3_ACCESS_KEY_ID")?,
+                secret_access_key: secret("BACKUP_S3_SECRET_ACCESS_KEY")
+                    .ok_or(ConfigError::Missing("BACKUP_S3_SECRET_ACCESS_KEY"))?,
+                bucket,
+                endpoint: required("BACKUP_S3_ENDPOINT")?,
+                region: required("BACKUP_S3_REGION")?,
+            }),
+        };
+        let backup_lock = match get("BACKUP_S3_LOCK_DAYS") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|d| (1..=30).contains(d))
+                    .map(|d| std::time::Duration::from_secs(d * 86_400))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "BACKUP_S3_LOCK_DAYS",
+                        why: "expected 1..=30 days (at most the trash retention)".to_owned(),
+                    })?,
+            ),
+        };
+        let audit_cycle_days = match get("AUDIT_CYCLE_DAYS") {
+            None => 30,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|d| (1..=365).contains(d))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "AUDIT_CYCLE_DAYS",
+                    why: "expected 1..=365 days".to_owned(),
+                })?,
         };
         let sentry_traces_sample_rate = match get("SENTRY_TRACES_SAMPLE_RATE") {
             None => 0.0,
@@ -202,6 +253,9 @@ impl Config {
             posthog_api_key: secret("POSTHOG_API_KEY"),
             posthog_host: get("POSTHOG_HOST")
                 .unwrap_or_else(|| "https://us.i.posthog.com".to_owned()),
+            backup,
+            backup_lock,
+            audit_cycle_days,
         })
     }
 }

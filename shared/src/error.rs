@@ -37,6 +37,13 @@ pub enum ApiError {
     LastKeeper(&'static str),
     #[error("This family has an active subscription: cancel it in the billing portal first")]
     SubscriptionActive,
+    /// The uploaded bytes are not those whose SHA-256 the upload URL was signed with:
+    /// the object was deleted, nothing charged.
+    #[error(
+        "The uploaded audio does not match the SHA-256 declared for it: it was deleted. \
+         Upload it again."
+    )]
+    ChecksumMismatch,
     #[error("Too many requests. Please try again later.")]
     RateLimit { retry_after_seconds: u32 },
     #[error("Request body is larger than 64 KiB")]
@@ -65,6 +72,7 @@ impl ApiError {
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::LastKeeper(_) => ErrorCode::LastKeeper,
             ApiError::SubscriptionActive => ErrorCode::SubscriptionActive,
+            ApiError::ChecksumMismatch => ErrorCode::ChecksumMismatch,
             ApiError::RateLimit { .. } => ErrorCode::RateLimit,
             ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
@@ -85,6 +93,7 @@ impl ApiError {
             ApiError::Conflict(_) | ApiError::LastKeeper(_) | ApiError::SubscriptionActive => {
                 StatusCode::CONFLICT
             }
+            ApiError::ChecksumMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -409,6 +409,19 @@ pub fn printable<T: Text>(value: &T, _: &()) -> garde::Result {
     }
 }
 
+/// garde rule for a SHA-256 as `x-amz-checksum-sha256` takes it: standard base64 with
+/// padding, 44 characters (hex, URL-safe base64 or a wrong length are refused).
+pub fn sha256_base64(value: &str, _: &()) -> garde::Result {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(value);
+    match decoded {
+        Ok(bytes) if bytes.len() == 32 && value.len() == 44 => Ok(()),
+        _ => Err(garde::Error::new(
+            "must be a SHA-256 in standard base64 with padding (44 characters)",
+        )),
+    }
+}
+
 /// Serde helper: a string with surrounding whitespace removed (validated after trimming).
 pub fn trimmed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = <String as serde::Deserialize>::deserialize(d)?;

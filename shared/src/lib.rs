@@ -17,6 +17,7 @@ pub mod http;
 pub mod invite;
 pub mod members;
 pub mod outbox;
+pub mod preservation;
 pub mod r2;
 pub mod recordings;
 pub mod store;

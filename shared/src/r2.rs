@@ -1,6 +1,8 @@
-//! Cloudflare R2 through aws-sdk-s3: presigned PUT and GET URLs, `HeadObject`; for
-//! the maintenance job `DeleteObjects` and `ListObjectsV2`; for the archive worker
-//! streamed `GetObject` and multipart uploads.
+//! Cloudflare R2 (and the backup store, another S3-compatible bucket) through
+//! aws-sdk-s3: presigned PUT and GET URLs, `HeadObject` with the stored checksum; for the
+//! maintenance job `DeleteObjects` and `ListObjectsV2`; for the archive worker streamed
+//! `GetObject` and multipart uploads; for preservation streamed `PutObject` with a
+//! SHA-256, Object Lock and the deletion of every version.
 //!
 //! The client is built once per process, on first use, with an explicit endpoint, region `auto`
 //! and static credentials (no provider chain, no IMDS probe at init). Checksums are
@@ -17,10 +19,16 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumMode, Delete, ObjectIdentifier, ObjectLockMode, ObjectLockRetention,
+    ObjectLockRetentionMode,
+};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::config::R2Config;
@@ -33,6 +41,10 @@ pub const URL_EXPIRY: Duration = Duration::from_secs(900);
 pub const AUDIO_CONTENT_TYPE: &str = "audio/mp4";
 /// The waveform's content type.
 pub const WAVEFORM_CONTENT_TYPE: &str = "application/json";
+
+/// The header an upload's SHA-256 travels in (standard base64): signed into the PUT URL,
+/// so the bucket refuses other bytes (`400 BadDigest`, nothing stored).
+pub const CHECKSUM_HEADER: &str = "x-amz-checksum-sha256";
 
 /// Signed into every upload URL (`If-None-Match: *`): R2 refuses to overwrite an object
 /// that exists, so a finished upload can't be replaced while its URL is still valid. A
@@ -72,14 +84,17 @@ impl RecordingKey {
     }
 }
 
-/// Which of a recording's objects a key names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Object {
-    Audio,
-    Waveform,
-}
+pub use crate::store::copies::Object;
 
 impl RecordingKey {
+    /// The key of one of its objects.
+    pub fn of(&self, object: Object) -> String {
+        match object {
+            Object::Audio => self.audio(),
+            Object::Waveform => self.waveform(),
+        }
+    }
+
     /// The prefix of every recording's objects, whatever the family.
     pub const PREFIX: &str = "families/";
 
@@ -122,17 +137,24 @@ pub struct Head {
     pub content_type: Option<String>,
     /// When it arrived (whole seconds, as S3 tells it).
     pub last_modified: Option<DateTime<Utc>>,
+    /// The SHA-256 the bucket verified at the PUT and stored (base64), when there was one.
+    /// An echo of what was stored, not a check of the bytes it holds now.
+    pub sha256: Option<String>,
 }
 
 /// What can go wrong with the bucket.
 #[derive(Debug, thiserror::Error)]
 pub enum R2Error {
-    /// R2 unreachable, throttling or failing: worth a retry, not a bug of ours.
-    #[error("R2 is unavailable")]
+    /// The bucket unreachable, throttling or failing: worth a retry, not a bug of ours.
+    #[error("the bucket is unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// A request that could not even be made: a bug.
-    #[error("an R2 request could not be made")]
+    #[error("a bucket request could not be made")]
     Internal(#[source] anyhow::Error),
+    /// The bytes sent did not match the SHA-256 they were sent with (`BadDigest`):
+    /// nothing was stored.
+    #[error("the bytes do not match their SHA-256")]
+    BadDigest,
 }
 
 impl R2Error {
@@ -146,27 +168,46 @@ impl From<R2Error> for ApiError {
         match e {
             R2Error::Unavailable(e) => ApiError::Unavailable(e),
             R2Error::Internal(e) => ApiError::Internal(e),
+            R2Error::BadDigest => ApiError::Internal(anyhow::anyhow!("BadDigest")),
         }
     }
 }
 
-/// The bucket and its client.
+/// A bucket and its client: R2, or the backup store.
 pub struct R2 {
     config: R2Config,
     /// Built on first use, not at cold start: a function that reaches R2 only now and
     /// then (or not on the request at hand) does not pay for the SDK's setup.
     client: std::sync::OnceLock<Client>,
     bucket: String,
+    /// Which bucket, in errors and logs: `R2` or `backup`.
+    label: &'static str,
 }
 
 impl R2 {
-    /// The bucket, its client to be built on first use (no work, no network call).
+    /// R2, its client to be built on first use (no work, no network call).
     pub fn new(config: &R2Config) -> Self {
+        Self::labelled(config, "R2")
+    }
+
+    /// The backup store (contract §10), as [`R2::new`].
+    pub fn backup(config: &R2Config) -> Self {
+        Self::labelled(config, "backup")
+    }
+
+    fn labelled(config: &R2Config, label: &'static str) -> Self {
         R2 {
             config: config.clone(),
             client: std::sync::OnceLock::new(),
             bucket: config.bucket.clone(),
+            label,
         }
+    }
+
+    /// A failed call of `operation`: the bucket unavailable, or refusing.
+    fn failed(&self, operation: &str, e: impl std::error::Error) -> R2Error {
+        let e = aws_sdk_s3::error::DisplayErrorContext(e);
+        R2Error::Unavailable(anyhow::anyhow!("{} {operation} failed: {e}", self.label))
     }
 
     fn client(&self) -> Result<&Client, R2Error> {
@@ -196,7 +237,7 @@ impl R2 {
         );
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("auto"))
+            .region(Region::new(config.region.clone()))
             .endpoint_url(&config.endpoint)
             .credentials_provider(credentials)
             // Path-style works on R2 and on any local S3 without wildcard DNS.
@@ -216,16 +257,24 @@ impl R2 {
         Ok(Client::from_conf(conf))
     }
 
-    /// A PUT URL binding the content type, the exact length and `If-None-Match: *` into
-    /// its signature: the client must send all three, and can't overwrite an object.
+    /// A PUT URL binding the content type, the exact length, `If-None-Match: *` and, when
+    /// given, the SHA-256 (`x-amz-checksum-sha256`) into its signature: the client must
+    /// send them all, can't overwrite an object, and can't store other bytes.
     pub async fn presign_put(
         &self,
         key: &str,
         content_type: &str,
         content_length: i64,
+        sha256: Option<&str>,
         expires_in: Duration,
     ) -> Result<Presigned, R2Error> {
         let expires_at = Utc::now() + expires_in;
+        let checksum = sha256
+            .map(http::HeaderValue::from_str)
+            .transpose()
+            .map_err(R2Error::internal)?;
+        // The presigner drops `checksum_sha256` (awslabs/aws-sdk-rust#1103): the header is
+        // put on the request before it is signed, so it is one of its signed headers.
         let request = self
             .client()?
             .put_object()
@@ -234,6 +283,12 @@ impl R2 {
             .content_type(content_type)
             .content_length(content_length)
             .if_none_match(NO_OVERWRITE)
+            .customize()
+            .mutate_request(move |req| {
+                if let Some(checksum) = &checksum {
+                    req.headers_mut().insert(CHECKSUM_HEADER, checksum.clone());
+                }
+            })
             .presigned(PresigningConfig::expires_in(expires_in).map_err(R2Error::internal)?)
             .await
             .map_err(R2Error::internal)?;
@@ -271,13 +326,15 @@ impl R2 {
         })
     }
 
-    /// The object's real size and content type; None when it does not exist.
+    /// The object's real size, content type and stored SHA-256; None when it does not
+    /// exist.
     pub async fn head(&self, key: &str) -> Result<Option<Head>, R2Error> {
         match self
             .client()?
             .head_object()
             .bucket(&self.bucket)
             .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
         {
@@ -287,13 +344,11 @@ impl R2 {
                 last_modified: out
                     .last_modified()
                     .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                sha256: out.checksum_sha256().map(str::to_owned),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            // R2 unreachable, throttling or failing: worth a retry, not a bug of ours.
-            Err(e) => Err(R2Error::Unavailable(anyhow::anyhow!(
-                "R2 HeadObject failed: {}",
-                e
-            ))),
+            // Unreachable, throttling or failing: worth a retry, not a bug of ours.
+            Err(e) => Err(self.failed("HeadObject", e)),
         }
     }
 
@@ -318,14 +373,14 @@ impl R2 {
                 .delete(delete)
                 .send()
                 .await
-                .map_err(|e| {
-                    R2Error::Unavailable(anyhow::anyhow!("R2 DeleteObjects failed: {e}"))
-                })?;
+                .map_err(|e| self.failed("DeleteObjects", e))?;
             if let Some(error) = out.errors().first() {
                 return Err(R2Error::Unavailable(anyhow::anyhow!(
-                    "R2 could not delete {} objects, {:?} first: {}",
+                    "{} could not delete {} objects, {:?} first: {} {}",
+                    self.label,
                     out.errors().len(),
                     error.key(),
+                    error.code().unwrap_or_default(),
                     error.message().unwrap_or_default()
                 )));
             }
@@ -339,7 +394,7 @@ impl R2 {
         &self,
         prefix: &str,
         deadline: Option<std::time::Instant>,
-    ) -> Result<(u64, bool), ApiError> {
+    ) -> Result<(u64, bool), R2Error> {
         let (mut deleted, mut token) = (0, None);
         while deadline.is_none_or(|d| std::time::Instant::now() < d) {
             let (objects, next) = self.list(prefix, token).await?;
@@ -369,7 +424,7 @@ impl R2 {
             .set_continuation_token(token)
             .send()
             .await
-            .map_err(|e| R2Error::Unavailable(anyhow::anyhow!("R2 ListObjectsV2 failed: {e}")))?;
+            .map_err(|e| self.failed("ListObjectsV2", e))?;
         let objects = out
             .contents()
             .iter()
@@ -414,10 +469,32 @@ impl R2 {
                 body: out.body,
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(R2Error::Unavailable(anyhow::anyhow!(
-                "R2 GetObject failed: {e}"
-            ))),
+            Err(e) => Err(self.failed("GetObject", e)),
         }
+    }
+
+    /// Reads an object through and hashes it: its SHA-256 (base64) and size, None when it
+    /// does not exist. Streams (memory stays flat, whatever the size): the only check of
+    /// what a bucket holds, a checksum it echoes being what it stored, not what it has.
+    pub async fn hash(&self, key: &str) -> Result<Option<Hashed>, R2Error> {
+        let Some(mut download) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let mut hasher = Sha256::new();
+        let mut size = 0i64;
+        while let Some(chunk) = download
+            .body
+            .try_next()
+            .await
+            .map_err(|e| self.failed("GetObject", e))?
+        {
+            size += chunk.len() as i64;
+            hasher.update(&chunk);
+        }
+        Ok(Some(Hashed {
+            sha256: base64::engine::general_purpose::STANDARD.encode(hasher.finalize()),
+            size,
+        }))
     }
 
     /// Starts a multipart upload of `key`.
@@ -434,9 +511,7 @@ impl R2 {
             .content_type(content_type)
             .send()
             .await
-            .map_err(|e| {
-                R2Error::Unavailable(anyhow::anyhow!("R2 CreateMultipartUpload failed: {e}"))
-            })?;
+            .map_err(|e| self.failed("CreateMultipartUpload", e))?;
         let upload_id = out
             .upload_id()
             .ok_or_else(|| R2Error::internal(anyhow::anyhow!("R2 gave no upload id")))?;
@@ -462,9 +537,140 @@ impl R2 {
         {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
-            Err(e) => Err(R2Error::Unavailable(anyhow::anyhow!(
-                "R2 AbortMultipartUpload failed: {e}"
-            ))),
+            Err(e) => Err(self.failed("AbortMultipartUpload", e)),
+        }
+    }
+
+    /// Stores `body` (exactly `length` bytes) at `key` in one streamed PUT carrying its
+    /// SHA-256, which the bucket verifies over the whole object before it keeps any of it
+    /// ([`R2Error::BadDigest`] when the bytes differ); with `lock_until`, under Object
+    /// Lock in compliance mode until then. Overwrites (a repair), never multipart: a
+    /// multipart checksum is a checksum of checksums.
+    pub async fn put_verified(
+        &self,
+        key: &str,
+        content_type: &str,
+        length: i64,
+        sha256: &str,
+        body: ByteStream,
+        lock_until: Option<DateTime<Utc>>,
+    ) -> Result<(), R2Error> {
+        let lock =
+            lock_until.map(|until| aws_sdk_s3::primitives::DateTime::from_secs(until.timestamp()));
+        let result = self
+            .client()?
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_length(length)
+            .checksum_sha256(sha256)
+            .set_object_lock_mode(lock.map(|_| ObjectLockMode::Compliance))
+            .set_object_lock_retain_until_date(lock)
+            .body(body)
+            .customize()
+            // Which algorithm the checksum is (S3 wants it named for a locked object);
+            // said here, not through the SDK's checksum setting, which would compute
+            // its own and rewrite the body as aws-chunked.
+            .mutate_request(|req| {
+                req.headers_mut()
+                    .insert("x-amz-sdk-checksum-algorithm", "SHA256");
+            })
+            .config_override(bulk())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("BadDigest") => {
+                Err(R2Error::BadDigest)
+            }
+            Err(e) => Err(self.failed("PutObject", e)),
+        }
+    }
+
+    /// Keeps `key` under Object Lock (compliance mode) until `until`.
+    pub async fn lock_until(&self, key: &str, until: DateTime<Utc>) -> Result<(), R2Error> {
+        let retention = ObjectLockRetention::builder()
+            .mode(ObjectLockRetentionMode::Compliance)
+            .retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                until.timestamp(),
+            ))
+            .build();
+        self.client()?
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(key)
+            .retention(retention)
+            .send()
+            .await
+            .map_err(|e| self.failed("PutObjectRetention", e))?;
+        Ok(())
+    }
+
+    /// Deletes every version (and delete marker) of the objects under `prefix` (a key is
+    /// its own prefix), a page at a time: in a versioned bucket deleting a key only hides
+    /// it. A version still under Object Lock is an error (a later run tries again).
+    pub async fn delete_versions(&self, prefix: &str) -> Result<(), R2Error> {
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let out = self
+                .client()?
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker)
+                .send()
+                .await
+                .map_err(|e| self.failed("ListObjectVersions", e))?;
+            let versions = out
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id()))
+                .chain(
+                    out.delete_markers()
+                        .iter()
+                        .map(|m| (m.key(), m.version_id())),
+                );
+            let objects = versions
+                .filter_map(|(key, version)| {
+                    ObjectIdentifier::builder()
+                        .key(key?)
+                        .set_version_id(version.map(str::to_owned))
+                        .build()
+                        .ok()
+                })
+                .collect::<Vec<_>>();
+            if !objects.is_empty() {
+                let delete = Delete::builder()
+                    .set_objects(Some(objects))
+                    .quiet(true)
+                    .build()
+                    .map_err(R2Error::internal)?;
+                let deleted = self
+                    .client()?
+                    .delete_objects()
+                    .bucket(&self.bucket)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(|e| self.failed("DeleteObjects", e))?;
+                if let Some(error) = deleted.errors().first() {
+                    return Err(R2Error::Unavailable(anyhow::anyhow!(
+                        "{} kept {} versions, {:?} first: {} {}",
+                        self.label,
+                        deleted.errors().len(),
+                        error.key(),
+                        error.code().unwrap_or_default(),
+                        error.message().unwrap_or_default()
+                    )));
+                }
+            }
+            if !out.is_truncated().unwrap_or(false) {
+                return Ok(());
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            version_marker = out.next_version_id_marker().map(str::to_owned);
         }
     }
 }
@@ -505,6 +711,14 @@ fn bulk() -> aws_sdk_s3::config::Builder {
     )
 }
 
+/// What an object's bytes hash to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashed {
+    /// SHA-256, standard base64 with padding (as `x-amz-checksum-sha256` carries it).
+    pub sha256: String,
+    pub size: i64,
+}
+
 /// An object being read: its size and its bytes as they arrive.
 pub struct Download {
     pub size: i64,
@@ -537,7 +751,7 @@ impl Multipart<'_> {
             .config_override(bulk())
             .send()
             .await
-            .map_err(|e| R2Error::Unavailable(anyhow::anyhow!("R2 UploadPart failed: {e}")))?;
+            .map_err(|e| self.r2.failed("UploadPart", e))?;
         self.parts.push(
             aws_sdk_s3::types::CompletedPart::builder()
                 .part_number(number)
@@ -563,9 +777,7 @@ impl Multipart<'_> {
             .config_override(bulk())
             .send()
             .await
-            .map_err(|e| {
-                R2Error::Unavailable(anyhow::anyhow!("R2 CompleteMultipartUpload failed: {e}"))
-            })?;
+            .map_err(|e| self.r2.failed("CompleteMultipartUpload", e))?;
         Ok(())
     }
 

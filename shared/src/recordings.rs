@@ -13,10 +13,10 @@ use uuid::Uuid;
 use crate::App;
 use crate::r2::{R2, R2Error, WAVEFORM_CONTENT_TYPE};
 use crate::store::StoreError;
-use crate::store::recordings::{self, Departure, Reservation};
+use crate::store::recordings::{self, Departure, Reservation, Stored};
 
 /// What R2 holds for a reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upload {
     /// No audio object.
     Missing,
@@ -25,10 +25,13 @@ pub enum Upload {
         what: &'static str,
         arrived: DateTime<Utc>,
     },
-    /// The audio, and the waveform when one was declared and arrived: the sizes charged.
+    /// Audio whose bytes are not those whose SHA-256 was declared: never a recording.
+    Corrupt,
+    /// The audio, and the waveform when one was declared and arrived: the sizes charged
+    /// and the checksums kept.
     Complete {
-        audio: i64,
-        waveform: Option<i64>,
+        audio: Stored,
+        waveform: Option<Stored>,
         arrived: DateTime<Utc>,
     },
 }
@@ -41,8 +44,11 @@ pub fn key(reservation: &Reservation) -> crate::r2::RecordingKey {
     }
 }
 
-/// HEADs the reservation's objects. A waveform is optional: without one the recording
-/// still plays.
+/// HEADs the reservation's objects and checks the audio's SHA-256: the one the bucket
+/// stored (it verified the bytes against it at the PUT) must be the declared one; a
+/// bucket that stored none has the bytes hashed here. A waveform is optional (without
+/// one the recording still plays) and hashed here (it is at most 256 KiB). A
+/// reservation made before checksums existed is taken as it is: the audit hashes it.
 pub async fn inspect(r2: &R2, reservation: &Reservation) -> Result<Upload, R2Error> {
     let key = key(reservation);
     let Some(audio) = r2.head(&key.audio()).await? else {
@@ -58,6 +64,16 @@ pub async fn inspect(r2: &R2, reservation: &Reservation) -> Result<Upload, R2Err
             arrived,
         });
     }
+    let audio_sha256 = match (&reservation.audio_sha256, audio.sha256) {
+        (None, _) => None,
+        (Some(declared), Some(stored)) if *declared == stored => Some(stored),
+        (Some(_), Some(_)) => return Ok(Upload::Corrupt),
+        (Some(declared), None) => match r2.hash(&key.audio()).await? {
+            Some(hashed) if hashed.sha256 == *declared => Some(hashed.sha256),
+            Some(_) => return Ok(Upload::Corrupt),
+            None => return Ok(Upload::Missing),
+        },
+    };
     let waveform = match reservation.waveform_size {
         None => None,
         Some(declared) => match r2.head(&key.waveform()).await? {
@@ -66,7 +82,10 @@ pub async fn inspect(r2: &R2, reservation: &Reservation) -> Result<Upload, R2Err
                 if w.size == declared
                     && w.content_type.as_deref() == Some(WAVEFORM_CONTENT_TYPE) =>
             {
-                Some(w.size)
+                r2.hash(&key.waveform()).await?.map(|hashed| Stored {
+                    size: hashed.size,
+                    sha256: Some(hashed.sha256),
+                })
             }
             Some(_) => {
                 return Ok(Upload::Mismatch {
@@ -77,10 +96,20 @@ pub async fn inspect(r2: &R2, reservation: &Reservation) -> Result<Upload, R2Err
         },
     };
     Ok(Upload::Complete {
-        audio: audio.size,
+        audio: Stored {
+            size: audio.size,
+            sha256: audio_sha256,
+        },
         waveform,
         arrived,
     })
+}
+
+/// Deletes an upload whose audio is not what was declared (its waveform with it): nothing
+/// of it is kept or charged.
+pub async fn discard(r2: &R2, reservation: &Reservation) -> Result<(), R2Error> {
+    let key = key(reservation);
+    r2.delete(&[key.audio(), key.waveform()]).await
 }
 
 /// What became of an upload whose finalize may never come.
@@ -93,6 +122,8 @@ pub enum Settlement {
     Released,
     /// Its object came after its creator left: deleted, the reservation revoked.
     Refused,
+    /// Its audio's bytes are not those declared: deleted, the reservation closed.
+    Discarded,
     /// Its object is there but can't be a recording now (the quota is full, or it is
     /// unlike what was declared): kept open, with the reason, for a later try.
     Kept(&'static str),
@@ -118,6 +149,13 @@ pub async fn settle_one(
             return refuse(app, r2, reservation).await;
         }
         Upload::Mismatch { .. } => return Ok(Settlement::Kept("it is unlike what was declared")),
+        Upload::Corrupt => {
+            discard(r2, reservation).await?;
+            app.db
+                .as_service(async |tx| reservation.close(tx).await)
+                .await?;
+            return Ok(Settlement::Discarded);
+        }
         Upload::Complete {
             audio,
             waveform,
@@ -134,7 +172,11 @@ pub async fn settle_one(
     }
     let finalized = app
         .db
-        .as_service(async |tx| reservation.finalize(tx, None, audio, waveform).await)
+        .as_service(async |tx| {
+            reservation
+                .finalize(tx, None, &audio, waveform.as_ref())
+                .await
+        })
         .await;
     match finalized {
         Ok(_) => Ok(Settlement::Saved),
@@ -181,7 +223,9 @@ pub async fn settle(app: &App, family: Uuid, user: Uuid) -> Settled {
             // Boxed: the settling future is deep, and the departure's handler holds it.
             match Box::pin(settle_one(app, r2, reservation)).await? {
                 Settlement::Saved => settled.saved += 1,
-                Settlement::Released | Settlement::Refused => settled.released += 1,
+                Settlement::Released | Settlement::Refused | Settlement::Discarded => {
+                    settled.released += 1
+                }
                 Settlement::Kept(_) => {}
             }
         }

@@ -6,7 +6,8 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sentry::protocol::{Event, Level, User, Value};
+pub use sentry::protocol::Level;
+use sentry::protocol::{Event, User, Value};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use uuid::Uuid;
@@ -226,10 +227,21 @@ pub fn report_error(
     error: &(dyn std::error::Error + 'static),
     ctx: ErrorContext,
 ) {
+    report_at(client, Level::Error, error, ctx);
+}
+
+/// As [`report_error`], at `level` (a repair is a warning; a recording with no good
+/// copy left, fatal).
+pub fn report_at(
+    client: Option<&Arc<sentry::Client>>,
+    level: Level,
+    error: &(dyn std::error::Error + 'static),
+    ctx: ErrorContext,
+) {
     let Some(client) = client else { return };
     let inv = current();
     let mut event = sentry::event_from_error(error);
-    event.level = Level::Error;
+    event.level = level;
     event.tags.insert("feature".into(), ctx.feature.into());
     event.tags.insert("action".into(), ctx.action.into());
     event.tags.insert("function".into(), inv.function.into());

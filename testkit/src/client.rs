@@ -99,22 +99,42 @@ impl Server {
     }
 }
 
+/// The SHA-256 of `bytes` as an upload declares it: standard base64 with padding.
+pub fn sha256(bytes: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+}
+
 /// PUTs `bytes` to a presigned upload URL as the app does: with the content type and
-/// `If-None-Match: *` the URL's signature binds (the length comes from the body).
-/// Returns the status: 200, or 403 / 412 / … from the S3 server.
+/// `If-None-Match: *` the URL's signature binds, and for audio the SHA-256 of the bytes
+/// (the one the app declared for them; the length comes from the body). Returns the
+/// status: 200, or 400 / 403 / 412 / … from the S3 server.
 pub async fn put_object(
     http: &reqwest::Client,
     url: &str,
     content_type: &str,
     bytes: Vec<u8>,
 ) -> u16 {
-    http.put(url)
+    let checksum = (content_type == shared::r2::AUDIO_CONTENT_TYPE).then(|| sha256(&bytes));
+    put_declared(http, url, content_type, checksum.as_deref(), bytes).await
+}
+
+/// As [`put_object`], declaring `checksum` whatever the bytes are (None: no checksum
+/// header at all).
+pub async fn put_declared(
+    http: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    checksum: Option<&str>,
+    bytes: Vec<u8>,
+) -> u16 {
+    let mut req = http
+        .put(url)
         .header("content-type", content_type)
-        .header("if-none-match", shared::r2::NO_OVERWRITE)
-        .body(bytes)
-        .send()
-        .await
-        .expect("put")
-        .status()
-        .as_u16()
+        .header("if-none-match", shared::r2::NO_OVERWRITE);
+    if let Some(checksum) = checksum {
+        req = req.header(shared::r2::CHECKSUM_HEADER, checksum);
+    }
+    req.body(bytes).send().await.expect("put").status().as_u16()
 }

@@ -70,7 +70,7 @@ pub async fn recording(admin: &Client, family: Uuid, by: Uuid, size: i64) -> Uui
     let id = Uuid::new_v4();
     admin
         .execute(
-            "SELECT finalize_recording_tx($1, $2, $3, NULL, 'A story', 42.0, 'audio/mp4', $4, NULL)",
+            "SELECT finalize_recording_tx($1, $2, $3, NULL, 'A story', 42.0, 'audio/mp4', $4, NULL, NULL, NULL)",
             &[&id, &family, &by, &size],
         )
         .await

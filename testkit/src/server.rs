@@ -32,8 +32,22 @@ pub struct Server {
     pub s3_dir: std::path::PathBuf,
     /// Failures its S3 server can be told to answer with.
     pub s3_faults: Arc<local::s3::Faults>,
+    /// The backup store's folder (a second S3 server, as `scripts/dev.sh` runs) and its
+    /// failures.
+    pub backup_dir: std::path::PathBuf,
+    pub backup_faults: Arc<local::s3::Faults>,
     /// What the app sent to Sentry, when started with [`Server::start_with_sentry`].
     pub sentry: Option<Arc<sentry::test::TestTransport>>,
+}
+
+/// A listener for a local S3 server, its endpoint and a fresh folder for its objects.
+async fn bucket_folder(what: &str) -> (tokio::net::TcpListener, String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sfts-{what}-{}", Uuid::new_v4().simple()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind s3");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, endpoint, dir)
 }
 
 /// A JWKS server with the fixture keys; counts its hits.
@@ -125,14 +139,9 @@ impl Server {
         sentry: Option<Arc<sentry::test::TestTransport>>,
     ) -> Server {
         crate::logs::capture();
-        let s3_dir = std::env::temp_dir().join(format!("sfts-s3-{}", Uuid::new_v4().simple()));
-        let s3 = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind s3");
-        let s3_endpoint = format!("http://{}", s3.local_addr().expect("addr"));
-        let root = s3_dir.clone();
-        let s3_faults = Arc::new(local::s3::Faults::default());
-        let faults = s3_faults.clone();
+        let (s3, s3_endpoint, s3_dir) = bucket_folder("s3").await;
+        let (backup, backup_endpoint, backup_dir) = bucket_folder("backup").await;
+        let (s3_faults, backup_faults) = Default::default();
         let (supabase_url, jwks_hits) = jwks_server().await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".to_owned(), functions_url(&db)),
@@ -147,6 +156,17 @@ impl Server {
             ("R2_ENDPOINT".to_owned(), s3_endpoint),
             ("R2_ACCESS_KEY_ID".to_owned(), TEST_R2_KEY.to_owned()),
             ("R2_SECRET_ACCESS_KEY".to_owned(), TEST_R2_SECRET.to_owned()),
+            ("BACKUP_S3_BUCKET".to_owned(), TEST_BACKUP_BUCKET.to_owned()),
+            ("BACKUP_S3_ENDPOINT".to_owned(), backup_endpoint),
+            ("BACKUP_S3_REGION".to_owned(), "eu-central-2".to_owned()),
+            (
+                "BACKUP_S3_ACCESS_KEY_ID".to_owned(),
+                TEST_BACKUP_KEY.to_owned(),
+            ),
+            (
+                "BACKUP_S3_SECRET_ACCESS_KEY".to_owned(),
+                TEST_BACKUP_SECRET.to_owned(),
+            ),
         ]);
         for (k, v) in overrides {
             vars.insert((*k).to_owned(), (*v).to_owned());
@@ -156,12 +176,23 @@ impl Server {
             shared::config::Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
         // The bucket's CORS rules for the app's origins, as R2 would have them.
         let options = local::s3::Options {
-            faults,
+            faults: Arc::clone(&s3_faults),
             cors: local::s3::Cors::for_origins(&config.allowed_redirect_origins).expect("cors"),
         };
+        let root = s3_dir.clone();
         tokio::spawn(async move {
             let (bucket, key, secret) = (TEST_BUCKET, TEST_R2_KEY, TEST_R2_SECRET);
             local::s3::serve(s3, &root, bucket, key, secret, options).await
+        });
+        // The backup: no browser ever reaches it.
+        let options = local::s3::Options {
+            faults: Arc::clone(&backup_faults),
+            cors: local::s3::Cors::default(),
+        };
+        let root = backup_dir.clone();
+        tokio::spawn(async move {
+            let (bucket, key, secret) = (TEST_BACKUP_BUCKET, TEST_BACKUP_KEY, TEST_BACKUP_SECRET);
+            local::s3::serve(backup, &root, bucket, key, secret, options).await
         });
         let transport = sentry.map(|t| Arc::new(t) as Arc<dyn sentry::TransportFactory>);
         let app = Arc::new(shared::App::with_sentry_transport(config, transport).expect("app"));
@@ -175,6 +206,8 @@ impl Server {
             app,
             s3_dir,
             s3_faults,
+            backup_dir,
+            backup_faults,
             sentry: None,
         }
     }
@@ -254,6 +287,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.s3_dir);
+        let _ = std::fs::remove_dir_all(&self.backup_dir);
     }
 }
 
@@ -261,6 +295,10 @@ impl Drop for Server {
 pub const TEST_BUCKET: &str = "stories-audio";
 const TEST_R2_KEY: &str = "test-access-key";
 const TEST_R2_SECRET: &str = "test-secret-key";
+/// The backup store's (another "provider": other credentials).
+pub const TEST_BACKUP_BUCKET: &str = "stories-backup";
+const TEST_BACKUP_KEY: &str = "backup-access-key";
+const TEST_BACKUP_SECRET: &str = "backup-secret-key";
 
 /// Signs claims with the legacy HS256 secret.
 pub fn hs256(claims: &Value) -> String {

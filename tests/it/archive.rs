@@ -6,9 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use testkit::client::{put_declared, sha256 as declared};
 use testkit::server::{Server, TEST_BUCKET};
 use testkit::{As, TestDb, begin_as, fixtures, stubs};
 use uuid::Uuid;
@@ -42,12 +44,13 @@ async fn recording(
     )
     .await;
     let (audio_len, waveform_len) = (audio.len() as i64, waveform.len() as i64);
+    let (audio_sha256, waveform_sha256) = (declared(audio), declared(waveform.as_bytes()));
     server
         .db
         .admin()
         .await
         .execute(
-            "SELECT finalize_recording_tx($1, $2, $3, $4, $5, 5.1, 'audio/mp4', $6, $7)",
+            "SELECT finalize_recording_tx($1, $2, $3, $4, $5, 5.1, 'audio/mp4', $6, $7, $8, $9)",
             &[
                 &id,
                 &family,
@@ -56,6 +59,8 @@ async fn recording(
                 &title,
                 &audio_len,
                 &waveform_len,
+                &audio_sha256,
+                &waveform_sha256,
             ],
         )
         .await
@@ -65,22 +70,19 @@ async fn recording(
 
 async fn put(server: &Server, key: &str, content_type: &str, body: Vec<u8>) {
     let r2 = server.app.r2().expect("r2");
-    let len = body.len() as i64;
+    let (len, checksum) = (body.len() as i64, declared(&body));
     let url = r2
-        .presign_put(key, content_type, len, std::time::Duration::from_secs(600))
+        .presign_put(
+            key,
+            content_type,
+            len,
+            Some(&checksum),
+            Duration::from_secs(600),
+        )
         .await
         .expect("presign");
-    let status = server
-        .http
-        .put(url.url)
-        .header("content-type", content_type)
-        .header("if-none-match", "*")
-        .body(body)
-        .send()
-        .await
-        .expect("put")
-        .status();
-    assert!(status.is_success(), "PUT {key}: {status}");
+    let status = put_declared(&server.http, &url.url, content_type, Some(&checksum), body).await;
+    assert_eq!(status, 200, "PUT {key}");
 }
 
 /// The worker, once, in this process; its report.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use testkit::TestDb;
-use testkit::client::put_object;
+use testkit::client::{put_object, sha256};
 use testkit::server::Server;
 use testkit::stubs::{self, StripeState, field};
 use tokio::sync::Mutex;
@@ -516,7 +516,7 @@ async fn record(server: &Server, token: &str, family: Uuid, size: usize) -> Stri
         .post(
             "get-signed-upload-url",
             Some(token),
-            &json!({"familyId": family, "durationSeconds": 5, "sizeBytes": size}),
+            &json!({"familyId": family, "durationSeconds": 5, "sizeBytes": size, "sha256": sha256(&vec![7u8; size])}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -593,7 +593,7 @@ async fn a_failed_payment_or_an_ended_subscription_never_touches_a_recording() {
         .post(
             "get-signed-upload-url",
             Some(&keeper),
-            &json!({"familyId": family, "durationSeconds": 5, "sizeBytes": 10}),
+            &json!({"familyId": family, "durationSeconds": 5, "sizeBytes": 10, "sha256": sha256(&[0; 10])}),
         )
         .await;
     assert_eq!(
@@ -1027,7 +1027,7 @@ async fn a_first_checkout_creating_the_customer_does_not_hold_up_the_familys_upl
     let upload = s
         .get_signed_upload_url(
             &keeper,
-            &json!({"familyId": family, "durationSeconds": 5, "sizeBytes": 10}),
+            &json!({"familyId": family, "durationSeconds": 5, "sizeBytes": 10, "sha256": sha256(&[0; 10])}),
         )
         .await;
     assert_eq!(upload.status, 200, "{upload:?}");
@@ -1430,7 +1430,7 @@ async fn deleting_a_family_never_holds_its_rows_while_stripe_expires_a_session()
     let upload = s
         .get_signed_upload_url(
             &keeper,
-            &json!({"familyId": family, "durationSeconds": 3, "sizeBytes": 10}),
+            &json!({"familyId": family, "durationSeconds": 3, "sizeBytes": 10, "sha256": sha256(&[0; 10])}),
         )
         .await;
     assert_eq!(upload.status, 200, "{upload:?}");

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use shared::db::Tx;
 use shared::r2::{RecordingKey, URL_EXPIRY};
 use shared::store::{StoreError, entitlements};
-use testkit::client::put_object;
+use testkit::client::{put_object, sha256};
 use testkit::server::{Server, TEST_BUCKET};
 use testkit::{As, TestDb, begin_as, fixtures};
 use tokio_postgres::error::SqlState;
@@ -34,7 +34,8 @@ async fn keeper_family(server: &Server) -> (Uuid, String, Uuid) {
 
 /// An upload URL's answer for `size` bytes, with a waveform of 8 bytes when asked.
 async fn reserve(server: &Server, token: &str, family: Uuid, size: usize, waveform: bool) -> Value {
-    let mut body = json!({"familyId": family, "durationSeconds": 21.5, "sizeBytes": size});
+    let mut body = json!({"familyId": family, "durationSeconds": 21.5, "sizeBytes": size,
+                          "sha256": sha256(&vec![7; size])});
     if waveform {
         body["waveformSizeBytes"] = json!(8);
     }
@@ -50,7 +51,7 @@ async fn recording(server: &Server, token: &str, family: Uuid, size: usize) -> U
     let upload = reserve(server, token, family, size, false).await;
     let url = upload["upload"]["url"].as_str().expect("url");
     assert_eq!(
-        put_object(&server.http, url, "audio/mp4", vec![5; size]).await,
+        put_object(&server.http, url, "audio/mp4", vec![7; size]).await,
         200
     );
     let id = upload["recordingId"].as_str().expect("id");
@@ -268,8 +269,8 @@ async fn a_stranded_upload_is_finalized_by_the_sweep_as_finalize_would() {
         .await
         .expect("prompt")
         .get(0);
-    let body =
-        json!({"familyId": family, "durationSeconds": 73.5, "sizeBytes": 900, "promptId": prompt});
+    let body = json!({"familyId": family, "durationSeconds": 73.5, "sizeBytes": 900, "promptId": prompt,
+               "sha256": sha256(&[1; 900])});
     let upload = server
         .get_signed_upload_url(&token, &body)
         .await
@@ -348,7 +349,8 @@ async fn an_expired_reservation_keeps_counting_until_the_sweep_releases_it() {
         .expect("id")
         .parse()
         .expect("uuid");
-    let more = json!({"familyId": family, "durationSeconds": 5, "sizeBytes": 800});
+    let more = json!({"familyId": family, "durationSeconds": 5, "sizeBytes": 800,
+                      "sha256": sha256(&[2; 800])});
 
     // Expired half an hour ago, within the grace: its upload may still arrive.
     admin
@@ -400,7 +402,13 @@ async fn an_expired_reservation_keeps_counting_until_the_sweep_releases_it() {
         .app
         .r2()
         .expect("r2")
-        .presign_put(&key.audio(), "audio/mp4", 800, URL_EXPIRY)
+        .presign_put(
+            &key.audio(),
+            "audio/mp4",
+            800,
+            Some(&sha256(&[7; 800])),
+            URL_EXPIRY,
+        )
         .await
         .expect("sign");
     admin
@@ -408,7 +416,7 @@ async fn an_expired_reservation_keeps_counting_until_the_sweep_releases_it() {
         .await
         .expect("drop the second reservation");
     assert_eq!(
-        put_object(&server.http, &signed.url, "audio/mp4", vec![2; 800]).await,
+        put_object(&server.http, &signed.url, "audio/mp4", vec![7; 800]).await,
         200
     );
     let late = server

@@ -14,6 +14,7 @@ mod invites;
 mod lifecycle;
 mod observability;
 mod people;
+mod preservation;
 mod quota;
 mod recordings;
 mod rls;

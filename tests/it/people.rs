@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use testkit::client::{Reply, put_object};
+use testkit::client::{Reply, put_object, sha256};
 use testkit::server::Server;
 use testkit::stubs::{self, StripeState};
 use testkit::{As, TestDb, begin_as, fixtures};
@@ -90,7 +90,8 @@ async fn seen(server: &Server, user: Uuid, family: Uuid) -> [i64; 7] {
 
 /// An upload of `size` bytes reserved by `token`; its recording id and PUT URL.
 async fn reserve(server: &Server, token: &str, family: Uuid, size: usize) -> (Uuid, String) {
-    let body = json!({"familyId": family, "durationSeconds": 12.0, "sizeBytes": size});
+    let body = json!({"familyId": family, "durationSeconds": 12.0, "sizeBytes": size,
+                      "sha256": sha256(&vec![1; size])});
     let data = server
         .get_signed_upload_url(token, &body)
         .await
@@ -156,7 +157,8 @@ async fn a_removed_member_loses_access_at_once_and_their_uploads_are_saved_or_re
 
     // Access ends: PostgREST reads, and every function.
     assert_eq!(seen(&server, teller, f.id).await, [0; 7]);
-    let upload = json!({"familyId": f.id, "durationSeconds": 5.0, "sizeBytes": 10});
+    let upload = json!({"familyId": f.id, "durationSeconds": 5.0, "sizeBytes": 10,
+                        "sha256": sha256(&[1; 10])});
     assert_eq!(
         server
             .get_signed_upload_url(&teller_token, &upload)
@@ -476,7 +478,8 @@ async fn a_member_removed_during_an_upload_holds_nothing_and_loses_nothing() {
         // An upload already made, being finalized as the removal lands; and a new upload
         // being reserved at the same moment.
         let arrived = uploaded(&server, &teller, f.id, 100).await;
-        let upload = json!({"familyId": f.id, "durationSeconds": 5.0, "sizeBytes": 50});
+        let upload = json!({"familyId": f.id, "durationSeconds": 5.0, "sizeBytes": 50,
+                            "sha256": sha256(&[1; 50])});
         let finalize = json!({"recordingId": arrived, "familyId": f.id});
         let remove = json!({"familyId": f.id, "userId": f.teller.0});
         let (removed, reserved, finalized) = tokio::join!(
@@ -628,7 +631,7 @@ async fn a_deleted_family_vanishes_for_everyone_and_a_keeper_restores_it() {
         (
             "get-signed-upload-url",
             &f.teller.1,
-            json!({"familyId": f.id, "durationSeconds": 1.0, "sizeBytes": 1}),
+            json!({"familyId": f.id, "durationSeconds": 1.0, "sizeBytes": 1, "sha256": sha256(&[1])}),
         ),
         (
             "get-signed-playback-url",
@@ -820,7 +823,8 @@ async fn a_deletion_racing_uploads_and_invites_lets_nothing_in_afterwards() {
             .expect("code")
             .to_owned();
         let (_, newcomer) = server.user().await;
-        let upload = json!({"familyId": f.id, "durationSeconds": 5.0, "sizeBytes": 50});
+        let upload = json!({"familyId": f.id, "durationSeconds": 5.0, "sizeBytes": 50,
+                            "sha256": sha256(&[1; 50])});
         let redeem = json!({ "code": code });
         let (deleted, reserved, joined) = tokio::join!(
             call(

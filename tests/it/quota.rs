@@ -17,7 +17,7 @@ async fn finalize(
     let tx = begin_as(&mut login, As::ServiceRole).await;
     let created: bool = tx
         .query_one(
-            "SELECT finalize_recording_tx($1, $2, $3, NULL, NULL, 30.0, 'audio/mp4', $4, NULL)",
+            "SELECT finalize_recording_tx($1, $2, $3, NULL, NULL, 30.0, 'audio/mp4', $4, NULL, NULL, NULL)",
             &[&id, &family, &by, &size],
         )
         .await?
@@ -202,7 +202,9 @@ async fn updated_at_moves_on_update_for_every_table_that_has_it() {
              INSERT INTO family_removals (family_id, user_id) VALUES ('{family}', '{keeper}');
              INSERT INTO archive_items (archive_id, recording_id, part, position, name,
                                         recorded_at, duration_seconds, speaker, audio_size_bytes)
-               VALUES ('{family}', gen_random_uuid(), 1, 0, 'a', now(), 1, 'Rosa', 1);"
+               VALUES ('{family}', gen_random_uuid(), 1, 0, 'a', now(), 1, 'Rosa', 1);
+             INSERT INTO fixity_checks (recording_id, location, object, outcome)
+               SELECT id, 'primary', 'audio', 'ok' FROM recordings WHERE family_id = '{family}';"
         ))
         .await
         .expect("a row in every table");

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use shared::r2::RecordingKey;
-use testkit::client::put_object;
+use testkit::client::{put_declared, put_object, sha256};
 use testkit::fixtures;
 use testkit::server::Server;
 use uuid::Uuid;
@@ -43,7 +43,7 @@ async fn uploaded(server: &Server, token: &str, family: Uuid, size: usize) -> St
     let (status, body) = upload_url(
         server,
         token,
-        json!({"familyId": family, "durationSeconds": 30, "sizeBytes": size}),
+        json!({"familyId": family, "durationSeconds": 30, "sizeBytes": size, "sha256": sha256(&audio(size))}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -93,7 +93,7 @@ async fn a_recording_goes_up_is_finalized_and_plays_back_byte_for_byte() {
     let (status, body) = upload_url(
         &server,
         &token,
-        json!({"familyId": family, "durationSeconds": 42.5, "sizeBytes": bytes.len(), "contentType": "audio/mp4",
+        json!({"familyId": family, "durationSeconds": 42.5, "sizeBytes": bytes.len(), "sha256": sha256(&bytes), "contentType": "audio/mp4",
                "promptId": prompt, "waveformSizeBytes": waveform.len()}),
     )
     .await;
@@ -108,14 +108,14 @@ async fn a_recording_goes_up_is_finalized_and_plays_back_byte_for_byte() {
     assert_eq!(
         data["upload"]["headers"],
         json!({"Content-Type": "audio/mp4", "Content-Length": bytes.len().to_string(),
-               "If-None-Match": "*"})
+               "If-None-Match": "*", "x-amz-checksum-sha256": sha256(&bytes)})
     );
     assert_eq!(
-        data["waveformUpload"]["headers"]["Content-Type"],
-        "application/json"
+        data["waveformUpload"]["headers"],
+        json!({"Content-Type": "application/json",
+               "Content-Length": waveform.len().to_string(), "If-None-Match": "*"})
     );
     let url = data["upload"]["url"].as_str().expect("url");
-    assert!(!url.to_lowercase().contains("x-amz-checksum"), "{url}");
     assert!(url.contains("X-Amz-Expires=900"), "{url}");
 
     assert_eq!(put(&server, url, "audio/mp4", bytes.clone()).await, 200);
@@ -193,7 +193,7 @@ async fn the_presigned_put_refuses_another_type_another_length_an_expired_url_an
     let (status, body) = upload_url(
         &server,
         &token,
-        json!({"familyId": family, "durationSeconds": 10, "sizeBytes": 1000}),
+        json!({"familyId": family, "durationSeconds": 10, "sizeBytes": 1000, "sha256": sha256(&audio(1000))}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -237,6 +237,7 @@ async fn the_presigned_put_refuses_another_type_another_length_an_expired_url_an
             &key.audio(),
             "audio/mp4",
             10,
+            Some(&sha256(&audio(10))),
             std::time::Duration::from_secs(1),
         )
         .await
@@ -283,7 +284,7 @@ async fn every_upload_check_in_order_refuses_and_stores_nothing() {
         .expect("prompt")
         .get(0);
     let before = counts(&server).await;
-    let ask = |size: i64, seconds: f64| json!({"familyId": family, "durationSeconds": seconds, "sizeBytes": size});
+    let ask = |size: i64, seconds: f64| json!({"familyId": family, "durationSeconds": seconds, "sizeBytes": size, "sha256": sha256(&audio(size as usize))});
 
     // 1. Not a member.
     let (status, body) = upload_url(&server, &stranger, ask(10, 1.0)).await;
@@ -362,10 +363,10 @@ async fn every_upload_check_in_order_refuses_and_stores_nothing() {
 
     // Bad input.
     for bad in [
-        json!({"familyId": family, "durationSeconds": 0, "sizeBytes": 10}),
-        json!({"familyId": family, "durationSeconds": 1, "sizeBytes": 524_288_001_i64}),
-        json!({"familyId": family, "durationSeconds": 1, "sizeBytes": 10, "contentType": "audio/mpeg"}),
-        json!({"familyId": family, "durationSeconds": 1, "sizeBytes": 10, "waveformSizeBytes": 262_145}),
+        json!({"familyId": family, "durationSeconds": 0, "sizeBytes": 10, "sha256": sha256(b"x")}),
+        json!({"familyId": family, "durationSeconds": 1, "sizeBytes": 524_288_001_i64, "sha256": sha256(b"x")}),
+        json!({"familyId": family, "durationSeconds": 1, "sizeBytes": 10, "sha256": sha256(b"x"), "contentType": "audio/mpeg"}),
+        json!({"familyId": family, "durationSeconds": 1, "sizeBytes": 10, "sha256": sha256(b"x"), "waveformSizeBytes": 262_145}),
     ] {
         assert_eq!(upload_url(&server, &token, bad).await.0, 400);
     }
@@ -385,7 +386,7 @@ async fn finalize_needs_the_object_and_charges_nothing_without_it() {
     let (status, body) = upload_url(
         &server,
         &token,
-        json!({"familyId": family, "durationSeconds": 3, "sizeBytes": 100}),
+        json!({"familyId": family, "durationSeconds": 3, "sizeBytes": 100, "sha256": sha256(&audio(100))}),
     )
     .await;
     assert_eq!(status, 200);
@@ -472,7 +473,7 @@ async fn a_size_that_differs_from_the_declared_one_is_refused_and_charges_nothin
     let (status, body) = upload_url(
         &server,
         &token,
-        json!({"familyId": family, "durationSeconds": 3, "sizeBytes": 100}),
+        json!({"familyId": family, "durationSeconds": 3, "sizeBytes": 100, "sha256": sha256(&audio(100))}),
     )
     .await;
     assert_eq!(status, 200);
@@ -491,6 +492,7 @@ async fn a_size_that_differs_from_the_declared_one_is_refused_and_charges_nothin
             &key.audio(),
             "audio/mp4",
             90,
+            Some(&sha256(&audio(90))),
             std::time::Duration::from_secs(60),
         )
         .await
@@ -632,7 +634,7 @@ async fn twenty_four_concurrent_upload_urls_for_more_than_half_the_quota_grant_e
     fixtures::plan(&admin, "tiny", 1_000, 600, false).await;
     set_plan(&server, family, "tiny").await;
 
-    let body = json!({"familyId": family, "durationSeconds": 30, "sizeBytes": 600});
+    let body = json!({"familyId": family, "durationSeconds": 30, "sizeBytes": 600, "sha256": sha256(&audio(600))});
     let answers =
         futures::future::join_all((0..24).map(|_| server.get_signed_upload_url(&token, &body)))
             .await;
@@ -665,20 +667,34 @@ async fn a_finalized_recording_cannot_be_replaced_by_a_second_put() {
     let (status, body) = upload_url(
         &server,
         &token,
-        json!({"familyId": family, "durationSeconds": 30, "sizeBytes": 4}),
+        json!({"familyId": family, "durationSeconds": 30, "sizeBytes": 4, "sha256": sha256(&audio(4))}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
     let url = body["data"]["upload"]["url"].as_str().expect("url");
     let recording = body["data"]["recordingId"].as_str().expect("id");
-    assert_eq!(put(&server, url, "audio/mp4", b"abcd".to_vec()).await, 200);
+    assert_eq!(put(&server, url, "audio/mp4", audio(4)).await, 200);
     assert_eq!(finalize(&server, &token, family, recording).await.0, 200);
 
-    // The URL is still valid for minutes: the same length, other bytes.
+    // The URL is still valid for minutes: a retry of the same bytes is told they landed;
+    // other bytes of the same length are refused (their checksum is not the signed one).
     assert_eq!(
-        put(&server, url, "audio/mp4", b"EVIL".to_vec()).await,
+        put(&server, url, "audio/mp4", audio(4)).await,
         412,
         "R2 refuses to overwrite (If-None-Match: *)"
+    );
+    let declared = sha256(&audio(4));
+    let evil = put_declared(
+        &server.http,
+        url,
+        "audio/mp4",
+        Some(&declared),
+        b"EVIL".to_vec(),
+    );
+    assert_eq!(
+        evil.await,
+        400,
+        "R2 refuses bytes that aren't the declared ones"
     );
     let reply = server
         .get_signed_playback_url(&token, &json!({"recordingId": recording}))
@@ -692,7 +708,7 @@ async fn a_finalized_recording_cannot_be_replaced_by_a_second_put() {
         .bytes()
         .await
         .expect("bytes");
-    assert_eq!(&played[..], b"abcd", "the first upload is what plays");
+    assert_eq!(&played[..], &audio(4)[..], "the first upload is what plays");
 }
 
 #[tokio::test]
@@ -704,7 +720,7 @@ async fn a_hung_r2_is_a_503_within_seconds_and_writes_nothing() {
     let (status, body) = upload_url(
         &server,
         &token,
-        json!({"familyId": family, "durationSeconds": 30, "sizeBytes": 4}),
+        json!({"familyId": family, "durationSeconds": 30, "sizeBytes": 4, "sha256": sha256(&audio(4))}),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -619,7 +619,7 @@ async fn anon_and_authenticated_cannot_execute_the_privileged_functions() {
     let mut admin = w.db.admin().await;
     let calls = [
         "SELECT update_storage_quota('{A}', -1000000, 'adjustment', NULL, 'free space')",
-        "SELECT finalize_recording_tx(gen_random_uuid(), '{A}', NULL, NULL, NULL, 1, 'audio/mp4', 1, NULL)",
+        "SELECT finalize_recording_tx(gen_random_uuid(), '{A}', NULL, NULL, NULL, 1, 'audio/mp4', 1, NULL, NULL, NULL)",
         "SELECT rate_limit_take('x', 1, interval '1 hour')",
         "SELECT rate_limit_refund('x', interval '1 hour')",
         "SELECT lock_membership('{A}', '{A}')",

@@ -190,7 +190,15 @@ async fn the_hardening_migration_cleans_existing_text_before_it_validates_its_ch
         )
         .await
         .expect("prompt");
-    let recording = testkit::fixtures::recording(&client, family, keeper, 10).await;
+    // Recorded as 0003's finalize did (the fixtures speak the newest schema).
+    let recording = uuid::Uuid::new_v4();
+    client
+        .execute(
+            "SELECT finalize_recording_tx($1, $2, $3, NULL, 'A story', 42.0, 'audio/mp4', 10, NULL)",
+            &[&recording, &family, &keeper],
+        )
+        .await
+        .expect("recording");
     client
         .execute(
             "UPDATE recordings SET title = E'Bell\\u0007' WHERE id = $1",

@@ -15,7 +15,7 @@ use shared::store::entitlements::{
 };
 use shared::store::families::{self, Family, Language, Membership};
 use shared::store::invites;
-use shared::store::recordings::{self, Reservation};
+use shared::store::recordings::{self, Reservation, Stored};
 use shared::store::{StoreError, prompts, rate_limits, stripe_events};
 use tokio_postgres::{Client, NoTls};
 
@@ -105,8 +105,11 @@ pub async fn run(client: &Client, work: &Work) -> anyhow::Result<()> {
             .context("no reservation")?;
             transaction(client, None, async |tx| {
                 Membership::lock(tx, *family, *user).await?;
-                let size = reservation.audio_size;
-                reservation.finalize(tx, Some(title), size, None).await
+                let audio = Stored {
+                    size: reservation.audio_size,
+                    sha256: reservation.audio_sha256.clone(),
+                };
+                reservation.finalize(tx, Some(title), &audio, None).await
             })
             .await?;
         }

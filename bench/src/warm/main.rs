@@ -253,6 +253,7 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
         );
         let runner = Runner::start(serve, &env, work_dir.join(format!("{function}.log")))?;
         // Warm-up: connections opened, caches filled, and one answer looked at.
+        world.reset(function).await?;
         let cases = world
             .prepare(function, Purpose::Http, Spread::Families)
             .await?;
@@ -458,7 +459,13 @@ async fn calls_alone(
         recording_id: uuid::Uuid::new_v4(),
     };
     let put = r2
-        .presign_put(&key.audio(), AUDIO_CONTENT_TYPE, 4, URL_EXPIRY)
+        .presign_put(
+            &key.audio(),
+            AUDIO_CONTENT_TYPE,
+            4,
+            Some(&testkit::client::sha256(b"abcd")),
+            URL_EXPIRY,
+        )
         .await
         .map_err(fail)?;
     let status =
@@ -482,10 +489,16 @@ async fn calls_alone(
         })
         .await?),
         presign_put: p50(sequential(RUNS, async || {
-            r2.presign_put(&key.audio(), AUDIO_CONTENT_TYPE, 1_843_200, URL_EXPIRY)
-                .await
-                .map(drop)
-                .map_err(fail)
+            r2.presign_put(
+                &key.audio(),
+                AUDIO_CONTENT_TYPE,
+                1_843_200,
+                Some(world::UPLOAD_SHA256),
+                URL_EXPIRY,
+            )
+            .await
+            .map(drop)
+            .map_err(fail)
         })
         .await?),
         presign_get: p50(sequential(RUNS, async || {

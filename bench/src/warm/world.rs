@@ -32,6 +32,17 @@ pub const PER_RUN: usize = 20_000;
 const FINALIZE_PER_RUN: usize = 10_000;
 /// Size of each uploaded object.
 const OBJECT_BYTES: usize = 4_096;
+/// The SHA-256 the upload-URL runs declare (their bytes are never sent).
+pub const UPLOAD_SHA256: &str = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
+
+/// The object each finalize run finds in the bucket, and its SHA-256.
+fn object() -> Vec<u8> {
+    vec![7u8; OBJECT_BYTES]
+}
+
+fn object_sha256() -> String {
+    testkit::client::sha256(&object())
+}
 
 pub const PRICE: &str = "price_bench";
 pub const APP: &str = "https://app.example.com";
@@ -395,7 +406,8 @@ impl World {
                         line: post(
                             function,
                             user,
-                            json!({"familyId": family.id, "durationSeconds": duration, "sizeBytes": size, "contentType": AUDIO_CONTENT_TYPE}),
+                            json!({"familyId": family.id, "durationSeconds": duration, "sizeBytes": size,
+                                   "sha256": UPLOAD_SHA256, "contentType": AUDIO_CONTENT_TYPE}),
                         ),
                         work: Work::UploadUrl {
                             reservation: Reservation {
@@ -407,6 +419,7 @@ impl World {
                                 waveform_size: None,
                                 duration_seconds: duration,
                                 content_type: AUDIO_CONTENT_TYPE.to_owned(),
+                                audio_sha256: Some(UPLOAD_SHA256.to_owned()),
                                 closed: false,
                                 departure: None,
                             },
@@ -428,9 +441,9 @@ impl World {
                 let column = |k: fn(&(Uuid, Uuid, Uuid)) -> Uuid| picked.iter().map(k).collect::<Vec<_>>();
                 self.admin
                     .execute(
-                        "INSERT INTO upload_reservations (id, family_id, user_id, audio_size_bytes, duration_seconds, expires_at)
-                         SELECT r, f, u, $4, 95.5, now() + interval '15 minutes' FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) t(r, f, u)",
-                        &[&column(|p| p.0), &column(|p| p.1), &column(|p| p.2), &(OBJECT_BYTES as i64)],
+                        "INSERT INTO upload_reservations (id, family_id, user_id, audio_size_bytes, audio_sha256, duration_seconds, expires_at)
+                         SELECT r, f, u, $4, $5, 95.5, now() + interval '15 minutes' FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) t(r, f, u)",
+                        &[&column(|p| p.0), &column(|p| p.1), &column(|p| p.2), &(OBJECT_BYTES as i64), &object_sha256()],
                     )
                     .await?;
                 if purpose == Purpose::Http {
@@ -575,7 +588,7 @@ impl World {
 
     /// Puts each reservation's object in the bucket, as the app would.
     async fn upload(&self, picked: &[(Uuid, Uuid, Uuid)]) -> anyhow::Result<()> {
-        let body = vec![7u8; OBJECT_BYTES];
+        let body = object();
         futures::stream::iter(picked)
             .map(|(recording, family, _)| {
                 let body = body.clone();
@@ -591,6 +604,7 @@ impl World {
                             &key,
                             AUDIO_CONTENT_TYPE,
                             OBJECT_BYTES as i64,
+                            Some(&object_sha256()),
                             std::time::Duration::from_secs(900),
                         )
                         .await
@@ -628,6 +642,9 @@ impl World {
             "get-signed-upload-url" | "finalize-recording" => {
                 "DELETE FROM upload_reservations WHERE finalized_at IS NULL"
             }
+            // The day's allowances are counted from the archives themselves (and
+            // get-archive's runs left done ones): each run starts with none.
+            "request-archive" => "DELETE FROM archives",
             _ => return Ok(()),
         };
         self.admin.batch_execute(sql).await?;

@@ -115,7 +115,7 @@ export interface paths {
         put?: never;
         /**
          * Record an uploaded recording
-         * @description Needs the caller's reservation and the object in R2; charges the object's real size (audio and waveform) in one transaction with the recording and the ledger. Idempotent. Over quota nothing is written and the same call succeeds after an upgrade; duration and prompt come from the reservation.
+         * @description Needs the caller's reservation and the object in R2, whose stored SHA-256 must be the declared one (422 CHECKSUM_MISMATCH otherwise: the object is deleted, nothing charged); charges the object's real size (audio and waveform) in one transaction with the recording, its checksums and the ledger. Idempotent. Over quota nothing is written and the same call succeeds after an upgrade; duration and prompt come from the reservation.
          */
         post: operations["finalize-recording"];
         delete?: never;
@@ -179,7 +179,7 @@ export interface paths {
         put?: never;
         /**
          * Reserve an upload and sign its PUT URL
-         * @description Checks, in order, each with its own error: membership, the entitlement's status, a paid plan's period, the storage quota (counting open reservations) and the plan's duration limit. Then reserves the upload and signs a PUT URL (15 minutes) binding the content type, the exact length and If-None-Match: *.
+         * @description Checks, in order, each with its own error: membership, the entitlement's status, a paid plan's period, the storage quota (counting open reservations) and the plan's duration limit. Then reserves the upload and signs a PUT URL (15 minutes) binding the content type, the exact length, If-None-Match: * and the audio's SHA-256 (x-amz-checksum-sha256): the bucket refuses a body whose bytes differ.
          */
         post: operations["get-signed-upload-url"];
         delete?: never;
@@ -476,7 +476,7 @@ export interface components {
          * @description The contract's error codes (§2): the `code` of every failure.
          * @enum {string}
          */
-        ErrorCode: "UNAUTHORIZED" | "FORBIDDEN" | "QUOTA_EXCEEDED" | "VALIDATION_FAILED" | "NOT_FOUND" | "CONFLICT" | "LAST_KEEPER" | "SUBSCRIPTION_ACTIVE" | "RATE_LIMIT" | "PAYLOAD_TOO_LARGE" | "METHOD_NOT_ALLOWED" | "SERVICE_UNAVAILABLE" | "INTERNAL_ERROR";
+        ErrorCode: "UNAUTHORIZED" | "FORBIDDEN" | "QUOTA_EXCEEDED" | "VALIDATION_FAILED" | "NOT_FOUND" | "CONFLICT" | "LAST_KEEPER" | "SUBSCRIPTION_ACTIVE" | "CHECKSUM_MISMATCH" | "RATE_LIMIT" | "PAYLOAD_TOO_LARGE" | "METHOD_NOT_ALLOWED" | "SERVICE_UNAVAILABLE" | "INTERNAL_ERROR";
         /** @description What the event is about. */
         EventData: {
             /** @description A subscription, an invoice or a Checkout session. */
@@ -570,6 +570,12 @@ export interface components {
              * @description A live prompt of the family that the recording answers.
              */
             promptId?: string | null;
+            /**
+             * @description The audio's SHA-256, standard base64 with padding (44 characters, as
+             *     `x-amz-checksum-sha256` takes it): the URL binds it, so the bucket refuses other
+             *     bytes, and the recording keeps it.
+             */
+            sha256: string;
             /**
              * Format: int64
              * @description The audio's exact size: the URL binds it, and the quota counts it.
@@ -786,7 +792,7 @@ export interface components {
             method: string;
             url: string;
         };
-        /** @description The headers the PUT must carry: all three are in its signature. */
+        /** @description The headers the PUT must carry: all of them are in its signature. */
         UploadHeaders: {
             "Content-Length": string;
             "Content-Type": string;
@@ -795,6 +801,11 @@ export interface components {
              *     first one landed (go on to finalize).
              */
             "If-None-Match": string;
+            /**
+             * @description The audio's SHA-256 as declared (not on the waveform's upload): a body whose bytes
+             *     differ is refused (`400 BadDigest`), nothing stored.
+             */
+            "x-amz-checksum-sha256"?: string | null;
         };
     };
     responses: never;
@@ -1702,6 +1713,21 @@ export interface operations {
                     };
                 };
             };
+            /** @description CHECKSUM_MISMATCH */
+            422: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "CHECKSUM_MISMATCH";
+                        };
+                    };
+                };
+            };
             /** @description INTERNAL_ERROR */
             500: {
                 headers: {
@@ -2138,6 +2164,7 @@ export interface operations {
                  *       "contentType": "audio/mp4",
                  *       "durationSeconds": 42.5,
                  *       "familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
+                 *       "sha256": "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=",
                  *       "sizeBytes": 48000
                  *     }
                  */
@@ -2162,7 +2189,8 @@ export interface operations {
                      *           "headers": {
                      *             "Content-Length": "48000",
                      *             "Content-Type": "audio/mp4",
-                     *             "If-None-Match": "*"
+                     *             "If-None-Match": "*",
+                     *             "x-amz-checksum-sha256": "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="
                      *           },
                      *           "method": "PUT",
                      *           "url": "https://account.r2.cloudflarestorage.com/stories-audio/families/0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21/recordings/9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d.audio.m4a?X-Amz-Expires=900&X-Amz-Signature=…"

@@ -177,8 +177,9 @@ pub fn folder(family: &Family) -> String {
 }
 
 /// `manifest.json`: the family, its prompts, and every recording written, with where it
-/// is and the SHA-256 of each file; those gone before they could be written are listed
-/// apart.
+/// is and the SHA-256 of each file (the recording's, which its bytes were checked
+/// against); those gone before they could be written, or damaged (no copy matched its
+/// SHA-256), are listed apart.
 pub fn manifest(
     archive_id: Uuid,
     parts: i32,
@@ -193,7 +194,7 @@ pub fn manifest(
         .collect();
     let recordings: Vec<Value> = items
         .iter()
-        .filter(|i| !i.missing)
+        .filter(|i| !i.missing && !i.damaged)
         .map(|i| {
             json!({
                 "id": i.recording_id,
@@ -218,10 +219,14 @@ pub fn manifest(
         .collect();
     let left_out: Vec<Value> = items
         .iter()
-        .filter(|i| i.missing)
-        .map(
-            |i| json!({"id": i.recording_id, "reason": "deleted while the archive was being made"}),
-        )
+        .filter_map(|i| {
+            let reason = match (i.missing, i.damaged) {
+                (true, _) => "deleted while the archive was being made",
+                (_, true) => "damaged: no copy of its bytes matches its SHA-256",
+                _ => return None,
+            };
+            Some(json!({"id": i.recording_id, "reason": reason}))
+        })
         .collect();
     json!({
         "format": "stories-from-the-sun/archive/1",
@@ -238,7 +243,7 @@ pub fn manifest(
 pub fn index(family: &Family, items: &[Item]) -> String {
     let w = words(family.language);
     let name = escape_html(&family.name);
-    let live: Vec<&Item> = items.iter().filter(|i| !i.missing).collect();
+    let live: Vec<&Item> = items.iter().filter(|i| !i.missing && !i.damaged).collect();
     let mut by_prompt: BTreeMap<(bool, String), Vec<&Item>> = BTreeMap::new();
     let mut by_person: BTreeMap<String, Vec<&Item>> = BTreeMap::new();
     for item in &live {
@@ -455,6 +460,7 @@ mod tests {
             audio_sha256: None,
             waveform_sha256: None,
             missing: false,
+            damaged: false,
         };
         let html = index(&family, &[item]);
         assert!(!html.contains("<script>"), "{html}");

@@ -6,9 +6,12 @@
 //!    split into parts of at most `partBytes` (2 GiB) each, so that every part can be
 //!    written within one run. A recording finalized later is not in it; the listing is
 //!    the archive's promise.
-//! 3. Write the parts still to do, one ZIP each, streamed from R2 into a multipart
-//!    upload 8 MiB at a time (stored entries, data descriptors, ZIP64 when needed): a
-//!    recording gone meanwhile (purged) is left out and said so; the last part ends
+//! 3. Write the parts still to do, one ZIP each, into a multipart upload 8 MiB at a time
+//!    (stored entries, data descriptors, ZIP64 when needed). Each file is read from R2
+//!    into a scratch file and hashed before it goes in: bytes that don't match the
+//!    recording's SHA-256 are reported and the backup's copy is read instead, verified
+//!    the same way; with no good copy the recording is left out and listed as damaged.
+//!    A recording gone meanwhile (purged) is left out and said so; the last part ends
 //!    with `manifest.json` (SHA-256 of every file) and the offline `index.html`. A
 //!    part that fails is aborted (no parts left in R2) and retried by a later run, up to
 //!    three attempts; then the job fails with a reason the app shows for 7 days, its
@@ -27,10 +30,14 @@ pub mod zip;
 
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use shared::outbox::{self, Mail};
-use shared::r2::{ArchiveKey, Multipart, R2, R2Error, RecordingKey, ZIP_CONTENT_TYPE};
+use shared::r2::{ArchiveKey, Multipart, Object, R2, R2Error, RecordingKey, ZIP_CONTENT_TYPE};
 use shared::store::StoreError;
 use shared::store::archives::Job;
 use shared::store::{families, prompts, recordings};
@@ -289,9 +296,10 @@ async fn list(app: &App, job: &Job, family: &Family, part_bytes: i64) -> Result<
                     title: r.title,
                     audio_size_bytes: r.audio_size,
                     waveform_size_bytes: r.waveform_size,
-                    audio_sha256: None,
-                    waveform_sha256: None,
+                    audio_sha256: r.audio_sha256.as_deref().and_then(decode),
+                    waveform_sha256: r.waveform_sha256.as_deref().and_then(decode),
                     missing: false,
+                    damaged: false,
                 });
             }
             job.list(tx, &items, part).await?;
@@ -322,33 +330,49 @@ async fn write_part(
     // Room for a chunk and what arrives while it fills.
     let mut zip = Zip::new(input.force_zip64, CHUNK + (1 << 20));
     let mut items = items(app, job, part, part).await?;
+    let places = Places {
+        primary: r2,
+        backup: app.backup.as_ref(),
+        app,
+    };
     for item in &mut items {
         let key = RecordingKey {
             family_id: job.family_id,
             recording_id: item.recording_id,
         };
-        let path = format!("{folder}/{}", item.audio_path());
-        let Some(sha) = copy(r2, &key.audio(), &path, item.recorded_at, &mut zip, upload).await?
-        else {
-            item.missing = true;
-            continue;
-        };
-        item.audio_sha256 = Some(sha.to_vec());
-        if let Some(waveform) = item.waveform_path() {
-            let path = format!("{folder}/{waveform}");
-            let sha = copy(
-                r2,
-                &key.waveform(),
-                &path,
-                item.recorded_at,
-                &mut zip,
-                upload,
-            )
+        let audio = places
+            .fetch(&key, Object::Audio, item.audio_sha256.as_deref())
             .await?;
-            item.waveform_sha256 = sha.map(|s| s.to_vec());
-            // A waveform gone on its own: the recording is still whole without it.
-            if sha.is_none() {
-                item.waveform_size_bytes = None;
+        let audio = match audio {
+            Fetched::Good(file) => file,
+            Fetched::Missing => {
+                item.missing = true;
+                continue;
+            }
+            Fetched::Damaged => {
+                item.damaged = true;
+                continue;
+            }
+        };
+        let path = format!("{folder}/{}", item.audio_path());
+        item.audio_sha256 = Some(audio.sha256.to_vec());
+        copy(audio, &path, item.recorded_at, &mut zip, upload).await?;
+        if let Some(waveform) = item.waveform_path() {
+            let fetched = places
+                .fetch(&key, Object::Waveform, item.waveform_sha256.as_deref())
+                .await?;
+            match fetched {
+                Fetched::Good(file) => {
+                    item.waveform_sha256 = Some(file.sha256.to_vec());
+                    let path = format!("{folder}/{waveform}");
+                    copy(file, &path, item.recorded_at, &mut zip, upload).await?;
+                }
+                // A waveform gone or damaged on its own: the recording is still whole
+                // without it.
+                Fetched::Missing | Fetched::Damaged => {
+                    item.waveform_sha256 = None;
+                    item.waveform_size_bytes = None;
+                }
             }
         }
     }
@@ -377,30 +401,140 @@ async fn write_part(
     Ok((zip.written(), items))
 }
 
-/// Streams one object into the ZIP as `path`, sending full chunks on; its SHA-256, or
-/// None when the object is gone.
+/// A recording's SHA-256 as the listing keeps it (the recording's base64).
+fn decode(sha256: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(sha256)
+        .ok()
+}
+
+/// Where a recording's objects may be read: R2, and the backup when R2's bytes are wrong.
+struct Places<'a> {
+    app: &'a App,
+    primary: &'a R2,
+    backup: Option<&'a R2>,
+}
+
+/// An object read and verified.
+enum Fetched {
+    /// Its bytes, in a scratch file, hash to the recording's SHA-256 (or to themselves,
+    /// for a recording not yet hashed).
+    Good(Spooled),
+    /// Gone from R2 (purged meanwhile).
+    Missing,
+    /// No copy hashes to the recording's SHA-256.
+    Damaged,
+}
+
+/// An object's bytes in a scratch file (deleted when dropped: Lambda's `/tmp` holds the
+/// largest recording), and their SHA-256.
+struct Spooled {
+    path: std::path::PathBuf,
+    size: u64,
+    sha256: [u8; 32],
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Places<'_> {
+    /// Reads one of a recording's objects and checks it against `expected`: R2's copy,
+    /// then (reported) the backup's.
+    async fn fetch(
+        &self,
+        key: &RecordingKey,
+        object: Object,
+        expected: Option<&[u8]>,
+    ) -> anyhow::Result<Fetched> {
+        let key = key.of(object);
+        let Some(spooled) = spool(self.primary, &key).await? else {
+            return Ok(Fetched::Missing);
+        };
+        let Some(expected) = expected else {
+            return Ok(Fetched::Good(spooled));
+        };
+        if spooled.sha256 == expected {
+            return Ok(Fetched::Good(spooled));
+        }
+        self.report(
+            "R2's copy does not match the recording's SHA-256: reading the backup's",
+            &key,
+        );
+        if let Some(backup) = self.backup
+            && let Some(spooled) = spool(backup, &key).await?
+            && spooled.sha256 == expected
+        {
+            return Ok(Fetched::Good(spooled));
+        }
+        self.report(
+            "no copy matches the recording's SHA-256: left out as damaged",
+            &key,
+        );
+        Ok(Fetched::Damaged)
+    }
+
+    fn report(&self, what: &str, key: &str) {
+        tracing::error!(key, "{what}");
+        let context = ErrorContext {
+            feature: "archive",
+            action: "verify",
+            extra: serde_json::Map::from_iter([("key".to_owned(), key.into())]),
+        };
+        let error = anyhow::anyhow!("{what}");
+        telemetry::report_error(self.app.sentry.as_ref(), error.as_ref(), context);
+    }
+}
+
+/// Reads an object into a scratch file, hashing it; None when it does not exist.
+async fn spool(store: &R2, key: &str) -> anyhow::Result<Option<Spooled>> {
+    let Some(mut download) = store.get(key).await? else {
+        return Ok(None);
+    };
+    let mut spooled = Spooled {
+        path: std::env::temp_dir().join(format!("archive-{}", Uuid::new_v4())),
+        size: 0,
+        sha256: [0; 32],
+    };
+    let mut writer = tokio::io::BufWriter::new(tokio::fs::File::create(&spooled.path).await?);
+    let mut hasher = Sha256::new();
+    while let Some(bytes) = download.body.next().await {
+        let bytes = bytes
+            .map_err(|e| R2Error::Unavailable(anyhow::anyhow!("reading {key} failed: {e}")))?;
+        hasher.update(&bytes);
+        spooled.size += bytes.len() as u64;
+        writer.write_all(&bytes).await?;
+    }
+    writer.flush().await?;
+    spooled.sha256 = hasher.finalize().into();
+    Ok(Some(spooled))
+}
+
+/// Streams a verified object into the ZIP as `path`, sending full chunks on.
 async fn copy(
-    r2: &R2,
-    key: &str,
+    spooled: Spooled,
     path: &str,
     modified: DateTime<Utc>,
     zip: &mut Zip,
     upload: &mut Multipart<'_>,
-) -> anyhow::Result<Option<[u8; 32]>> {
-    let Some(mut download) = r2.get(key).await? else {
-        return Ok(None);
-    };
-    zip.start(path, modified, u64::try_from(download.size).unwrap_or(0));
-    while let Some(bytes) = download.body.next().await {
-        let bytes = bytes.map_err(|e| {
-            R2Error::Unavailable(anyhow::anyhow!("reading {key} from R2 failed: {e}"))
-        })?;
-        zip.write(&bytes);
+) -> anyhow::Result<()> {
+    zip.start(path, modified, spooled.size);
+    let mut reader = tokio::fs::File::open(&spooled.path).await?;
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        let read = reader.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        zip.write(&buffer[..read]);
         while zip.buffered() >= CHUNK {
             upload.put(zip.take(CHUNK)).await?;
         }
     }
-    Ok(Some(zip.finish_file().sha256))
+    zip.finish_file();
+    Ok(())
 }
 
 /// Step 5: done, and its requesters told: that it is ready, or (one of them left the

@@ -55,10 +55,12 @@ pub fn api() -> Operation {
     Operation::post::<Input, Output>(
         NAME,
         "Record an uploaded recording",
-        "Needs the caller's reservation and the object in R2; charges the object's real \
-         size (audio and waveform) in one transaction with the recording and the ledger. \
-         Idempotent. Over quota nothing is written and the same call succeeds after an \
-         upgrade; duration and prompt come from the reservation.",
+        "Needs the caller's reservation and the object in R2, whose stored SHA-256 must be \
+         the declared one (422 CHECKSUM_MISMATCH otherwise: the object is deleted, nothing \
+         charged); charges the object's real size (audio and waveform) in one transaction \
+         with the recording, its checksums and the ledger. Idempotent. Over quota nothing \
+         is written and the same call succeeds after an upgrade; duration and prompt come \
+         from the reservation.",
         || {
             let input = json!({"recordingId": "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
                                "familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
@@ -78,6 +80,7 @@ pub fn api() -> Operation {
     .errors(&[
         (403, &[ErrorCode::Forbidden, ErrorCode::QuotaExceeded]),
         (404, &[ErrorCode::NotFound]),
+        (422, &[ErrorCode::ChecksumMismatch]),
     ])
     .links(&[Link {
         target: "get-signed-playback-url",
@@ -102,14 +105,20 @@ async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
         .filter(|r| !r.revoked())
         .ok_or(ApiError::NotFound("Recording not found"))?;
 
-    // 2. The objects as R2 has them: the sizes charged are theirs. An upload that came
-    //    after its maker left the family (and came back) is not theirs to finalize.
+    // 2. The objects as R2 has them: the sizes charged are theirs, the audio's bytes
+    //    those whose SHA-256 was declared (other bytes are deleted, nothing charged). An
+    //    upload that came after its maker left the family (and came back) is not theirs
+    //    to finalize.
     let (audio, waveform) = match recordings::inspect(r2, &reservation).await? {
         Upload::Missing => return Err(ApiError::NotFound("Upload not found")),
         Upload::Mismatch { what, .. } => {
             return Err(ApiError::Validation(format!(
                 "{what}: does not match the size or type that was declared"
             )));
+        }
+        Upload::Corrupt => {
+            recordings::discard(r2, &reservation).await?;
+            return Err(ApiError::ChecksumMismatch);
         }
         Upload::Complete { arrived, .. } if !reservation.accepts(arrived) => {
             return Err(ApiError::NotFound("Recording not found"));
@@ -130,7 +139,10 @@ async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
         .db
         .as_service(async |tx| {
             members::standing(tx, input.family_id, user.id).await?;
-            match reservation.finalize(tx, title, audio, waveform).await {
+            match reservation
+                .finalize(tx, title, &audio, waveform.as_ref())
+                .await
+            {
                 Err(StoreError::OverQuota { released: true }) => {
                     Err(ApiError::LateUploadOverQuota { grace_minutes })
                 }

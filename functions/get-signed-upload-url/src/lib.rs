@@ -1,16 +1,17 @@
 //! get-signed-upload-url: the seed's five checks, in its order, each with its own
 //! error, all before anything is signed or stored: membership → entitlement status →
 //! a paid plan's subscription is current → storage quota (counting open reservations)
-//! → duration. Then an upload reservation and a PUT URL binding the content type and
-//! the exact length.
+//! → duration. Then an upload reservation and a PUT URL binding the content type, the
+//! exact length and the audio's SHA-256 (the bucket refuses other bytes).
 
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::api::{ErrorCode, Link, Operation};
+use shared::api::{ErrorCode, Link, Operation, SHA256_BASE64};
 use shared::auth::User;
+use shared::http::sha256_base64;
 use shared::r2::{
     AUDIO_CONTENT_TYPE, NO_OVERWRITE, Presigned, R2, RecordingKey, URL_EXPIRY,
     WAVEFORM_CONTENT_TYPE,
@@ -37,6 +38,12 @@ pub struct Input {
     /// The audio's exact size: the URL binds it, and the quota counts it.
     #[garde(range(min = 1, max = 524_288_000))]
     pub size_bytes: i64,
+    /// The audio's SHA-256, standard base64 with padding (44 characters, as
+    /// `x-amz-checksum-sha256` takes it): the URL binds it, so the bucket refuses other
+    /// bytes, and the recording keeps it.
+    #[garde(custom(sha256_base64))]
+    #[schemars(length(min = 44, max = 44), pattern(SHA256_BASE64))]
+    pub sha256: String,
     /// Only `audio/mp4` is accepted; the PUT URL binds it either way.
     #[garde(skip)]
     pub content_type: Option<AudioType>,
@@ -81,7 +88,7 @@ pub struct Upload {
     pub expires_at: DateTime<Utc>,
 }
 
-/// The headers the PUT must carry: all three are in its signature.
+/// The headers the PUT must carry: all of them are in its signature.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct UploadHeaders {
     #[serde(rename = "Content-Type")]
@@ -92,9 +99,21 @@ pub struct UploadHeaders {
     /// first one landed (go on to finalize).
     #[serde(rename = "If-None-Match")]
     pub if_none_match: &'static str,
+    /// The audio's SHA-256 as declared (not on the waveform's upload): a body whose bytes
+    /// differ is refused (`400 BadDigest`), nothing stored.
+    #[serde(
+        rename = "x-amz-checksum-sha256",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub checksum_sha256: Option<String>,
 }
 
-fn upload(signed: Presigned, content_type: &'static str, length: i64) -> Upload {
+fn upload(
+    signed: Presigned,
+    content_type: &'static str,
+    length: i64,
+    sha256: Option<&str>,
+) -> Upload {
     Upload {
         url: signed.url,
         method: "PUT",
@@ -102,6 +121,7 @@ fn upload(signed: Presigned, content_type: &'static str, length: i64) -> Upload 
             content_type,
             content_length: length.to_string(),
             if_none_match: NO_OVERWRITE,
+            checksum_sha256: sha256.map(str::to_owned),
         },
         expires_at: signed.expires_at,
     }
@@ -115,13 +135,16 @@ pub fn api() -> Operation {
         "Checks, in order, each with its own error: membership, the entitlement's status, a \
          paid plan's period, the storage quota (counting open reservations) and the plan's \
          duration limit. Then reserves the upload and signs a PUT URL (15 minutes) binding \
-         the content type, the exact length and If-None-Match: *.",
+         the content type, the exact length, If-None-Match: * and the audio's SHA-256 \
+         (x-amz-checksum-sha256): the bucket refuses a body whose bytes differ.",
         || {
             let input = json!({"familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
                                "durationSeconds": 42.5, "sizeBytes": 48_000,
+                               "sha256": "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=",
                                "contentType": "audio/mp4"});
             let key = "families/0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21/recordings/\
                        9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d.audio.m4a";
+            let sha256 = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
             let output = json!({
                 "recordingId": "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
                 "key": key,
@@ -130,7 +153,7 @@ pub fn api() -> Operation {
                                     ?X-Amz-Expires=900&X-Amz-Signature=…"),
                     "method": "PUT",
                     "headers": {"Content-Type": "audio/mp4", "Content-Length": "48000",
-                                "If-None-Match": "*"},
+                                "If-None-Match": "*", "x-amz-checksum-sha256": sha256},
                     "expiresAt": "2026-03-14T18:45:00Z"
                 }
             });
@@ -165,6 +188,7 @@ async fn run(app: &App, user: User, input: Input) -> Result<Output, ApiError> {
         waveform_size: input.waveform_size_bytes,
         duration_seconds: input.duration_seconds,
         content_type: AUDIO_CONTENT_TYPE.to_owned(),
+        audio_sha256: Some(input.sha256.clone()),
         closed: false,
         departure: None,
     };
@@ -221,23 +245,29 @@ async fn sign(r2: &R2, reservation: &Reservation) -> Result<Output, ApiError> {
         family_id: reservation.family_id,
         recording_id: reservation.id,
     };
-    let size = reservation.audio_size;
+    let (size, sha256) = (reservation.audio_size, reservation.audio_sha256.as_deref());
     let audio = r2
-        .presign_put(&key.audio(), AUDIO_CONTENT_TYPE, size, URL_EXPIRY)
+        .presign_put(&key.audio(), AUDIO_CONTENT_TYPE, size, sha256, URL_EXPIRY)
         .await?;
     let waveform = match reservation.waveform_size {
         Some(size) => {
             let signed = r2
-                .presign_put(&key.waveform(), WAVEFORM_CONTENT_TYPE, size, URL_EXPIRY)
+                .presign_put(
+                    &key.waveform(),
+                    WAVEFORM_CONTENT_TYPE,
+                    size,
+                    None,
+                    URL_EXPIRY,
+                )
                 .await?;
-            Some(upload(signed, WAVEFORM_CONTENT_TYPE, size))
+            Some(upload(signed, WAVEFORM_CONTENT_TYPE, size, None))
         }
         None => None,
     };
     Ok(Output {
         recording_id: reservation.id,
         key: key.audio(),
-        upload: upload(audio, AUDIO_CONTENT_TYPE, size),
+        upload: upload(audio, AUDIO_CONTENT_TYPE, size, sha256),
         waveform_upload: waveform,
     })
 }

@@ -1,27 +1,34 @@
 //! storage-maintenance: the jobs of a storage product over time, every 15 minutes.
 //!
 //! 1. Purge: recordings whose trash time is over are claimed (no restore from then on),
-//!    their objects deleted, and they become tombstones with their bytes credited.
+//!    their objects deleted, and they become tombstones with their bytes credited; their
+//!    backup copies are deleted in step 5 (every version), at once or when the backup
+//!    answers again.
 //! 2. Sweep: reservations past their expiry and the grace, each claimed by one run, are
 //!    finalized as finalize-recording would when their object is there (a recording is
 //!    never lost because a phone lost signal), kept and reported when the quota or the
 //!    object forbids it, and released when nothing arrived. A departed member's upload
 //!    becomes a recording only if its object came before the departure; one that came
-//!    after is deleted.
+//!    after is deleted, and so is one whose bytes are not those declared.
 //! 3. Orphans: objects under `families/*/recordings/` that no recording or open
 //!    reservation owns, older than the grace, are deleted, never re-opened (the bucket
 //!    is listed a page at a time; the next run picks up where this one stopped).
 //! 4. Families: a family deleted longer ago than the retention has its subscriptions at
 //!    Stripe cancelled (nothing is scrubbed while Stripe may still charge it), its
-//!    recordings purged, every object under its prefix deleted, and becomes a tombstone
-//!    (members, prompts, invites and reservations gone, its name scrubbed).
-//! 5. Archives: those past their time (7 days, their requester gone, their family
+//!    recordings purged, every object under its prefix deleted (in both places), and
+//!    becomes a tombstone (members, prompts, invites and reservations gone, its name
+//!    scrubbed).
+//! 5. Backup copies of purged recordings: every version deleted (a copy still locked, or
+//!    the backup down, waits for a later run).
+//! 6. Archives: those past their time (7 days, their requester gone, their family
 //!    deleted) have their objects under `archives/` deleted and their lists dropped.
-//! 6. Reminders: a week before a deleted family is purged, everyone who may restore it
+//! 7. Reminders: a week before a deleted family is purged, everyone who may restore it
 //!    is emailed, once per deletion.
-//! 7. Emails: these, and those owed after a change that were not sent at once.
-//! 8. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
-//!    and a rotating sample of the rest; drift is reported, never corrected.
+//! 8. Emails: these, and those owed after a change that were not sent at once.
+//! 9. Books: counter = ledger = Σ unpurged recordings, for the families this run touched
+//!    and a rotating sample of the rest; drift is reported, never corrected. With them,
+//!    the preservation figures: recordings over an hour old without a verified second
+//!    copy, and copies left of recordings purged over a day ago (one report a run).
 //!
 //! Safe at any time: every step is idempotent, two runs claim different rows (a claim
 //! column, taken with SKIP LOCKED), a run that died between deleting objects and
@@ -34,9 +41,11 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use shared::outbox::{self, Mail, Sent};
+use shared::preservation::{self, Stores};
 use shared::r2::{ArchiveKey, Object, R2, RecordingKey};
 use shared::recordings::{Settlement, settle_one};
 use shared::store::StoreError;
+use shared::store::copies::{self, Copy, Figures};
 use shared::store::entitlements::{self, SubscriptionStatus};
 use shared::store::recordings::{self, Owner, PurgeOf};
 use shared::store::{archives, families, state};
@@ -74,6 +83,8 @@ pub struct Report {
     pub kept: u64,
     /// Uploads that came after their maker left the family: deleted, never recordings.
     pub late_uploads_deleted: u64,
+    /// Stranded uploads whose bytes are not those declared: deleted, never recordings.
+    pub corrupt_uploads_deleted: u64,
     /// Objects looked at in the bucket, and those deleted as owned by nothing.
     pub objects_checked: u64,
     pub objects_deleted: u64,
@@ -83,6 +94,10 @@ pub struct Report {
     /// Stripe not yet cancelled (Stripe down or not configured): reported, a later run
     /// goes on.
     pub families_waiting_for_billing: u64,
+    /// Backup copies of purged recordings deleted (every version), and those waiting
+    /// (still locked, or the backup down).
+    pub backup_copies_deleted: u64,
+    pub backup_copies_waiting: u64,
     /// Archives deleted (their objects count in objects_deleted).
     pub archives_deleted: u64,
     /// Deleted families whose keepers were reminded that the purge is a week away.
@@ -92,6 +107,8 @@ pub struct Report {
     /// Families whose books were checked, and those that drifted (reported).
     pub families_checked: u64,
     pub drifted: u64,
+    /// What preservation still owes (contract §10); None without a backup store.
+    pub preservation: Option<Figures>,
     /// False when the budget ran out with work left (the next run goes on).
     pub finished: bool,
 }
@@ -105,6 +122,8 @@ pub fn function() -> Function {
 struct Run<'a> {
     app: &'a App,
     r2: &'a R2,
+    /// Both places, when the backup store is configured.
+    stores: Option<Stores<'a>>,
     deadline: Instant,
     batch: i64,
     report: Report,
@@ -126,6 +145,7 @@ impl Run<'_> {
                 Phase::Sweep => sweep(self).await? > 0,
                 Phase::Orphans => orphans(self).await?,
                 Phase::Families => purge_families(self).await? > 0,
+                Phase::Copies => delete_backup_copies(self).await? > 0,
                 Phase::Archives => expire_archives(self).await? > 0,
                 Phase::Reminders => remind(self).await? > 0,
             };
@@ -169,9 +189,11 @@ enum Phase {
     Orphans,
     /// 4. Deleted families past the retention.
     Families,
-    /// 5. Archives past their time.
+    /// 5. Backup copies of purged recordings.
+    Copies,
+    /// 6. Archives past their time.
     Archives,
-    /// 6. Deleted families a week from their purge.
+    /// 7. Deleted families a week from their purge.
     Reminders,
 }
 
@@ -183,27 +205,30 @@ async fn run(app: &App, input: Input) -> anyhow::Result<Report> {
     let mut run = Run {
         app,
         r2: app.r2()?,
+        stores: app.backup.is_some().then(|| Stores::of(app)).transpose()?,
         deadline: Instant::now() + budget,
         batch: input.batch.unwrap_or(BATCH).clamp(1, 1000),
         report: Report::default(),
         touched: BTreeSet::new(),
     };
-    // 1-6, each a batch (or a page) at a time while the budget lasts.
+    // 1-7, each a batch (or a page) at a time while the budget lasts.
     let mut finished = true;
     for phase in [
         Phase::Trash,
         Phase::Sweep,
         Phase::Orphans,
         Phase::Families,
+        Phase::Copies,
         Phase::Archives,
         Phase::Reminders,
     ] {
         finished &= run.until_done(phase).await?;
     }
-    // 7. The emails owed (these reminders, and those not sent at once).
+    // 8. The emails owed (these reminders, and those not sent at once).
     run.report.emails = outbox::drain(app, EMAILS).await;
-    // 8. The books: always, however little time is left.
+    // 9. The books: always, however little time is left.
     books(&mut run).await?;
+    preservation_figures(&mut run).await?;
     run.report.finished = finished;
     Ok(run.report)
 }
@@ -267,6 +292,13 @@ async fn purge_families(run: &mut Run<'_>) -> anyhow::Result<usize> {
         if !delete_prefix(run, &prefix).await? {
             break;
         }
+        // Whatever the backup holds under the prefix too (its recordings' copies are
+        // deleted one by one in step 5 besides: a backup that is down delays nothing).
+        if let Some(stores) = &run.stores
+            && let Err(e) = stores.delete_backup_under(&prefix).await
+        {
+            tracing::warn!(%family, error = %e, "a purged family's backup prefix waits");
+        }
         let purged = run
             .app
             .db
@@ -307,6 +339,49 @@ async fn delete_prefix(run: &mut Run<'_>, prefix: &str) -> anyhow::Result<bool> 
     let (deleted, done) = run.r2.delete_under(prefix, Some(run.deadline)).await?;
     run.report.objects_deleted += deleted;
     Ok(done)
+}
+
+/// Deletes every version of a batch of purged recordings' backup copies; a copy still
+/// locked, or a backup that does not answer, waits (tried again later, not before the
+/// lock ends). Returns how many it claimed.
+async fn delete_backup_copies(run: &mut Run<'_>) -> anyhow::Result<usize> {
+    let Some(stores) = &run.stores else {
+        return Ok(0);
+    };
+    let batch = run.batch;
+    let claimed = run
+        .app
+        .db
+        .as_service(async |tx| Copy::claim_deleting(tx, batch).await)
+        .await?;
+    for copy in &claimed {
+        let locked = copy.locked_until.filter(|until| *until > Utc::now());
+        let result = match locked {
+            Some(until) => Err(anyhow::anyhow!("locked until {until}")),
+            None => stores
+                .delete_backup(&preservation::key(copy))
+                .await
+                .map_err(anyhow::Error::from),
+        };
+        match result {
+            Ok(()) => {
+                run.app
+                    .db
+                    .as_service(async |tx| copy.deleted(tx).await)
+                    .await?;
+                run.report.backup_copies_deleted += 1;
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                run.app
+                    .db
+                    .as_service(async |tx| copy.retry(tx, &error, locked).await)
+                    .await?;
+                run.report.backup_copies_waiting += 1;
+            }
+        }
+    }
+    Ok(claimed.len())
 }
 
 /// Deletes a batch of archives past their time: their objects, then their rows marked
@@ -381,6 +456,10 @@ async fn sweep(run: &mut Run<'_>) -> anyhow::Result<usize> {
             }
             Settlement::Refused => {
                 run.report.late_uploads_deleted += 1;
+                continue;
+            }
+            Settlement::Discarded => {
+                run.report.corrupt_uploads_deleted += 1;
                 continue;
             }
             Settlement::Kept(why) => why,
@@ -497,6 +576,39 @@ async fn books(run: &mut Run<'_>) -> anyhow::Result<()> {
             ("recordings", recordings.into()),
         ];
         run.report("books", error.as_ref(), family, &figures);
+    }
+    Ok(())
+}
+
+/// What preservation still owes, one figure each a run (never one report a recording:
+/// the first backfill of older recordings is one backlog): recordings over an hour old
+/// without a verified second copy, and copies left of recordings purged over a day ago.
+async fn preservation_figures(run: &mut Run<'_>) -> anyhow::Result<()> {
+    if run.stores.is_none() {
+        return Ok(());
+    }
+    let figures = run
+        .app
+        .db
+        .as_service(async |tx| copies::figures(tx).await)
+        .await?;
+    run.report.preservation = Some(figures);
+    if figures != Figures::default() {
+        let (without, left) = (figures.without_second_copy, figures.copies_of_purged);
+        tracing::warn!(without, left, "preservation owes copies or deletions");
+        let error = anyhow::anyhow!(
+            "preservation: {without} recordings without a verified second copy, \
+             {left} copies of purged recordings left"
+        );
+        let context = ErrorContext {
+            feature: "preservation",
+            action: "books",
+            extra: serde_json::Map::from_iter([
+                ("withoutSecondCopy".to_owned(), without.into()),
+                ("copiesOfPurged".to_owned(), left.into()),
+            ]),
+        };
+        telemetry::report_error(run.app.sentry.as_ref(), error.as_ref(), context);
     }
     Ok(())
 }

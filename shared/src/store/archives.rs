@@ -108,13 +108,14 @@ const CLAIM: Statement = Statement {
 const INSERT_ITEMS: Statement = Statement {
     name: "archives.insert_items",
     runs_as: RunsAs::Service,
-    // The archive's list, made once.
+    // The archive's list, made once, with the SHA-256 the recordings keep (what the
+    // bytes read must hash to).
     sql: "INSERT INTO public.archive_items (archive_id, recording_id, part, position, name,
             recorded_at, duration_seconds, speaker, prompt_id, prompt_text, title,
-            audio_size_bytes, waveform_size_bytes)
+            audio_size_bytes, waveform_size_bytes, audio_sha256, waveform_sha256)
           SELECT $1, * FROM unnest($2::uuid[], $3::int[], $4::int[], $5::text[],
             $6::timestamptz[], $7::float8[], $8::text[], $9::uuid[], $10::text[], $11::text[],
-            $12::int8[], $13::int8[])",
+            $12::int8[], $13::int8[], $14::bytea[], $15::bytea[])",
 };
 
 const SET_PARTS: Statement = Statement {
@@ -130,7 +131,7 @@ const ITEMS: Statement = Statement {
     // The archive's list, for its parts from $2 to $3 (every part: the manifest's view).
     sql: "SELECT recording_id, part, name, recorded_at, duration_seconds, speaker, prompt_id,
                  prompt_text, title, audio_size_bytes, waveform_size_bytes, audio_sha256,
-                 waveform_sha256, missing
+                 waveform_sha256, missing, damaged
           FROM public.archive_items
           WHERE archive_id = $1 AND part BETWEEN $2 AND $3
           ORDER BY part, position",
@@ -141,9 +142,10 @@ const WRITTEN: Statement = Statement {
     runs_as: RunsAs::Service,
     // What writing a part found out about its recordings.
     sql: "UPDATE public.archive_items i
-          SET audio_sha256 = w.audio, waveform_sha256 = w.waveform, missing = w.missing
-          FROM unnest($2::uuid[], $3::bytea[], $4::bytea[], $5::bool[])
-            AS w (recording_id, audio, waveform, missing)
+          SET audio_sha256 = w.audio, waveform_sha256 = w.waveform, missing = w.missing,
+              damaged = w.damaged
+          FROM unnest($2::uuid[], $3::bytea[], $4::bytea[], $5::bool[], $6::bool[])
+            AS w (recording_id, audio, waveform, missing, damaged)
           WHERE i.archive_id = $1 AND i.recording_id = w.recording_id",
 };
 
@@ -474,6 +476,10 @@ impl Job {
         let titles: Vec<Option<&str>> = items.iter().map(|i| i.title.as_deref()).collect();
         let audio: Vec<i64> = items.iter().map(|i| i.audio_size_bytes).collect();
         let waveform: Vec<Option<i64>> = items.iter().map(|i| i.waveform_size_bytes).collect();
+        let audio_sha256: Vec<Option<&[u8]>> =
+            items.iter().map(|i| i.audio_sha256.as_deref()).collect();
+        let waveform_sha256: Vec<Option<&[u8]>> =
+            items.iter().map(|i| i.waveform_sha256.as_deref()).collect();
         let params = [
             (&self.id as _, Type::UUID),
             (&ids as _, Type::UUID_ARRAY),
@@ -488,6 +494,8 @@ impl Job {
             (&titles as _, Type::TEXT_ARRAY),
             (&audio as _, Type::INT8_ARRAY),
             (&waveform as _, Type::INT8_ARRAY),
+            (&audio_sha256 as _, Type::BYTEA_ARRAY),
+            (&waveform_sha256 as _, Type::BYTEA_ARRAY),
         ];
         query(tx, &INSERT_ITEMS, &params).await?;
         let params = [(&self.id as _, Type::UUID), (&parts as _, Type::INT4)];
@@ -521,6 +529,7 @@ impl Job {
                 audio_sha256: r.get("audio_sha256"),
                 waveform_sha256: r.get("waveform_sha256"),
                 missing: r.get("missing"),
+                damaged: r.get("damaged"),
             })
             .collect())
     }
@@ -561,12 +570,14 @@ impl Job {
         let waveform: Vec<Option<&[u8]>> =
             items.iter().map(|i| i.waveform_sha256.as_deref()).collect();
         let missing: Vec<bool> = items.iter().map(|i| i.missing).collect();
+        let damaged: Vec<bool> = items.iter().map(|i| i.damaged).collect();
         let params = [
             (&self.id as _, Type::UUID),
             (&ids as _, Type::UUID_ARRAY),
             (&audio as _, Type::BYTEA_ARRAY),
             (&waveform as _, Type::BYTEA_ARRAY),
             (&missing as _, Type::BOOL_ARRAY),
+            (&damaged as _, Type::BOOL_ARRAY),
         ];
         query(tx, &WRITTEN, &params).await?;
         let params = [
@@ -655,9 +666,14 @@ pub struct Item {
     pub title: Option<String>,
     pub audio_size_bytes: i64,
     pub waveform_size_bytes: Option<i64>,
+    /// The SHA-256 of its audio and waveform: at listing the recording's (what the bytes
+    /// read must hash to; None when not yet known), once written the bytes'.
     pub audio_sha256: Option<Vec<u8>>,
     pub waveform_sha256: Option<Vec<u8>>,
+    /// Its object was gone (purged meanwhile): left out.
     pub missing: bool,
+    /// No copy of its bytes matched its SHA-256: left out, listed as damaged.
+    pub damaged: bool,
 }
 
 impl Item {

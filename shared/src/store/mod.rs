@@ -9,6 +9,7 @@
 //! `?`, a worker reports it).
 
 pub mod archives;
+pub mod copies;
 pub mod entitlements;
 pub mod families;
 pub mod invites;
@@ -102,6 +103,7 @@ pub fn statements() -> Vec<&'static Statement> {
     [
         &[&PROLOGUE, &WHOAMI][..],
         archives::STATEMENTS,
+        copies::STATEMENTS,
         entitlements::STATEMENTS,
         families::STATEMENTS,
         invites::STATEMENTS,

@@ -30,18 +30,20 @@ sql_enum! {
 macro_rules! reservation_columns {
     () => {
         "id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
-         duration_seconds, content_type, closed_at IS NOT NULL AS closed, departure, departed_at"
+         duration_seconds, content_type, audio_sha256, closed_at IS NOT NULL AS closed,
+         departure, departed_at"
     };
 }
 
 const RESERVE: Statement = Statement {
     name: "recordings.reserve",
     runs_as: RunsAs::Service,
-    // The reservation: who, which family, declared sizes, duration, prompt and expiry.
+    // The reservation: who, which family, declared sizes and SHA-256, duration, prompt
+    // and expiry.
     sql: "INSERT INTO public.upload_reservations
             (id, family_id, user_id, prompt_id, audio_size_bytes, waveform_size_bytes,
-             duration_seconds, content_type, expires_at)
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))",
+             duration_seconds, content_type, audio_sha256, expires_at)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))",
 };
 
 const RESERVED_BYTES: Statement = Statement {
@@ -70,9 +72,10 @@ const RESERVATION: Statement = Statement {
 const FINALIZE: Statement = Statement {
     name: "recordings.finalize",
     runs_as: RunsAs::Service,
-    // The entitlement lock, the quota and the ledger, the recording, the reservation
-    // closed: one idempotent step (false when the recording already exists).
-    sql: "SELECT public.finalize_recording_tx($1, $2, $3, $4, $5, $6, $7, $8, $9) AS created",
+    // The entitlement lock, the quota and the ledger, the recording with its checksums
+    // and copies, the reservation closed: one idempotent step (false when the recording
+    // already exists).
+    sql: "SELECT public.finalize_recording_tx($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) AS created",
 };
 
 const RECORDING: Statement = Statement {
@@ -273,7 +276,8 @@ const FOR_ARCHIVE: Statement = Statement {
     // The live recordings of the family, oldest first, with who spoke (their capped
     // display name) and to what prompt.
     sql: "SELECT r.id, r.created_at, r.duration_seconds, r.title, r.audio_size_bytes,
-                 r.waveform_size_bytes, r.prompt_id, p.text AS prompt_text, speaker.name AS speaker
+                 r.waveform_size_bytes, r.audio_sha256, r.waveform_sha256, r.prompt_id,
+                 p.text AS prompt_text, speaker.name AS speaker
           FROM public.recordings r
           LEFT JOIN public.prompts p ON p.id = r.prompt_id
           LEFT JOIN LATERAL public.account_of(r.created_by) speaker ON true
@@ -319,6 +323,9 @@ pub struct Reservation {
     pub waveform_size: Option<i64>,
     pub duration_seconds: f64,
     pub content_type: String,
+    /// The audio's SHA-256 the app declared (None for reservations made before
+    /// checksums existed).
+    pub audio_sha256: Option<String>,
     /// Released by the sweep (or revoked): it holds no quota.
     pub closed: bool,
     /// What its creator's departure made of it, and when they left.
@@ -336,6 +343,7 @@ impl Reservation {
             waveform_size: r.get("waveform_size_bytes"),
             duration_seconds: r.get("duration_seconds"),
             content_type: r.get("content_type"),
+            audio_sha256: r.get("audio_sha256"),
             closed: r.get("closed"),
             departure: r
                 .get::<_, Option<Departure>>("departure")
@@ -355,6 +363,7 @@ impl Reservation {
             (&self.waveform_size as _, Type::INT8),
             (&self.duration_seconds as _, Type::FLOAT8),
             (&self.content_type as _, Type::TEXT),
+            (&self.audio_sha256 as _, Type::TEXT),
             (&seconds as _, Type::FLOAT8),
         ];
         query(tx, &RESERVE, &params).await?;
@@ -410,16 +419,19 @@ impl Reservation {
     }
 
     /// Records its upload as a recording (the entitlement lock, the quota and the
-    /// ledger, the recording, the reservation closed; `finalize_recording_tx`), with the
-    /// objects' real sizes; the recording, and whether this call created it. Over quota
-    /// it is [`StoreError::OverQuota`] and nothing is written.
+    /// ledger, the recording and its copies, the reservation closed;
+    /// `finalize_recording_tx`), with the objects as the bucket holds them; the
+    /// recording, and whether this call created it. Over quota it is
+    /// [`StoreError::OverQuota`] and nothing is written.
     pub async fn finalize(
         &self,
         tx: &Tx<'_>,
         title: Option<&str>,
-        audio: i64,
-        waveform: Option<i64>,
+        audio: &Stored,
+        waveform: Option<&Stored>,
     ) -> Result<(Recording, bool), StoreError> {
+        let waveform_size = waveform.map(|w| w.size);
+        let waveform_sha256 = waveform.and_then(|w| w.sha256.as_deref());
         let params = [
             (&self.id as _, Type::UUID),
             (&self.family_id as _, Type::UUID),
@@ -428,8 +440,10 @@ impl Reservation {
             (&title as _, Type::TEXT),
             (&self.duration_seconds as _, Type::FLOAT8),
             (&self.content_type as _, Type::TEXT),
-            (&audio as _, Type::INT8),
-            (&waveform as _, Type::INT8),
+            (&audio.size as _, Type::INT8),
+            (&waveform_size as _, Type::INT8),
+            (&audio.sha256 as _, Type::TEXT),
+            (&waveform_sha256 as _, Type::TEXT),
         ];
         let created: bool = one(tx, &FINALIZE, &params).await?.get("created");
         let params = [
@@ -449,6 +463,13 @@ impl Reservation {
         };
         Ok((recording, created))
     }
+}
+
+/// An object as the bucket holds it: its real size, and its SHA-256 (base64) when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub size: i64,
+    pub sha256: Option<String>,
 }
 
 /// The bytes the family's open reservations hold.
@@ -634,6 +655,9 @@ pub struct ForArchive {
     pub title: Option<String>,
     pub audio_size: i64,
     pub waveform_size: Option<i64>,
+    /// The objects' SHA-256 (base64) as the recording keeps them (None: not yet known).
+    pub audio_sha256: Option<String>,
+    pub waveform_sha256: Option<String>,
     pub prompt_id: Option<Uuid>,
     pub prompt_text: Option<String>,
     /// The speaker's display name, capped (None: their account has none, or is gone).
@@ -652,6 +676,8 @@ pub async fn for_archive(tx: &Tx<'_>, family: Uuid) -> Result<Vec<ForArchive>, S
             title: r.get("title"),
             audio_size: r.get("audio_size_bytes"),
             waveform_size: r.get("waveform_size_bytes"),
+            audio_sha256: r.get("audio_sha256"),
+            waveform_sha256: r.get("waveform_sha256"),
             prompt_id: r.get("prompt_id"),
             prompt_text: r.get("prompt_text"),
             speaker: r.get("speaker"),

@@ -1,0 +1,6 @@
+//! The audit Lambda: wiring only; the function lives in the library.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::function::run(audit::function()).await
+}
