@@ -5,9 +5,11 @@
 #   latency, throughput, floors, contention and peak RSS under load through the local
 #   runner, loaded by wrk, on a database of families with 1,000 recordings each; one
 #   storage-maintenance run purging a trash of 1,000 recordings (time, peak RSS); one
-#   archive-worker run over a family of 1 GB of recordings (throughput, peak RSS).
-#   scripts/bench.sh [cold RUNS | warm SECONDS | maintenance RECORDINGS | archive MB]
-#   (default: all four; 20 starts, 5 s per run, 1,000 recordings, 1,000 MB)
+#   archive-worker run over a family of 1 GB of recordings (throughput, peak RSS); one
+#   replicate and one audit run over a family of 1 GB (throughput, peak RSS).
+#   scripts/bench.sh [cold RUNS | warm SECONDS | maintenance RECORDINGS | archive MB |
+#                     preservation MB]
+#   (default: all five; 20 starts, 5 s per run, 1,000 recordings, 1,000 MB, 1,000 MB)
 # Needs the test PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
 # and wrk (Debian package wrk; installed here when apt-get can).
 source "$(dirname "$0")/lib.sh"
@@ -49,4 +51,11 @@ if [ "$what" = all ] || [ "$what" = archive ]; then
   cargo build --release --locked -p archive-worker -p bench --bin archive-worker --bin archive
   echo "== archive-worker: one archive of a family with ${2:-1000} MB of recordings (release binary)"
   "$CARGO_TARGET_DIR/release/archive" "$CARGO_TARGET_DIR/release" "${2:-1000}"
+fi
+
+if [ "$what" = all ] || [ "$what" = preservation ]; then
+  DATABASE_URL=$(find_postgres); export DATABASE_URL
+  cargo build --release --locked -p replicate -p audit -p bench --bin replicate --bin audit --bin preservation
+  echo "== preservation: one replicate and one audit run over a family with ${2:-1000} MB of recordings (release binaries)"
+  "$CARGO_TARGET_DIR/release/preservation" "$CARGO_TARGET_DIR/release" "${2:-1000}"
 fi

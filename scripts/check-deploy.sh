@@ -66,6 +66,23 @@ if env -u R2_BUCKET_NAME scripts/r2-setup.sh staging --dry-run >/dev/null 2>&1; 
 fi
 echo "$plan" | cut -c1-110
 
+echo "== backup-setup --dry-run prints the bucket's creation with Object Lock and its settings"
+plan=$(env -u BACKUP_S3_ACCESS_KEY_ID -u BACKUP_S3_SECRET_ACCESS_KEY BACKUP_S3_ENDPOINT=https://s3.eu-central-2.example.com \
+  BACKUP_S3_REGION=eu-central-2 BACKUP_S3_BUCKET=stories-backup-staging scripts/backup-setup.sh staging --dry-run)
+grep -q "^aws s3api create-bucket .* --object-lock-enabled-for-bucket --create-bucket-configuration LocationConstraint=eu-central-2$" <<<"$plan" \
+  || die "backup-setup does not create the bucket with Object Lock in its region: $plan"
+grep -qF "put-object-lock-configuration" <<<"$plan" || die "backup-setup does not configure Object Lock: $plan"
+if env -u BACKUP_S3_BUCKET scripts/backup-setup.sh staging --dry-run >/dev/null 2>&1; then
+  die "backup-setup ran without BACKUP_S3_BUCKET"
+fi
+echo "$plan" | cut -c1-110
+
+echo "== the backup credentials reach the preservation functions and the purge only"
+plan=$(BACKUP_S3_SECRET_ACCESS_KEY=x BACKUP_S3_BUCKET=x scripts/deploy.sh production --all --dry-run)
+holders=$(awk '/^== /{f=$2} /environment file with:.*BACKUP_S3_SECRET_ACCESS_KEY/{print f}' <<<"$plan" | sort | tr '\n' ' ')
+[ "$holders" = "archive-worker audit replicate storage-maintenance " ] \
+  || die "the backup's secret would go to: $holders"
+
 echo "== deploy, rollback and the database step for real, against an AWS emulator (moto)"
 # The real scripts, not a dry run: the AWS CLI and cargo-lambda's SDK follow
 # AWS_ENDPOINT_URL to moto's server. The build is skipped (SKIP_BUILD=1): each function's
@@ -121,6 +138,25 @@ for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$moto_port/" &&
   expect "versions after a refused deploy" "$(versions create-family)" "$before"
   expect "live after a refused deploy" "$(live create-family)" 2
   echo "emulated: first deploy (v1, live, URL), second (v2), rollback to 1 and to 2, others untouched, refusal changes nothing"
+
+  # The backup bucket for real: made locked, settings applied (twice: the step is run
+  # at every deploy), and a bucket that exists without Object Lock refused.
+  export BACKUP_S3_ENDPOINT="$AWS_ENDPOINT_URL" BACKUP_S3_REGION=eu-west-1 BACKUP_S3_BUCKET=stories-backup-staging
+  export BACKUP_S3_ACCESS_KEY_ID=emulated BACKUP_S3_SECRET_ACCESS_KEY=emulated
+  scripts/backup-setup.sh staging >/dev/null
+  scripts/backup-setup.sh staging >/dev/null
+  at=(--bucket stories-backup-staging)
+  expect "backup Object Lock" "$(aws s3api get-object-lock-configuration "${at[@]}" --query ObjectLockConfiguration.ObjectLockEnabled --output text)" Enabled
+  expect "backup versioning" "$(aws s3api get-bucket-versioning "${at[@]}" --query Status --output text)" Enabled
+  rules=$(aws s3api get-bucket-lifecycle-configuration "${at[@]}" --query 'Rules[].ID' --output text)
+  expect "backup lifecycle" "$rules" "$(printf 'abort-incomplete-multipart-uploads\tnoncurrent-versions-after-their-lock')"
+  # A bucket made earlier without Object Lock gets it (S3 allows it on a versioned bucket;
+  # a provider that doesn't makes the step fail, and the deploy stops).
+  aws s3api create-bucket --bucket stories-backup-unlocked --create-bucket-configuration LocationConstraint=eu-west-1 >/dev/null
+  BACKUP_S3_BUCKET=stories-backup-unlocked scripts/backup-setup.sh staging >/dev/null
+  expect "Object Lock on an older bucket" \
+    "$(aws s3api get-object-lock-configuration --bucket stories-backup-unlocked --query ObjectLockConfiguration.ObjectLockEnabled --output text)" Enabled
+  echo "emulated: the backup bucket is made with Object Lock and versioning, its lifecycle applied twice, an older bucket locked"
 )
 kill "$moto"
 rm -rf "$emulated"

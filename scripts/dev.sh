@@ -48,12 +48,22 @@ export R2_ENDPOINT="${R2_ENDPOINT:-http://127.0.0.1:9000}"
 export R2_ACCESS_KEY_ID="${R2_ACCESS_KEY_ID:-local-access-key}"
 export R2_SECRET_ACCESS_KEY="${R2_SECRET_ACCESS_KEY:-local-secret-key}"
 export LOCAL_S3_DIR="${LOCAL_S3_DIR:-$ROOT/.local/s3}"
+# The second copy of every recording (contract §10): another local S3 server, its own
+# port (LOCAL_BACKUP_PORT, so two stacks on one machine keep theirs apart), folder
+# (beside LOCAL_S3_DIR) and credentials. replicate and audit keep it.
+export BACKUP_S3_BUCKET="${BACKUP_S3_BUCKET:-stories-backup}"
+export BACKUP_S3_ENDPOINT="${BACKUP_S3_ENDPOINT:-http://127.0.0.1:${LOCAL_BACKUP_PORT:-9001}}"
+export BACKUP_S3_REGION="${BACKUP_S3_REGION:-local}"
+export BACKUP_S3_ACCESS_KEY_ID="${BACKUP_S3_ACCESS_KEY_ID:-local-backup-access-key}"
+export BACKUP_S3_SECRET_ACCESS_KEY="${BACKUP_S3_SECRET_ACCESS_KEY:-local-backup-secret-key}"
+export LOCAL_BACKUP_DIR="${LOCAL_BACKUP_DIR:-${LOCAL_S3_DIR%/}-backup}"
 export MAILBOX_DIR="${MAILBOX_DIR:-$ROOT/.local/mailbox}"
 # Billing answers 503 until STRIPE_SECRET_KEY (test mode) is set; the webhook secret is
 # local so `stripe-event` can sign sample events for it.
 export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_local_development}"
 export PORT="${PORT:-54321}"
-# The maintenance job (storage-maintenance) every minute, as EventBridge runs it every 15.
+# The scheduled functions (storage-maintenance, replicate, audit, archive-worker) every
+# minute.
 export LOCAL_SCHEDULE_SECONDS="${LOCAL_SCHEDULE_SECONDS:-60}"
 
 psql -q "$ADMIN_URL" -tc "SELECT 1 FROM pg_database WHERE datname = '$DEV_DB'" | grep -q 1 \
@@ -76,8 +86,12 @@ cat <<MSG
     curl -s http://127.0.0.1:$PORT/functions/v1/create-family \\
       -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"name":"The Garcias","language":"es"}'
 
-  The maintenance job runs every $LOCAL_SCHEDULE_SECONDS s; once, now (another terminal):
+  The scheduled functions run every $LOCAL_SCHEDULE_SECONDS s; one, now (another terminal):
     scripts/dev.sh invoke storage-maintenance
+
+  Every recording is copied to the local backup at $BACKUP_S3_ENDPOINT (bucket
+  $BACKUP_S3_BUCKET, files in $LOCAL_BACKUP_DIR) and audited; a family restored from it:
+    scripts/dev.sh invoke audit '{"family": "FAMILY_ID"}'
 
   A signed sample Stripe event for the webhook:
     STRIPE_WEBHOOK_SECRET=$(shown STRIPE_WEBHOOK_SECRET $webhook_secret) $CARGO_TARGET_DIR/debug/stripe-event customer.subscription.updated sub_123

@@ -35,6 +35,9 @@ cargo build --locked -p local -p archive-worker
 echo "== a new function from the template, in a scratch clone"
 "$ROOT/scripts/check-scaffold.sh"
 
+# moto_server (an AWS emulator that implements S3 Object Lock), for the backup drills.
+use_tools emulator
+
 echo "== tests, functions connected directly"
 cargo test --workspace --locked -- --test-threads="$threads"
 echo "== integration tests, functions through PgBouncer (transaction mode)"

@@ -82,9 +82,9 @@ pub struct Config {
     /// preservation functions and the purge are given them.
     pub backup: Option<R2Config>,
     /// `BACKUP_S3_LOCK_DAYS` (1..=30): how long Object Lock (compliance mode) keeps each
-    /// backup copy of a live recording, renewed a third of the way before it ends; never
-    /// past the trash retention, so the purge finds it unlocked. Unset: the bucket has
-    /// no lock (a local S3).
+    /// backup copy of a live recording, renewed for as long once a third has passed;
+    /// never past the trash retention, so the purge finds it unlocked. Unset: the bucket
+    /// has no lock (a local S3).
     pub backup_lock: Option<std::time::Duration>,
     /// `AUDIT_CYCLE_DAYS` (default 30): every copy is re-hashed at least this often.
     pub audit_cycle_days: u32,

@@ -49,8 +49,9 @@ impl<'a> Stores<'a> {
         Some(Utc::now() + lock)
     }
 
-    /// When a backup copy's lock is renewed: a third of the way before it ends (E = L/3,
-    /// so E < L as the contract asks).
+    /// Copies whose lock ends before this are renewed: once a third of the lock has
+    /// passed (E = L/3, so E < L as the contract asks, and replicate may be down for two
+    /// thirds of L before a live copy's lock could end).
     pub fn renew_before(&self) -> Option<DateTime<Utc>> {
         let lock = self.lock?;
         Some(Utc::now() + lock * 2 / 3)

@@ -70,6 +70,11 @@ const BASE_ENV: &[(&str, &str)] = &[
     ("R2_ENDPOINT", "http://127.0.0.1:9"),
     ("R2_ACCESS_KEY_ID", "bench"),
     ("R2_SECRET_ACCESS_KEY", "bench"),
+    ("BACKUP_S3_ENDPOINT", "http://127.0.0.1:9"),
+    ("BACKUP_S3_REGION", "bench"),
+    ("BACKUP_S3_BUCKET", "bench-backup"),
+    ("BACKUP_S3_ACCESS_KEY_ID", "bench"),
+    ("BACKUP_S3_SECRET_ACCESS_KEY", "bench"),
     ("STRIPE_WEBHOOK_SECRET", "whsec_bench"),
 ];
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::client::{put_declared, sha256 as declared};
-use testkit::server::{Server, TEST_BUCKET};
+use testkit::server::{Server, TEST_BACKUP_BUCKET, TEST_BUCKET};
 use testkit::{As, TestDb, begin_as, fixtures, stubs};
 use uuid::Uuid;
 
@@ -825,6 +825,79 @@ async fn a_recording_purged_while_the_archive_is_made_is_left_out_and_said_so() 
     assert_eq!(manifest["recordings"].as_array().map(Vec::len), Some(1));
     assert_eq!(manifest["leftOut"][0]["id"], json!(gone));
     assert!(!manifest.to_string().contains(&late.to_string()));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// One byte of an object flipped on a store's disk, as a failing disk would.
+fn flip(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[tokio::test]
+async fn the_archive_checks_every_file_reads_the_backup_when_r2_is_wrong_and_lists_the_damaged() {
+    let server = Server::start_with_sentry().await;
+    let (keeper, token) = server.user().await;
+    let family = server.family(&token).await;
+    let healed = recording(&server, family, keeper, STORY, Some("Healed"), None).await;
+    let lost = recording(&server, family, keeper, b"wrong twice", Some("Lost"), None).await;
+    // Their second copies, as the replicate function makes them.
+    let report = local::run_event(&server.app, "replicate", json!({}))
+        .await
+        .expect("replicate");
+    assert_eq!(report["copied"], 4, "{report}");
+    // R2's audio of both goes wrong, and the backup's of the second too.
+    let audio = |id: Uuid| {
+        shared::r2::RecordingKey {
+            family_id: family,
+            recording_id: id,
+        }
+        .audio()
+    };
+    flip(&server.s3_dir.join(TEST_BUCKET).join(audio(healed)));
+    flip(&server.s3_dir.join(TEST_BUCKET).join(audio(lost)));
+    flip(&server.backup_dir.join(TEST_BACKUP_BUCKET).join(audio(lost)));
+
+    let archive = id_of(&request(&server, &token, family).await);
+    assert_eq!(work(&server, json!({})).await["done"], 1);
+    let dir = scratch();
+    let parts = download(&server, &token, archive, &dir).await;
+    let listing = python_listing(&parts[0]);
+    let written: Vec<&(u64, String)> = listing
+        .iter()
+        .filter(|(name, _)| name.ends_with(".m4a"))
+        .map(|(_, file)| file)
+        .collect();
+    assert_eq!(
+        written,
+        [&(STORY.len() as u64, sha256(STORY))],
+        "{listing:?}"
+    );
+    let manifest = Command::new("unzip")
+        .arg("-p")
+        .arg(&parts[0])
+        .arg("The Family/manifest.json")
+        .output()
+        .expect("unzip -p")
+        .stdout;
+    let manifest: Value = serde_json::from_slice(&manifest).expect("manifest");
+    assert_eq!(manifest["recordings"][0]["id"], json!(healed));
+    assert_eq!(manifest["recordings"][0]["audio"]["sha256"], sha256(STORY));
+    assert_eq!(
+        manifest["leftOut"],
+        json!([{"id": lost, "reason": "damaged: no copy of its bytes matches its SHA-256"}])
+    );
+    let events = server
+        .sentry
+        .as_ref()
+        .expect("sentry")
+        .fetch_and_clear_events();
+    assert!(
+        events.len() >= 3,
+        "R2's two wrong copies and the lost recording are reported"
+    );
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 

@@ -352,6 +352,62 @@ async fn finalize_refuses_bytes_stored_under_another_checksum_and_hashes_when_no
 }
 
 #[tokio::test]
+async fn an_upload_reserved_before_checksums_finalizes_as_before_and_its_first_audit_hashes_it() {
+    let server = Server::start().await;
+    let (token, family) = keeper_family(&server).await;
+    let user: Uuid = server
+        .db
+        .admin()
+        .await
+        .query_one("SELECT created_by FROM families WHERE id = $1", &[&family])
+        .await
+        .expect("family")
+        .get("created_by");
+    // A reservation as the previous release made it: no declared SHA-256, and a URL
+    // that signs none.
+    let (id, bytes) = (Uuid::new_v4(), audio(91, 1200));
+    server
+        .db
+        .admin()
+        .await
+        .execute(
+            "INSERT INTO upload_reservations (id, family_id, user_id, audio_size_bytes, duration_seconds, expires_at)
+             VALUES ($1, $2, $3, 1200, 4, now() + interval '15 minutes')",
+            &[&id, &family, &user],
+        )
+        .await
+        .expect("an older reservation");
+    let k = key(family, id).audio();
+    let r2 = server.app.r2().expect("r2");
+    let signed = r2
+        .presign_put(&k, "audio/mp4", 1200, None, URL_EXPIRY)
+        .await
+        .expect("sign");
+    assert_eq!(
+        put_declared(&server.http, &signed.url, "audio/mp4", None, bytes.clone()).await,
+        200
+    );
+    let body = json!({"recordingId": id, "familyId": family});
+    server.finalize_recording(&token, &body).await.data();
+    // Nothing to copy it with until its hash is known...
+    assert_eq!(replicate(&server).await["copied"], 0);
+    // ...which its first audit records, from its bytes; then it is copied.
+    let report = audit(&server, json!({"all": true})).await;
+    assert_eq!(report["ok"], 1, "{report}");
+    let kept: Option<String> = server
+        .db
+        .admin()
+        .await
+        .query_one("SELECT audio_sha256 FROM recordings WHERE id = $1", &[&id])
+        .await
+        .expect("recording")
+        .get("audio_sha256");
+    assert_eq!(kept, Some(sha256(&bytes)));
+    assert_eq!(replicate(&server).await["copied"], 1);
+    assert_eq!(std::fs::read(backup(&server, &k)).expect("copied"), bytes);
+}
+
+#[tokio::test]
 async fn every_recording_gets_a_verified_second_copy_and_a_backup_down_delays_nothing() {
     let server = Server::start().await;
     let (token, family) = keeper_family(&server).await;

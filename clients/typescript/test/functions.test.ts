@@ -2,6 +2,7 @@
 // invite, redeem, reserve an upload. scripts/check-contract.sh starts the runner and
 // sets FUNCTIONS_URL, KEEPER_TOKEN and STORYTELLER_TOKEN.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { test } from "node:test";
 import { createClient } from "@supabase/supabase-js";
 import WebSocket from "ws";
@@ -38,10 +39,15 @@ test("a keeper creates a family, invites, a storyteller joins, and an upload is 
   assert.ok(joined.ok, JSON.stringify(joined));
   assert.deepEqual([joined.data.familyId, joined.data.role, joined.data.alreadyMember], [familyId, "storyteller", false]);
 
+  // The app hashes what it will send: the URL binds that SHA-256, and the bucket refuses
+  // other bytes.
+  const audio = Buffer.alloc(4096, 7);
+  const sha256 = createHash("sha256").update(audio).digest("base64");
   const upload = await invoke(storyteller, "get-signed-upload-url", {
     familyId,
     durationSeconds: 12.5,
-    sizeBytes: 4096,
+    sizeBytes: audio.length,
+    sha256,
     contentType: "audio/mp4",
   });
   assert.ok(upload.ok, JSON.stringify(upload));
@@ -49,6 +55,7 @@ test("a keeper creates a family, invites, a storyteller joins, and an upload is 
     "Content-Type": "audio/mp4",
     "Content-Length": "4096",
     "If-None-Match": "*",
+    "x-amz-checksum-sha256": sha256,
   });
 });
 
@@ -71,7 +78,7 @@ export function typesFollowTheName(client: ReturnType<typeof signedIn>) {
   // @ts-expect-error `nombre` is not an input of create-family
   void invoke(client, "create-family", { nombre: "x" });
   // @ts-expect-error a family id is required to reserve an upload
-  void invoke(client, "get-signed-upload-url", { durationSeconds: 1, sizeBytes: 1 });
+  void invoke(client, "get-signed-upload-url", { durationSeconds: 1, sizeBytes: 1, sha256: "" });
   // @ts-expect-error RATE_LIMIT is not a code of get-signed-playback-url
   const code: ErrorCodeOf<"get-signed-playback-url"> = "RATE_LIMIT";
   // ...while NOT_FOUND and the frame's own codes are.

@@ -9,8 +9,8 @@
 //!    (SKIP LOCKED), never of a recording whose purge is claimed (looked at before and
 //!    after the write; what was written meanwhile is deleted). A failure is tried again
 //!    after 1, 4, 16… minutes and reported every fifth time.
-//! 2. Locks: the backup copies of live, untrashed recordings whose lock ends within
-//!    two thirds of its length are locked again for its whole length.
+//! 2. Locks: the backup copies of live, untrashed recordings a third of whose lock has
+//!    passed are locked again for its whole length.
 //!
 //! Uploads and finalize never wait for any of it: when the backup is down, copies wait.
 

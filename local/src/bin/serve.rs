@@ -1,46 +1,32 @@
 //! `serve`: all functions on http://127.0.0.1:$PORT/functions/v1/<name> (PORT default
 //! 54321). With LOCAL_S3_DIR set it also serves that folder as the S3 endpoint in
 //! R2_ENDPOINT (an `http://127.0.0.1:PORT` address), with the R2_* credentials and the
-//! bucket's CORS rules for the app's origins (`deploy/r2/cors.json`). With
-//! LOCAL_SCHEDULE_SECONDS set it runs every scheduled function that often (as
-//! EventBridge would in the cloud).
+//! bucket's CORS rules for the app's origins (`deploy/r2/cors.json`); with
+//! LOCAL_BACKUP_DIR set, that folder as the backup store at BACKUP_S3_ENDPOINT with the
+//! BACKUP_S3_* credentials. With LOCAL_SCHEDULE_SECONDS set it runs every scheduled
+//! function that often (as EventBridge would in the cloud).
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use shared::config::R2Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
     let app = Arc::new(shared::App::from_env()?);
     if let Ok(dir) = std::env::var("LOCAL_S3_DIR") {
-        let r2 = app
-            .config
-            .r2
-            .as_ref()
-            .context("LOCAL_S3_DIR needs R2_BUCKET_NAME, R2_ENDPOINT and keys")?;
-        let addr = r2
-            .endpoint
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let (bucket, key) = (r2.bucket.clone(), r2.access_key_id.clone());
-        let secret = secrecy::ExposeSecret::expose_secret(&r2.secret_access_key).to_owned();
-        tracing::info!("local S3 at http://{addr}, bucket {bucket}, files in {dir}");
+        let r2 = app.config.r2.as_ref();
+        let r2 = r2.context("LOCAL_S3_DIR needs R2_BUCKET_NAME, R2_ENDPOINT and keys")?;
         // The bucket's CORS rules for the app's origins, as scripts/r2-setup.sh gives R2.
-        let options = local::s3::Options {
-            cors: local::s3::Cors::for_origins(&app.config.allowed_redirect_origins)?,
-            ..Default::default()
-        };
-        tokio::spawn(async move {
-            let served = local::s3::serve(listener, dir.as_ref(), &bucket, &key, &secret, options);
-            if let Err(e) = served.await {
-                tracing::error!(error = %e, "local S3 stopped");
-            }
-        });
+        let cors = local::s3::Cors::for_origins(&app.config.allowed_redirect_origins)?;
+        serve_bucket("local S3", r2, dir, cors).await?;
+    }
+    if let Ok(dir) = std::env::var("LOCAL_BACKUP_DIR") {
+        let backup = app.config.backup.as_ref();
+        let backup = backup.context("LOCAL_BACKUP_DIR needs the BACKUP_S3_* variables")?;
+        // No browser ever reaches the backup: no CORS rule.
+        serve_bucket("local backup S3", backup, dir, local::s3::Cors::default()).await?;
     }
     let port: u16 = std::env::var("PORT")
         .ok()
@@ -72,5 +58,37 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     local::serve(listener, app).await?;
+    Ok(())
+}
+
+/// Serves the folder `dir` as the bucket `config` names, at its endpoint (an
+/// `http://127.0.0.1:PORT` address).
+async fn serve_bucket(
+    what: &'static str,
+    config: &R2Config,
+    dir: String,
+    cors: local::s3::Cors,
+) -> anyhow::Result<()> {
+    let addr = config
+        .endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr} for the {what}"))?;
+    let (bucket, key) = (config.bucket.clone(), config.access_key_id.clone());
+    let secret = secrecy::ExposeSecret::expose_secret(&config.secret_access_key).to_owned();
+    tracing::info!("{what} at http://{addr}, bucket {bucket}, files in {dir}");
+    let options = local::s3::Options {
+        cors,
+        ..Default::default()
+    };
+    tokio::spawn(async move {
+        let served = local::s3::serve(listener, dir.as_ref(), &bucket, &key, &secret, options);
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "{what} stopped");
+        }
+    });
     Ok(())
 }
