@@ -208,4 +208,4 @@ PORT=$port DATABASE_URL=postgres://functions_authenticator@127.0.0.1:5432/postgr
 serve=$!
 trap 'kill $serve 2>/dev/null; rm -rf "$s3_dir"' EXIT
 for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port/functions/v1/create-family" && break; sleep 0.2; done
-scripts/smoke.sh "http://127.0.0.1:$port/functions/v1"
+EXPECTED_REVISION=$(git rev-parse HEAD) scripts/smoke.sh "http://127.0.0.1:$port/functions/v1"

@@ -11,6 +11,7 @@ pub use ::finalize_recording;
 pub use ::get_archive;
 pub use ::get_signed_playback_url;
 pub use ::get_signed_upload_url;
+pub use ::health;
 pub use ::leave_family;
 pub use ::redeem_invite;
 pub use ::remove_member;
@@ -35,6 +36,7 @@ pub fn functions() -> Vec<shared::Function> {
         get_archive::function(),
         get_signed_playback_url::function(),
         get_signed_upload_url::function(),
+        health::function(),
         leave_family::function(),
         redeem_invite::function(),
         remove_member::function(),
@@ -59,6 +61,7 @@ pub fn operations() -> Vec<shared::api::Operation> {
         get_archive::api(),
         get_signed_playback_url::api(),
         get_signed_upload_url::api(),
+        health::api(),
         leave_family::api(),
         redeem_invite::api(),
         remove_member::api(),

@@ -109,6 +109,8 @@ pub enum Auth {
     Bearer,
     /// Stripe's `Stripe-Signature` over the raw body (the webhook).
     StripeSignature,
+    /// No credentials (the health check).
+    None,
 }
 
 /// A follow-up call the answer makes possible (an OpenAPI link): `target`'s body
@@ -128,6 +130,8 @@ pub struct Operation {
     /// What it does, who may call it, what it refuses.
     pub description: &'static str,
     pub auth: Auth,
+    /// Takes `POST` with a JSON body (false: only `GET`).
+    pub post: bool,
     /// Also `GET ?field=…` (the input's fields as query parameters).
     pub get: bool,
     pub input: fn(&mut SchemaGenerator) -> Schema,
@@ -153,12 +157,29 @@ impl Operation {
             summary,
             description,
             auth: Auth::Bearer,
+            post: true,
             get: false,
             input: |g| g.subschema_for::<I>(),
             output: |g| g.subschema_for::<O>(),
             errors: &[],
             example,
             links: &[],
+        }
+    }
+
+    /// A `GET` with no input and no credentials, answering `O`; `example` gives the
+    /// answer's `data` (as the second of the pair, the first unused).
+    pub fn get<O: JsonSchema>(
+        name: &'static str,
+        summary: &'static str,
+        description: &'static str,
+        example: fn() -> (serde_json::Value, serde_json::Value),
+    ) -> Self {
+        Operation {
+            auth: Auth::None,
+            post: false,
+            get: true,
+            ..Operation::post::<(), O>(name, summary, description, example)
         }
     }
 

@@ -53,6 +53,10 @@ pub enum ApiError {
     /// A dependency is down or not configured; the source says which (logged, not sent).
     #[error("Service temporarily unavailable. Please try again.")]
     Unavailable(#[source] anyhow::Error),
+    /// A dependency the health check asks did not answer in time: its name is sent
+    /// (`database`), nothing else about it.
+    #[error("{0} did not answer in time")]
+    DependencyDown(&'static str),
     /// A bug or anything unforeseen; the source is logged, never sent.
     #[error("{INTERNAL_MESSAGE}")]
     Internal(#[source] anyhow::Error),
@@ -76,7 +80,7 @@ impl ApiError {
             ApiError::RateLimit { .. } => ErrorCode::RateLimit,
             ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
-            ApiError::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            ApiError::Unavailable(_) | ApiError::DependencyDown(_) => ErrorCode::ServiceUnavailable,
             ApiError::Internal(_) => ErrorCode::InternalError,
         }
     }
@@ -97,7 +101,9 @@ impl ApiError {
             ApiError::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::DependencyDown(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -216,6 +216,14 @@ impl Function {
         }
     }
 
+    /// Takes only `GET`, with no input (the health check).
+    pub fn get_only(self) -> Self {
+        Function {
+            methods: Methods::Get,
+            ..self
+        }
+    }
+
     /// A function run by a schedule or invoked asynchronously (its kind from its
     /// manifest); the event is its input (an empty or unreadable one: the default).
     pub fn event<I, O>(manifest: Manifest, run: EventRun<I, O>) -> Self

@@ -31,11 +31,17 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub enum Methods {
     Post,
     GetOrPost,
+    /// A read with no body and no input (the health check).
+    Get,
 }
 
 impl Methods {
     fn allows(self, m: &Method) -> bool {
-        *m == Method::POST || (matches!(self, Methods::GetOrPost) && *m == Method::GET)
+        match self {
+            Methods::Post => *m == Method::POST,
+            Methods::GetOrPost => *m == Method::POST || *m == Method::GET,
+            Methods::Get => *m == Method::GET,
+        }
     }
 
     /// The `Allow` header of a 405.
@@ -43,6 +49,7 @@ impl Methods {
         match self {
             Methods::Post => "POST, OPTIONS",
             Methods::GetOrPost => "GET, POST, OPTIONS",
+            Methods::Get => "GET, OPTIONS",
         }
     }
 }
@@ -68,20 +75,26 @@ where
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let span = tracing::info_span!("invocation", function, request_id = %request_id, user_id = tracing::field::Empty);
-    let invocation = Invocation {
-        function,
-        request_id: request_id.clone(),
-        ..Default::default()
-    };
+    // The app's trace continues here when it sent `sentry-trace` (and `baggage`).
     let transaction = app.sentry.as_ref().map(|client| {
         let hub = Arc::new(sentry::Hub::new(
             Some(client.clone()),
             Arc::new(sentry::Scope::default()),
         ));
-        sentry::Hub::run(hub, || {
-            sentry::start_transaction(sentry::TransactionContext::new(function, "http.server"))
-        })
+        let headers = req
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+        let context =
+            sentry::TransactionContext::continue_from_headers(function, "http.server", headers);
+        sentry::Hub::run(hub, || sentry::start_transaction(context))
     });
+    let invocation = Invocation {
+        function,
+        request_id: request_id.clone(),
+        trace: transaction.as_ref().map(|t| t.get_trace_context()),
+        ..Default::default()
+    };
     let response = telemetry::scope(invocation, async move {
         let started = Instant::now();
         if req.method() == Method::OPTIONS {
@@ -254,7 +267,14 @@ fn with_cors(mut response: Response) -> Response {
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, x-client-info, apikey, content-type"),
+        HeaderValue::from_static(
+            "authorization, x-client-info, apikey, content-type, sentry-trace, baggage",
+        ),
+    );
+    // What a browser app may read: which request failed, and when to try again.
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("x-request-id, retry-after"),
     );
     response
 }

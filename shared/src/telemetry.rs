@@ -76,6 +76,9 @@ pub struct Invocation {
     pub email: Option<String>,
     pub family_id: Option<Uuid>,
     pub recording_id: Option<Uuid>,
+    /// The trace this invocation belongs to (the app's, when it sent `sentry-trace`):
+    /// every event it reports carries it, so Sentry shows the app's call and ours as one.
+    pub trace: Option<sentry::protocol::TraceContext>,
 }
 
 tokio::task_local! {
@@ -126,6 +129,9 @@ pub const IGNORED_ERRORS: &[&str] = &[
     "TypeError: cancelled",
     "TypeError: Failed to fetch",
 ];
+
+/// The git revision the binary was built from (the health check's `revision`).
+pub const REVISION: &str = env!("GIT_REVISION");
 
 /// The release Sentry files events under: the crate version and the git revision the
 /// binary was built from.
@@ -259,6 +265,12 @@ pub fn report_at(
             .insert("recordingId".into(), Value::from(id.to_string()));
     }
     event.extra.extend(ctx.extra);
+    if let Some(trace) = inv.trace {
+        event.contexts.insert(
+            "trace".into(),
+            sentry::protocol::Context::Trace(Box::new(trace)),
+        );
+    }
     if let Some(id) = inv.user_id {
         event.user = Some(User {
             id: Some(id.to_string()),

@@ -69,10 +69,16 @@ fn the_request_collection_parses_and_names_every_function() {
             "{file} is stale: {}",
             local::openapi::REGENERATE
         );
-        // A request: `POST {{baseUrl}}/functions/v1/NAME`, headers, a blank line, JSON.
+        // A request: `POST {{baseUrl}}/functions/v1/NAME`, headers, a blank line, JSON;
+        // or a bare `GET {{baseUrl}}/functions/v1/NAME` (the health check).
         let request = text.split("\n### ").nth(1).expect("a request");
         let mut lines = request.lines().skip(1);
         let target = lines.next().expect("the request line");
+        if let Some(name) = target.strip_prefix("GET {{baseUrl}}/functions/v1/") {
+            assert_eq!(lines.next(), None, "{file}: a GET has no headers or body");
+            named.push(name.to_owned());
+            continue;
+        }
         let name = target
             .strip_prefix("POST {{baseUrl}}/functions/v1/")
             .expect("POST to a function");

@@ -16,8 +16,12 @@ fn assert_cors(headers: &HeaderMap, what: &str) {
     );
     assert_eq!(
         headers["access-control-allow-headers"],
-        "authorization, x-client-info, apikey, content-type",
+        "authorization, x-client-info, apikey, content-type, sentry-trace, baggage",
         "{what}"
+    );
+    assert_eq!(
+        headers["access-control-expose-headers"], "x-request-id, retry-after",
+        "{what}: a browser app may read them"
     );
     assert!(headers.contains_key("x-request-id"), "{what}: x-request-id");
 }
@@ -55,6 +59,9 @@ fn http_functions() -> Vec<&'static str> {
 /// The webhook is authenticated by Stripe's signature, not a token.
 const WEBHOOK: &str = "stripe-webhook";
 
+/// The health check takes only `GET`, with no credentials and no body.
+const HEALTH: &str = "health";
+
 #[tokio::test]
 async fn every_function_answers_the_frame_the_same_way() {
     let server = Server::start_with(
@@ -77,6 +84,18 @@ async fn every_function_answers_the_frame_the_same_way() {
         assert_cors(resp.headers(), &format!("{function}: OPTIONS"));
         assert!(resp.bytes().await.expect("body").is_empty(), "{function}");
 
+        if function == HEALTH {
+            let resp = server.http.get(&url).send().await.expect("get");
+            assert_eq!(resp.status(), 200, "{function}: GET");
+            assert_cors(resp.headers(), &format!("{function}: GET"));
+            let resp = server.http.post(&url).send().await.expect("post");
+            let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+            let body: Value = resp.json().await.expect("json");
+            let what = format!("{function}: POST");
+            assert_error(status, &body, &headers, 405, "METHOD_NOT_ALLOWED", &what);
+            assert_eq!(headers["allow"], "GET, OPTIONS", "{what}");
+            continue;
+        }
         for method in [
             reqwest::Method::PUT,
             reqwest::Method::DELETE,

@@ -9,6 +9,7 @@ mod create_family;
 mod db_access;
 mod frame;
 mod harness;
+mod health;
 mod house;
 mod invites;
 mod lifecycle;

@@ -63,6 +63,63 @@ async fn a_forced_500_sends_one_sentry_event_with_tags_extras_and_a_masked_email
 }
 
 #[tokio::test]
+async fn the_apps_sentry_trace_continues_in_the_functions_transaction_and_its_events() {
+    let server = Server::start_with_sentry().await;
+    let (_, token) = server.user().await;
+    testkit::fixtures::break_prompts(&server.db.admin().await).await;
+    let trace_id = "771a43a4192642f0b136d5159a501700";
+    let resp = server
+        .http
+        .post(server.url(FUNCTION))
+        .bearer_auth(&token)
+        .header("sentry-trace", format!("{trace_id}-b0e6f15b45c36b12-1"))
+        .header(
+            "baggage",
+            format!("sentry-trace_id={trace_id},sentry-sample_rate=1"),
+        )
+        .json(&json!({"name": "Traced"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 500);
+
+    let envelopes = server
+        .sentry
+        .as_ref()
+        .expect("sentry transport")
+        .fetch_and_clear_envelopes();
+    let mut traces = Vec::new();
+    for item in envelopes.iter().flat_map(|e| e.items()) {
+        match item {
+            sentry::protocol::EnvelopeItem::Event(event) => {
+                let Some(sentry::protocol::Context::Trace(trace)) = event.contexts.get("trace")
+                else {
+                    panic!("the error event carries no trace: {event:?}")
+                };
+                traces.push(("event", trace.trace_id.to_string()));
+            }
+            sentry::protocol::EnvelopeItem::Transaction(transaction) => {
+                let Some(sentry::protocol::Context::Trace(trace)) =
+                    transaction.contexts.get("trace")
+                else {
+                    panic!("the transaction carries no trace")
+                };
+                traces.push(("transaction", trace.trace_id.to_string()));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        traces,
+        [
+            ("event", trace_id.to_owned()),
+            ("transaction", trace_id.to_owned())
+        ],
+        "the app's trace, in the event and in the function's transaction"
+    );
+}
+
+#[tokio::test]
 async fn a_400_sends_nothing_to_sentry() {
     let server = Server::start_with_sentry().await;
     let (_, token) = server.user().await;

@@ -188,6 +188,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/functions/v1/health": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Which build answers, and whether the database does
+         * @description `GET`, no credentials, no input. 200 with the git revision of the build and `database: "ok"` when the database answered through the pooler within a second; 503 SERVICE_UNAVAILABLE naming the dependency (`database did not answer in time`) otherwise. Says nothing else about the system: no secrets, no versions of what it runs on. The deploy's post-deploy check and scripts/smoke.sh call it.
+         */
+        get: operations["health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/functions/v1/leave-family": {
         parameters: {
             query?: never;
@@ -598,6 +618,12 @@ export interface components {
             upload: components["schemas"]["Upload"];
             /** @description When a waveform was declared. */
             waveformUpload?: components["schemas"]["Upload"] | null;
+        };
+        HealthOutput: {
+            /** @description `ok`: the database answered through the pooler within a second. */
+            database: string;
+            /** @description The git revision the function was built from (also its Sentry release's). */
+            revision: string;
         };
         /** @description An invite, with its code: shown this once (only its HMAC is stored). */
         Invite: {
@@ -2260,6 +2286,67 @@ export interface operations {
                             /** @enum {unknown} */
                             code?: "PAYLOAD_TOO_LARGE";
                         };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    health: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done: the envelope's `data`. */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "database": "ok",
+                     *         "revision": "1d61f3a2b4c5"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        data: components["schemas"]["HealthOutput"];
                     };
                 };
             };

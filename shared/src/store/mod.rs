@@ -73,9 +73,22 @@ pub(crate) async fn prologue(
 const WHOAMI: Statement = Statement {
     name: "session.whoami",
     runs_as: RunsAs::User,
-    // Who the transaction runs as, on which connection: the health check's ping.
+    // Who the transaction runs as, on which connection.
     sql: "SELECT auth.uid() AS uid, pg_backend_pid() AS pid, current_user::text AS role",
 };
+
+const PING: Statement = Statement {
+    name: "session.ping",
+    runs_as: RunsAs::Service,
+    // The health check: the database answers, through the pooler, and that is all.
+    sql: "SELECT true AS ok",
+};
+
+/// One round trip to the database, touching no table.
+pub async fn ping(tx: &Tx<'_>) -> Result<(), StoreError> {
+    one(tx, &PING, &[]).await?;
+    Ok(())
+}
 
 /// Who a transaction runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +114,7 @@ pub async fn whoami(tx: &Tx<'_>) -> Result<Session, StoreError> {
 /// Every statement the code sends, module by module.
 pub fn statements() -> Vec<&'static Statement> {
     [
-        &[&PROLOGUE, &WHOAMI][..],
+        &[&PROLOGUE, &WHOAMI, &PING][..],
         archives::STATEMENTS,
         copies::STATEMENTS,
         entitlements::STATEMENTS,
