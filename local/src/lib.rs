@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use lambda_http::Body;
 use shared::{ApiError, App, Function, Kind, Response};
 
+pub mod auth;
 mod functions;
 pub mod openapi;
 pub mod s3;
@@ -42,11 +43,6 @@ async fn reference() -> axum::response::Response {
         include_str!("../../api/reference.html"),
     )
         .into_response()
-}
-
-/// Serves until the listener fails.
-pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).await
 }
 
 /// Every function, built once.
@@ -110,17 +106,21 @@ fn convert(response: Response) -> axum::response::Response {
     })
 }
 
-/// A Supabase-style access token for a local user, HS256 with the legacy secret.
-pub fn dev_token(
+/// A Supabase-style access token for a local user, HS256 with the legacy secret, valid
+/// for `lifetime` seconds; each has its own `session_id` and `jti`, so a refreshed token
+/// differs from the last even within a second.
+pub fn access_token(
     user: uuid::Uuid,
     email: &str,
     secret: &str,
     supabase_url: Option<&str>,
+    lifetime: i64,
 ) -> anyhow::Result<String> {
     let now = chrono::Utc::now().timestamp();
     let mut claims = serde_json::json!({
         "sub": user, "email": email, "role": "authenticated", "aud": "authenticated",
-        "iat": now, "exp": now + 24 * 3600,
+        "iat": now, "exp": now + lifetime,
+        "session_id": uuid::Uuid::new_v4(), "jti": uuid::Uuid::new_v4(),
     });
     if let Some(url) = supabase_url {
         claims["iss"] = format!("{}/auth/v1", url.trim_end_matches('/')).into();
@@ -130,4 +130,22 @@ pub fn dev_token(
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )?)
+}
+
+/// The local user with `email` in `auth.users`, made if there is none (an admin
+/// connection: `auth.users` is not the functions').
+pub async fn find_or_create_user(
+    db: &tokio_postgres::Client,
+    email: &str,
+) -> anyhow::Result<uuid::Uuid> {
+    let row = db
+        .query_one(
+            "WITH found AS (SELECT id FROM auth.users WHERE email = $1 LIMIT 1),
+                  made AS (INSERT INTO auth.users (email) SELECT $1 WHERE NOT EXISTS (SELECT FROM found) RETURNING id)
+             SELECT id FROM found UNION ALL SELECT id FROM made",
+            &[&email],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("finding or making the user {email} (are the migrations applied?): {e}"))?;
+    Ok(row.get("id"))
 }

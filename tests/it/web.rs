@@ -1,7 +1,8 @@
 //! The web app's path in a real browser: a page on an allowed loopback origin asks for an
 //! upload URL through supabase-js, PUTs a real M4A straight to the bucket, finalizes and
 //! plays it from its playback URL; the local S3 enforces `deploy/r2/cors.json` as R2
-//! does, so the same page from another origin is stopped at the PUT's preflight.
+//! does, so the same page from another origin is stopped at the PUT's preflight. The
+//! page's origin is not the runner's: it reads the request id of an answer as an app would.
 
 use axum::routing::get;
 use shared::r2::RecordingKey;
@@ -63,6 +64,11 @@ async fn a_browser_uploads_and_plays_from_the_apps_origin_and_is_stopped_from_an
     let outcome = browser::evaluate(&page(&app), "window.outcome").await;
     assert_eq!(outcome["done"], true, "{outcome}");
     assert!(outcome["etag"].is_string(), "ETag is exposed: {outcome}");
+    let request_id = outcome["requestId"].as_str().unwrap_or_default();
+    assert!(
+        request_id.parse::<Uuid>().is_ok(),
+        "a refusal's x-request-id is readable from another origin: {outcome}"
+    );
     assert!(
         outcome["duration"].as_f64().is_some_and(|d| d > 4.0),
         "{outcome}"

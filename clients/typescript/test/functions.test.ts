@@ -1,12 +1,16 @@
 // The typed invoke against the local runner, with the real supabase-js: create a family,
-// invite, redeem, reserve an upload. scripts/check-contract.sh starts the runner and
-// sets FUNCTIONS_URL, KEEPER_TOKEN and STORYTELLER_TOKEN.
+// invite, redeem, reserve an upload; then, as deployed, the functions on a URL of their
+// own, called with the signed-in session's current token. scripts/check-contract.sh
+// starts the runner (with its Supabase Auth stand-in) and sets FUNCTIONS_URL,
+// KEEPER_TOKEN and STORYTELLER_TOKEN.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { test } from "node:test";
-import { createClient } from "@supabase/supabase-js";
+import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import WebSocket from "ws";
-import { invoke, type ErrorCodeOf } from "../src/index.js";
+import { functionsClient, invoke, type Database, type ErrorCodeOf } from "../src/index.js";
 
 const url = process.env.FUNCTIONS_URL;
 const skip = url ? false : "set FUNCTIONS_URL, KEEPER_TOKEN and STORYTELLER_TOKEN (scripts/check-contract.sh does)";
@@ -73,6 +77,84 @@ test("errors are values discriminated on the function's codes", { skip }, async 
   assert.equal(refused.error.code, "UNAUTHORIZED");
 });
 
+/** The deployed API as the app meets it: the functions on another origin than the
+ * Supabase URL. A proxy to the runner that records each call's Authorization, and can
+ * answer as a throttling gateway would (429, no envelope). */
+async function functionsElsewhere(runner: string) {
+  const seen: string[] = [];
+  const gateway = { throttle: false };
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    seen.push(req.headers.authorization ?? "");
+    if (gateway.throttle) {
+      res.writeHead(429, { "content-type": "text/plain" }).end("Too Many Requests");
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (typeof value === "string" && name !== "host" && name !== "content-length") headers.set(name, value);
+    }
+    const body = req.method === "GET" || req.method === "HEAD" ? undefined : Buffer.concat(chunks);
+    const answer = await fetch(`${runner}${req.url}`, { method: req.method, headers, body });
+    res.writeHead(answer.status, Object.fromEntries(answer.headers)).end(Buffer.from(await answer.arrayBuffer()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}/functions/v1`, seen, gateway, close: () => server.close() };
+}
+
+test("functionsClient calls functions on their own URL with the session's current token", { skip }, async () => {
+  const supabase = createClient(url ?? "", "anon-key", {
+    auth: { persistSession: false, autoRefreshToken: false },
+    realtime: { transport: WebSocket as never },
+  });
+  const elsewhere = await functionsElsewhere(url ?? "");
+  try {
+    const signIn = await supabase.auth.signInWithPassword({ email: `refresh-${Date.now()}@example.com`, password: "local" });
+    assert.ifError(signIn.error);
+    const first = signIn.data.session!.access_token;
+    const functions = functionsClient(supabase, elsewhere.url);
+    assert.notEqual(new URL(elsewhere.url).port, new URL(url ?? "").port, "not the Supabase URL");
+
+    const made = await invoke(functions, "create-family", { name: "The Refreshers" });
+    assert.ok(made.ok, JSON.stringify(made));
+    assert.equal(elsewhere.seen.at(-1), `Bearer ${first}`);
+
+    // The session refreshes mid-use: the next call carries the new token.
+    const refreshed = await supabase.auth.refreshSession();
+    assert.ifError(refreshed.error);
+    const second = refreshed.data.session!.access_token;
+    assert.notEqual(second, first);
+    const again = await invoke(functions, "create-family", { name: "The Refreshers, again" });
+    assert.ok(again.ok, JSON.stringify(again));
+    assert.equal(elsewhere.seen.at(-1), `Bearer ${second}`);
+
+    // Our 429: the code, the request id to quote and when to retry.
+    let limited = again as Awaited<ReturnType<typeof invoke<"create-family">>>;
+    for (let i = 0; i < 12 && limited.ok; i++) {
+      limited = await invoke(functions, "create-family", { name: `The Many ${i}` });
+    }
+    assert.ok(!limited.ok, "create-family allows 10 a day");
+    assert.equal(limited.status, 429);
+    assert.equal(limited.error.code, "RATE_LIMIT");
+    assert.match(limited.requestId ?? "", /^[0-9a-f-]{36}$/);
+    assert.ok((limited.retryAfterSeconds ?? 0) > 0, JSON.stringify(limited));
+    assert.equal(limited.retryable, true);
+
+    // A gateway's own throttle: no envelope, still an error the app can retry.
+    elsewhere.gateway.throttle = true;
+    const throttled = await invoke(functions, "create-family", { name: "Throttled" });
+    assert.ok(!throttled.ok);
+    assert.deepEqual(
+      [throttled.status, throttled.error.code, throttled.retryable, throttled.requestId],
+      [429, "NETWORK_ERROR", true, null],
+    );
+  } finally {
+    elsewhere.close();
+  }
+});
+
 // Compile-time only: the types follow the function's name.
 export function typesFollowTheName(client: ReturnType<typeof signedIn>) {
   // @ts-expect-error `nombre` is not an input of create-family
@@ -84,4 +166,11 @@ export function typesFollowTheName(client: ReturnType<typeof signedIn>) {
   // ...while NOT_FOUND and the frame's own codes are.
   const codes: ErrorCodeOf<"get-signed-playback-url">[] = ["NOT_FOUND", "UNAUTHORIZED", "SERVICE_UNAVAILABLE"];
   return [code, ...codes];
+}
+
+// Compile-time only: the app's direct reads are typed by the database's schema.
+export function readsFollowTheSchema(client: SupabaseClient<Database>) {
+  // @ts-expect-error there is no such table
+  void client.from("recording").select("*");
+  return client.from("recordings").select("id, title, duration_seconds").is("deleted_at", null);
 }

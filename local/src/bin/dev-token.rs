@@ -16,24 +16,12 @@ async fn main() -> anyhow::Result<()> {
         std::env::var("MIGRATIONS_DATABASE_URL").context("MIGRATIONS_DATABASE_URL is not set")?;
     let secret = std::env::var("SUPABASE_JWT_SECRET").context("SUPABASE_JWT_SECRET is not set")?;
     let db = shared::db::connect(&url).await?;
-    let id: uuid::Uuid = db
-        .query_one(
-            "WITH found AS (SELECT id FROM auth.users WHERE email = $1 LIMIT 1),
-                  made AS (INSERT INTO auth.users (email) SELECT $1 WHERE NOT EXISTS (SELECT FROM found) RETURNING id)
-             SELECT id FROM found UNION ALL SELECT id FROM made",
-            &[&email],
-        )
-        .await
-        .context("creating the user (are the migrations applied?)")?
-        .get("id");
+    let id = local::find_or_create_user(&db, &email).await?;
+    let supabase_url = std::env::var("SUPABASE_URL").ok();
+    let day = 24 * 3600;
     println!(
         "{}",
-        local::dev_token(
-            id,
-            &email,
-            &secret,
-            std::env::var("SUPABASE_URL").ok().as_deref()
-        )?
+        local::access_token(id, &email, &secret, supabase_url.as_deref(), day)?
     );
     Ok(())
 }

@@ -4,7 +4,9 @@
 //! bucket's CORS rules for the app's origins (`deploy/r2/cors.json`); with
 //! LOCAL_BACKUP_DIR set, that folder as the backup store at BACKUP_S3_ENDPOINT with the
 //! BACKUP_S3_* credentials. With LOCAL_SCHEDULE_SECONDS set it runs every scheduled
-//! function that often (as EventBridge would in the cloud).
+//! function that often (as EventBridge would in the cloud). With
+//! MIGRATIONS_DATABASE_URL set (an admin connection), it also stands in for Supabase
+//! Auth at /auth/v1 (`local::auth`), so supabase-js signs in and refreshes locally.
 
 use std::sync::Arc;
 
@@ -57,7 +59,18 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    local::serve(listener, app).await?;
+    let mut router = local::router(app.clone());
+    // Supabase Auth's stand-in, when the admin connection auth.users needs is given.
+    if let Ok(admin) = std::env::var("MIGRATIONS_DATABASE_URL") {
+        let secret = app.config.jwt_secret.as_ref();
+        let secret = secret.context("the Auth stand-in needs SUPABASE_JWT_SECRET")?;
+        let secret = secrecy::ExposeSecret::expose_secret(secret).to_owned();
+        let stand_in =
+            local::auth::StandIn::connect(&admin, secret, app.config.supabase_url.clone()).await?;
+        tracing::info!("Supabase Auth stand-in at http://127.0.0.1:{port}/auth/v1");
+        router = router.merge(local::auth::router(Arc::new(stand_in)));
+    }
+    axum::serve(listener, router).await?;
     Ok(())
 }
 
