@@ -4,6 +4,8 @@
 # migrated here). No cloud account needed; every variable below can be overridden.
 #   scripts/dev.sh                       serve (and run the maintenance job every minute)
 #   scripts/dev.sh invoke NAME [JSON]    run a scheduled or worker function once, here
+#   scripts/dev.sh seed                  a family to try: a keeper, two storytellers,
+#                                        recordings, an invite, an archive; prints tokens
 #   scripts/dev.sh db                    only make sure PostgreSQL runs; print its URL
 #   scripts/dev.sh stop                  stop this clone's private PostgreSQL
 # PostgreSQL: DEV_ADMIN_URL (a superuser URL) when set; else the one on 127.0.0.1:5432;
@@ -76,9 +78,14 @@ if [ "${1:-serve}" = invoke ]; then
   shift
   exec "$CARGO_TARGET_DIR/debug/invoke" "$@"
 fi
+if [ "${1:-serve}" = seed ]; then
+  exec "$CARGO_TARGET_DIR/debug/seed"
+fi
 
 cat <<MSG
 
+  A family to try, with a token for each of its people (another terminal):
+    scripts/dev.sh seed
   A token for a local user (prints one; pass any email):
     export TOKEN=\$(MIGRATIONS_DATABASE_URL=$(shown MIGRATIONS_DATABASE_URL $admin_url) SUPABASE_JWT_SECRET=$(shown SUPABASE_JWT_SECRET $jwt_secret) \\
       $CARGO_TARGET_DIR/debug/dev-token grandma@example.com)

@@ -5,6 +5,7 @@
 # connected directly, once through PgBouncer in transaction mode (how Supabase's
 # pooler runs them; started, and installed if missing, by scripts/pgbouncer.sh); the
 # deploy checks (scripts/check-deploy.sh), a scaffolded function (check-scaffold.sh),
+# the seed a newcomer starts from (check-seed.sh),
 # and the contract as the app sees it (check-contract.sh: TypeScript, schemathesis).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -34,6 +35,9 @@ cargo build --locked -p local -p archive-worker
 
 echo "== a new function from the template, in a scratch clone"
 "$ROOT/scripts/check-scaffold.sh"
+
+echo "== scripts/dev.sh seed: a family to try, its tokens tried with curl"
+"$ROOT/scripts/check-seed.sh"
 
 # moto_server (an AWS emulator that implements S3 Object Lock), for the backup drills.
 use_tools emulator

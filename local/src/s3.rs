@@ -293,6 +293,38 @@ impl s3s::access::S3Access for Access {
     }
 }
 
+/// Serves the folder `dir` as the bucket `config` names, at its endpoint (an
+/// `http://127.0.0.1:PORT` address).
+pub async fn serve_bucket(
+    what: &'static str,
+    config: &shared::config::R2Config,
+    dir: String,
+    cors: Cors,
+) -> anyhow::Result<()> {
+    let addr = config
+        .endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {addr} for the {what}: {e}"))?;
+    let (bucket, key) = (config.bucket.clone(), config.access_key_id.clone());
+    let secret = secrecy::ExposeSecret::expose_secret(&config.secret_access_key).to_owned();
+    tracing::info!("{what} at http://{addr}, bucket {bucket}, files in {dir}");
+    let options = Options {
+        cors,
+        ..Default::default()
+    };
+    tokio::spawn(async move {
+        let served = serve(listener, dir.as_ref(), &bucket, &key, &secret, options);
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "{what} stopped");
+        }
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

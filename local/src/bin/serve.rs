@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use shared::config::R2Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,13 +21,13 @@ async fn main() -> anyhow::Result<()> {
         let r2 = r2.context("LOCAL_S3_DIR needs R2_BUCKET_NAME, R2_ENDPOINT and keys")?;
         // The bucket's CORS rules for the app's origins, as scripts/r2-setup.sh gives R2.
         let cors = local::s3::Cors::for_origins(&app.config.allowed_redirect_origins)?;
-        serve_bucket("local S3", r2, dir, cors).await?;
+        local::s3::serve_bucket("local S3", r2, dir, cors).await?;
     }
     if let Ok(dir) = std::env::var("LOCAL_BACKUP_DIR") {
         let backup = app.config.backup.as_ref();
         let backup = backup.context("LOCAL_BACKUP_DIR needs the BACKUP_S3_* variables")?;
         // No browser ever reaches the backup: no CORS rule.
-        serve_bucket("local backup S3", backup, dir, local::s3::Cors::default()).await?;
+        local::s3::serve_bucket("local backup S3", backup, dir, local::s3::Cors::default()).await?;
     }
     let port: u16 = std::env::var("PORT")
         .ok()
@@ -71,37 +70,5 @@ async fn main() -> anyhow::Result<()> {
         router = router.merge(local::auth::router(Arc::new(stand_in)));
     }
     axum::serve(listener, router).await?;
-    Ok(())
-}
-
-/// Serves the folder `dir` as the bucket `config` names, at its endpoint (an
-/// `http://127.0.0.1:PORT` address).
-async fn serve_bucket(
-    what: &'static str,
-    config: &R2Config,
-    dir: String,
-    cors: local::s3::Cors,
-) -> anyhow::Result<()> {
-    let addr = config
-        .endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr} for the {what}"))?;
-    let (bucket, key) = (config.bucket.clone(), config.access_key_id.clone());
-    let secret = secrecy::ExposeSecret::expose_secret(&config.secret_access_key).to_owned();
-    tracing::info!("{what} at http://{addr}, bucket {bucket}, files in {dir}");
-    let options = local::s3::Options {
-        cors,
-        ..Default::default()
-    };
-    tokio::spawn(async move {
-        let served = local::s3::serve(listener, dir.as_ref(), &bucket, &key, &secret, options);
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "{what} stopped");
-        }
-    });
     Ok(())
 }
