@@ -178,23 +178,30 @@ rm -f "/tmp/$db.log"
 [ "$applied" = "1|14 days" ] || die "deploy-db.sh did not map the price and the retention: $applied"
 echo "deploy-db.sh: bootstrap, migrations, price and retention on a scratch database"
 
-echo "== no PostgreSQL where the scripts look: a private one, started, reused, stopped (scratch clone)"
+echo "== no PostgreSQL where the scripts look: a private one, started, reused, stopped, removed (scratch clone)"
+# As a newcomer hits it: a clone in a mktemp -d folder (mode 700: as root, the postgres
+# user cannot enter it), nothing where the usual server is looked for.
 scratch=$(mktemp -d)
-chmod 755 "$scratch"
 mkdir "$scratch/scripts"
 cp scripts/lib.sh scripts/dev.sh "$scratch/scripts/"
 nowhere=postgres://postgres@127.0.0.1:1/postgres
-private=postgres://postgres@127.0.0.1:54322/postgres
+export PRIVATE_PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+private="postgres://postgres@127.0.0.1:$PRIVATE_PG_PORT/postgres"
 url=$(env -u DATABASE_URL -u DEV_ADMIN_URL USUAL_DATABASE_URL=$nowhere "$scratch/scripts/dev.sh" db)
 [ "$url" = "$private" ] || die "dev.sh db gave $url, not the private server"
 where=$(psql -tAq "$private" -c "SELECT current_setting('data_directory')")
-[ "$where" = "$scratch/.local/pg/data" ] || die "the server on 54322 is not the scratch clone's: $where"
+expected="$(ROOT="$scratch" private_pg_dir)/data"
+[ "$where" = "$expected" ] || die "the private server is not the scratch clone's: $where, not $expected"
 again=$(env -u DATABASE_URL -u DEV_ADMIN_URL USUAL_DATABASE_URL=$nowhere "$scratch/scripts/dev.sh" db 2>&1)
 grep -q "a new cluster" <<<"$again" && die "the second run made a new cluster instead of reusing it"
 "$scratch/scripts/dev.sh" stop
-if pg_isready -q -h 127.0.0.1 -p 54322; then die "dev.sh stop left the private server running"; fi
-echo "private PostgreSQL: started at 54322 in $scratch/.local/pg, reused, stopped"
+if pg_isready -q -h 127.0.0.1 -p "$PRIVATE_PG_PORT"; then die "dev.sh stop left the private server running"; fi
+[ -f "$expected/PG_VERSION" ] || die "dev.sh stop deleted the cluster; only --remove should"
+"$scratch/scripts/dev.sh" stop --remove >/dev/null
+[ ! -e "${expected%/data}" ] || die "dev.sh stop --remove left ${expected%/data}"
+echo "private PostgreSQL: started in ${expected%/data} (a clone in a mode-700 folder, as $(id -un)), reused, stopped, removed"
 rm -rf "$scratch"
+unset PRIVATE_PG_PORT
 
 echo "== smoke check against the local runner"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -7,9 +7,10 @@
 #   scripts/dev.sh seed                  a family to try: a keeper, two storytellers,
 #                                        recordings, an invite, an archive; prints tokens
 #   scripts/dev.sh db                    only make sure PostgreSQL runs; print its URL
-#   scripts/dev.sh stop                  stop this clone's private PostgreSQL
+#   scripts/dev.sh stop [--remove]       stop this clone's private PostgreSQL (and delete it)
 # PostgreSQL: DEV_ADMIN_URL (a superuser URL) when set; else the one on 127.0.0.1:5432;
-# else a private one of this clone's, started (and installed) here on 127.0.0.1:54322.
+# else a private one of this clone's, started (and installed) here on 127.0.0.1:54322
+# (PRIVATE_PG_PORT), kept under .local/pg/, or as root under PostgreSQL's own data area.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 need_tool cargo "install Rust with rustup"
@@ -22,7 +23,7 @@ webhook_secret=set; [ -n "${STRIPE_WEBHOOK_SECRET:-}" ] || webhook_secret=defaul
 admin_url=set; [ -n "${MIGRATIONS_DATABASE_URL:-}" ] || admin_url=default
 
 if [ "${1:-}" = stop ]; then
-  private_postgres stop
+  if [ "${2:-}" = --remove ]; then private_postgres remove; else private_postgres stop; fi
   exit 0
 fi
 ADMIN_URL=$(DATABASE_URL="${DEV_ADMIN_URL:-}" find_postgres)

@@ -22,7 +22,7 @@ wait_for_postgres() {
 # (it must answer); else the usual local server (127.0.0.1:5432, as on CI) when it
 # answers; else this clone's private one (private_postgres start). USUAL_DATABASE_URL
 # overrides where the usual server is looked for.
-PRIVATE_PG_PORT=54322
+PRIVATE_PG_PORT="${PRIVATE_PG_PORT:-54322}"
 find_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then
     wait_for_postgres "$DATABASE_URL" >&2
@@ -39,19 +39,42 @@ find_postgres() {
   echo "postgres://postgres@127.0.0.1:$PRIVATE_PG_PORT/postgres"
 }
 
-# This clone's private PostgreSQL: a cluster under .local/pg/ on 127.0.0.1:54322 (the
-# Supabase CLI's database port), trust authentication on loopback only. `start` installs
-# Debian's PostgreSQL 15 server package when no server binaries are found (as root or
-# with sudo), creates the cluster once (owned by the `postgres` user when run as root:
-# PostgreSQL refuses to run as root) and starts it, or finds it running; `stop` stops it.
+# Where this clone's private cluster lives. As root, PostgreSQL runs as the `postgres`
+# user, who often cannot enter the clone (a `mktemp -d` folder, or anything under
+# /root): then it lives in PostgreSQL's own data area, in a folder named from the
+# clone's path; otherwise under the clone's .local/pg/.
+private_pg_dir() {
+  if [ "$(id -u)" = 0 ]; then
+    local home
+    home=$(getent passwd postgres | cut -d: -f6)
+    echo "${home:-/var/lib/postgresql}/sfts/$(printf '%s' "$ROOT" | sha256sum | cut -c1-16)"
+  else
+    echo "$ROOT/.local/pg"
+  fi
+}
+
+# This clone's private PostgreSQL (private_pg_dir) on 127.0.0.1:$PRIVATE_PG_PORT (54322,
+# the Supabase CLI's database port), trust authentication on loopback only. `start`
+# installs Debian's PostgreSQL 15 server package when no server binaries are found (as
+# root or with sudo), creates the cluster once (run by the `postgres` user when run as
+# root: PostgreSQL refuses to run as root) and starts it, or finds it running; `stop`
+# stops it; `remove` stops it and deletes it.
 private_postgres() {
-  local dir="$ROOT/.local/pg" bin owner=()
+  local dir bin owner=()
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-  if [ "$1" = stop ]; then
-    [ -n "$bin" ] && [ -f "$dir/data/postmaster.pid" ] || { echo "no private PostgreSQL is running"; return 0; }
-    [ "$(id -u)" = 0 ] && owner=(runuser -u postgres --)
-    "${owner[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop
-    return
+  [ "$(id -u)" = 0 ] && owner=(runuser -u postgres --)
+  if [ "$1" = stop ] || [ "$1" = remove ]; then
+    dir=$(private_pg_dir 2>/dev/null) || dir=""
+    if [ -n "$bin" ] && [ -n "$dir" ] && [ -f "$dir/data/postmaster.pid" ]; then
+      (cd / && "${owner[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop)
+    else
+      echo "no private PostgreSQL is running"
+    fi
+    if [ "$1" = remove ] && [ -n "$dir" ] && [ -d "$dir" ]; then
+      rm -rf "$dir"
+      echo "removed the private PostgreSQL in $dir"
+    fi
+    return 0
   fi
   if pg_isready -q -t 1 -h 127.0.0.1 -p "$PRIVATE_PG_PORT" 2>/dev/null; then return 0; fi
   if [ -z "$bin" ]; then
@@ -64,20 +87,23 @@ private_postgres() {
       || die "could not install the Debian package postgresql-15"
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   fi
-  mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || die "running as root, PostgreSQL needs the postgres user (Debian's package makes it)"
-    chown postgres "$dir"
-    owner=(runuser -u postgres --)
-    "${owner[@]}" test -x "$dir" \
-      || die "the postgres user cannot reach $dir: let it traverse the clone's folders (chmod o+x) or set DATABASE_URL"
+  fi
+  dir=$(private_pg_dir)
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    # Which clone it belongs to, for whoever finds it.
+    echo "$ROOT" > "$dir/clone"
+    chown -R postgres "$dir"
   fi
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     echo "== a new cluster in $dir/data"
-    "${owner[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >/dev/null
+    (cd / && "${owner[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >/dev/null)
   fi
-  "${owner[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start \
-    -o "-p $PRIVATE_PG_PORT -c listen_addresses=127.0.0.1 -k $dir" >/dev/null \
+  # From / : the clone's folder may be closed to the postgres user.
+  (cd / && "${owner[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start \
+    -o "-p $PRIVATE_PG_PORT -c listen_addresses=127.0.0.1 -k $dir" >/dev/null) \
     || die "the private PostgreSQL did not start: see $dir/log"
 }
 
