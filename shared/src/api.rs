@@ -79,8 +79,10 @@ impl Role {
 /// `printable` rule, which the database's check constraints repeat).
 pub const PRINTABLE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
 
-/// The schema pattern of a SHA-256 in standard base64 with padding (44 characters).
-pub const SHA256_BASE64: &str = r"^[A-Za-z0-9+/]{43}=$";
+/// The schema pattern of a SHA-256 in standard base64 with padding (44 characters): 32
+/// bytes are 256 bits in 43 characters of 6, so the last character's two spare bits are
+/// zero (one of `AEIMQUYcgkosw048`), as the strict decoder the functions use requires.
+pub const SHA256_BASE64: &str = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
 
 /// A success: `{"data": …}`.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]

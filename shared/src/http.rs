@@ -345,7 +345,7 @@ where
 }
 
 /// Validates a JSON object already in hand (a body, or query parameters as an object).
-pub fn parse_value<T>(value: serde_json::Value) -> Result<T, ApiError>
+pub fn parse_value<T>(mut value: serde_json::Value) -> Result<T, ApiError>
 where
     T: DeserializeOwned + Validate<Context = ()>,
 {
@@ -354,6 +354,7 @@ where
             "body: must be a JSON object".to_owned(),
         ));
     }
+    whole_numbers(&mut value);
     let input: T = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -439,6 +440,29 @@ pub fn sha256_base64(value: &str, _: &()) -> garde::Result {
         _ => Err(garde::Error::new(
             "must be a SHA-256 in standard base64 with padding (44 characters)",
         )),
+    }
+}
+
+/// JSON (and the OpenAPI document's JSON Schema) counts `852.0` as the integer 852;
+/// serde's integer types refuse it. Whole numbers written with a fraction become
+/// integers before parsing (a float field takes an integer as well).
+fn whole_numbers(value: &mut serde_json::Value) {
+    /// Beyond 2^53 a float no longer holds every integer exactly.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0)
+                && f.abs() <= EXACT
+            {
+                // Exact: a whole number within ±2^53.
+                #[allow(clippy::cast_possible_truncation)]
+                let whole = f as i64;
+                *value = whole.into();
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(whole_numbers),
+        _ => {}
     }
 }
 

@@ -222,6 +222,80 @@ async fn unknown_fields_are_ignored_and_names_are_trimmed() {
 }
 
 #[tokio::test]
+async fn a_whole_number_written_with_a_fraction_is_the_integer_json_schema_says_it_is() {
+    let server = Server::start().await;
+    let (_, token) = server.user().await;
+    let family = server.family(&token).await;
+    let (status, body, _) = server
+        .post(
+            "create-invite",
+            Some(&token),
+            &json!({"familyId": family, "maxUses": 3.0, "expiresInDays": 7.0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["invite"]["maxUses"], 3);
+
+    let (status, body, headers) = server
+        .post(
+            "create-invite",
+            Some(&token),
+            &json!({"familyId": family, "maxUses": 2.5}),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        &headers,
+        400,
+        "VALIDATION_FAILED",
+        "2.5 uses",
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("maxUses:")),
+        "{body}"
+    );
+    assert_eq!(
+        server.count("invites").await,
+        1,
+        "the refusal wrote nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_length_limit_counts_characters_as_the_document_does_not_bytes() {
+    let server = Server::start().await;
+    let (_, token) = server.user().await;
+    // 40 characters, 80 bytes: within the document's maxLength of 64.
+    let code = "é".repeat(40);
+    let (status, body, _) = server
+        .post("redeem-invite", Some(&token), &json!({"code": code}))
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("NOT_FOUND")),
+        "a code the schema allows is looked up, not refused: {body}"
+    );
+    let (status, body, headers) = server
+        .post(
+            "redeem-invite",
+            Some(&token),
+            &json!({"code": "é".repeat(65)}),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        &headers,
+        400,
+        "VALIDATION_FAILED",
+        "65 characters",
+    );
+}
+
+#[tokio::test]
 async fn control_characters_in_any_user_text_are_a_400_naming_the_field() {
     let server = Server::start_with(
         TestDb::new().await,

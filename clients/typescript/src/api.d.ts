@@ -55,7 +55,7 @@ export interface paths {
         put?: never;
         /**
          * Invite storytellers to a family
-         * @description A keeper creates an invite code; with an email, the join link and the code are sent through Resend (a failed send never fails the invite). At most 20 invites per family per hour.
+         * @description A keeper creates an invite code; with an email, the join link and the code are sent through Resend (a failed send never fails the invite). At most 20 invites per family per hour. Beyond the schema: `familyId` must be a family the caller keeps (403 otherwise), so a generated family id is refused, as it should be.
          */
         post: operations["create-invite"];
         delete?: never;
@@ -179,7 +179,7 @@ export interface paths {
         put?: never;
         /**
          * Reserve an upload and sign its PUT URL
-         * @description Checks, in order, each with its own error: membership, the entitlement's status, a paid plan's period, the storage quota (counting open reservations) and the plan's duration limit. Then reserves the upload and signs a PUT URL (15 minutes) binding the content type, the exact length, If-None-Match: * and the audio's SHA-256 (x-amz-checksum-sha256): the bucket refuses a body whose bytes differ.
+         * @description Checks, in order, each with its own error: membership, the entitlement's status, a paid plan's period, the storage quota (counting open reservations) and the plan's duration limit. Then reserves the upload and signs a PUT URL (15 minutes) binding the content type, the exact length, If-None-Match: * and the audio's SHA-256 (x-amz-checksum-sha256): the bucket refuses a body whose bytes differ. Beyond the schema: `familyId` must be a family of the caller's (403), `promptId` a live prompt of that family (400), and the sizes and duration within the family's plan (403 QUOTA_EXCEEDED); a generated family id is refused, as it should be.
          */
         post: operations["get-signed-upload-url"];
         delete?: never;
@@ -239,7 +239,7 @@ export interface paths {
         put?: never;
         /**
          * Join a family with an invite code
-         * @description Adds the caller as a storyteller and uses one use of the code. Unknown, expired, revoked and used-up codes all answer the same 404. At most 10 failed attempts per user per hour.
+         * @description Adds the caller as a storyteller and uses one use of the code. Unknown, expired, revoked and used-up codes all answer the same 404. At most 10 failed attempts per user per hour. Beyond the schema: only a live code lets anyone in, so generated codes answer 404 and, after ten, 429: by design, a code can't be guessed.
          */
         post: operations["redeem-invite"];
         delete?: never;
@@ -259,7 +259,7 @@ export interface paths {
         put?: never;
         /**
          * Remove a member from a family
-         * @description A keeper removes a member: their access ends at once, their recordings stay with the family, their uploads whose audio arrived become recordings and the rest are released. The last keeper can't be removed; to leave, use leave-family.
+         * @description A keeper removes a member: their access ends at once, their recordings stay with the family, their uploads whose audio arrived become recordings and the rest are released. The last keeper can't be removed; to leave, use leave-family. Beyond the schema: `familyId` must be a family the caller keeps (403), `userId` one of its members (404) and not the caller (400: a rule across the token and the body).
          */
         post: operations["remove-member"];
         delete?: never;
@@ -339,7 +339,7 @@ export interface paths {
         put?: never;
         /**
          * Receive Stripe's events
-         * @description Stripe-Signature is checked over the raw body (400 otherwise, nothing written). The event is recorded and applied in one transaction, re-fetching the customer's subscriptions from Stripe, so delivery order never leaves a stale state. 503 (rolled back, Stripe retries) when the database or Stripe is down.
+         * @description Stripe-Signature is checked over the raw body (400 otherwise, nothing written). The event is recorded and applied in one transaction, re-fetching the customer's subscriptions from Stripe, so delivery order never leaves a stale state. 503 (rolled back, Stripe retries) when the database or Stripe is down. Beyond the schema: the signature is an HMAC-SHA256 of the body with the endpoint's secret, so every request Stripe did not sign, generated ones included, is refused with 400.
          */
         post: operations["stripe-webhook"];
         delete?: never;

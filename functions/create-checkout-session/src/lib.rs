@@ -30,15 +30,15 @@ pub struct Input {
     #[garde(skip)]
     pub family_id: Uuid,
     /// A Stripe price of a paid plan this environment sells.
-    #[garde(length(min = 1, max = 255), custom(printable))]
+    #[garde(length(chars, min = 1, max = 255), custom(printable))]
     #[schemars(pattern(PRINTABLE))]
     pub price_id: String,
     /// Back to the app after paying: its origin must be one of the app's.
-    #[garde(length(min = 1, max = 2048), custom(printable))]
+    #[garde(length(chars, min = 1, max = 2048), custom(printable))]
     #[schemars(pattern(PRINTABLE))]
     pub success_url: String,
     /// Back to the app without paying: its origin must be one of the app's.
-    #[garde(length(min = 1, max = 2048), custom(printable))]
+    #[garde(length(chars, min = 1, max = 2048), custom(printable))]
     #[schemars(pattern(PRINTABLE))]
     pub cancel_url: String,
 }

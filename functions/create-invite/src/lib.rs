@@ -83,7 +83,8 @@ pub fn api() -> Operation {
         "Invite storytellers to a family",
         "A keeper creates an invite code; with an email, the join link and the code are \
          sent through Resend (a failed send never fails the invite). At most 20 invites \
-         per family per hour.",
+         per family per hour. Beyond the schema: `familyId` must be a family the caller \
+         keeps (403 otherwise), so a generated family id is refused, as it should be.",
         || {
             let input = json!({"familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
                                "email": "tia.rosa@example.com", "expiresInDays": 7, "maxUses": 1});

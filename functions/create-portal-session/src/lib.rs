@@ -22,7 +22,7 @@ pub struct Input {
     #[garde(skip)]
     pub family_id: Uuid,
     /// Back to the app: its origin must be one of the app's.
-    #[garde(length(min = 1, max = 2048), custom(printable))]
+    #[garde(length(chars, min = 1, max = 2048), custom(printable))]
     #[schemars(pattern(PRINTABLE))]
     pub return_url: String,
 }

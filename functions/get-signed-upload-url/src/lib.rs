@@ -52,6 +52,7 @@ pub struct Input {
     pub prompt_id: Option<Uuid>,
     /// The waveform's exact size, when one will be uploaded too (charged like the audio).
     #[garde(inner(range(min = 1, max = 262_144)))]
+    #[schemars(range(min = 1, max = 262_144))]
     pub waveform_size_bytes: Option<i64>,
 }
 
@@ -136,7 +137,10 @@ pub fn api() -> Operation {
          paid plan's period, the storage quota (counting open reservations) and the plan's \
          duration limit. Then reserves the upload and signs a PUT URL (15 minutes) binding \
          the content type, the exact length, If-None-Match: * and the audio's SHA-256 \
-         (x-amz-checksum-sha256): the bucket refuses a body whose bytes differ.",
+         (x-amz-checksum-sha256): the bucket refuses a body whose bytes differ. Beyond the \
+         schema: `familyId` must be a family of the caller's (403), `promptId` a live \
+         prompt of that family (400), and the sizes and duration within the family's plan \
+         (403 QUOTA_EXCEEDED); a generated family id is refused, as it should be.",
         || {
             let input = json!({"familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",
                                "durationSeconds": 42.5, "sizeBytes": 48_000,

@@ -30,7 +30,7 @@ const NO_SUCH_CODE: &str = "This invite code is not valid";
 #[schemars(rename = "RedeemInviteInput")]
 pub struct Input {
     /// As the person typed it: any case, spaces and dashes ignored.
-    #[garde(length(min = 1, max = 64), custom(printable))]
+    #[garde(length(chars, min = 1, max = 64), custom(printable))]
     #[schemars(pattern(PRINTABLE))]
     pub code: String,
 }
@@ -54,7 +54,8 @@ pub fn api() -> Operation {
         "Join a family with an invite code",
         "Adds the caller as a storyteller and uses one use of the code. Unknown, expired, \
          revoked and used-up codes all answer the same 404. At most 10 failed attempts per \
-         user per hour.",
+         user per hour. Beyond the schema: only a live code lets anyone in, so generated \
+         codes answer 404 and, after ten, 429: by design, a code can't be guessed.",
         || {
             let input = json!({"code": "kxm trv qpa"});
             let output = json!({"familyId": "0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21",

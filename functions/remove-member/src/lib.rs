@@ -48,7 +48,9 @@ pub fn api() -> Operation {
         "Remove a member from a family",
         "A keeper removes a member: their access ends at once, their recordings stay with \
          the family, their uploads whose audio arrived become recordings and the rest are \
-         released. The last keeper can't be removed; to leave, use leave-family.",
+         released. The last keeper can't be removed; to leave, use leave-family. Beyond \
+         the schema: `familyId` must be a family the caller keeps (403), `userId` one of its \
+         members (404) and not the caller (400: a rule across the token and the body).",
         || {
             let family = json!("0b7f8a8e-8f6e-4b5a-9a43-2f0c1f7f5e21");
             let user = json!("7c9e6679-7425-40de-944b-e07fc1f90ae7");

@@ -67,7 +67,9 @@ pub fn api() -> Operation {
         "Stripe-Signature is checked over the raw body (400 otherwise, nothing written). \
          The event is recorded and applied in one transaction, re-fetching the customer's \
          subscriptions from Stripe, so delivery order never leaves a stale state. 503 \
-         (rolled back, Stripe retries) when the database or Stripe is down.",
+         (rolled back, Stripe retries) when the database or Stripe is down. Beyond the \
+         schema: the signature is an HMAC-SHA256 of the body with the endpoint's secret, so \
+         every request Stripe did not sign, generated ones included, is refused with 400.",
         || {
             let input = json!({"id": "evt_1PxYz", "object": "event",
                                "type": "customer.subscription.updated",
