@@ -15,16 +15,23 @@ echo "== actionlint"
 actionlint .github/workflows/*.yml
 echo "== cfn-lint"
 cfn-lint deploy/api.yaml
+# Per function: errors, throttles, duration and a log group; per HTTP function also
+# its 5xx answers (a metric filter on its log) and its route's 5xx; per scheduled one,
+# a run that has not succeeded; one dashboard.
 scheduled=$(python3 scripts/functions.py names --kind scheduled | wc -l)
-alarms=$(grep -c "Type: AWS::CloudWatch::Alarm" deploy/api.yaml)
-[ "$alarms" -eq $(( 3 * ${#FUNCTIONS[@]} + scheduled )) ] \
-  || die "deploy/api.yaml has $alarms alarms for ${#FUNCTIONS[@]} functions ($scheduled scheduled)"
-echo "alarms: $alarms (errors, throttles and duration of each function; each schedule's success)"
+n=${#FUNCTIONS[@]}; http=${#HTTP_FUNCTIONS[@]}
+count() { grep -c "^    Type: $1\$" deploy/api.yaml; }
+for expected in "AWS::CloudWatch::Alarm $((3 * n + 2 * http + scheduled))" "AWS::Logs::LogGroup $n" \
+  "AWS::Logs::MetricFilter $http" "AWS::CloudWatch::Dashboard 1"; do
+  read -r type want <<<"$expected"
+  [ "$(count "$type")" -eq "$want" ] || die "deploy/api.yaml has $(count "$type") $type, not $want ($n functions, $http HTTP, $scheduled scheduled)"
+done
+echo "template: $(count AWS::CloudWatch::Alarm) alarms, $n log groups (30 days), $http metric filters on 5xx answers, one dashboard"
 if command -v cargo-deny >/dev/null 2>&1; then
   echo "== cargo deny (licenses, duplicates, sources; CI on GitHub also checks advisories)"
   cargo deny --locked check licenses bans sources 2>&1 | tail -n 1
 else
-  echo "== cargo deny is not installed here: CI on GitHub runs it (cargo install cargo-deny)"
+  echo "== cargo deny is not installed here: CI on GitHub runs it (prebuilt, taiki-e/install-action)"
 fi
 
 echo "== deploy without credentials fails before doing anything"
@@ -97,6 +104,8 @@ for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$moto_port/" &&
 (
   export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=emulated AWS_SECRET_ACCESS_KEY=emulated
   export AWS_REGION=eu-west-1 AWS_DEFAULT_REGION=eu-west-1 SKIP_BUILD=1 CARGO_TARGET_DIR="$emulated/target"
+  # moto has no account settings: the account's unreserved executions, as a new one's.
+  export ACCOUNT_UNRESERVED=1000
   unset AWS_PROFILE AWS_WEB_IDENTITY_TOKEN_FILE
   LAMBDA_ROLE_ARN=$(aws iam create-role --role-name stories-lambda --query Role.Arn --output text \
     --assume-role-policy-document '{"Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
@@ -106,6 +115,10 @@ for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$moto_port/" &&
     mkdir -p "$CARGO_TARGET_DIR/lambda/$f"
     cp /bin/true "$CARGO_TARGET_DIR/lambda/$f/bootstrap"
   done
+  # Packed by the same step as CI's zips, and deployed from the package as the deploy
+  # jobs do (checked against its SHA256SUMS).
+  export ARTIFACTS="$emulated/dist"
+  PACKAGE_DIR="$ARTIFACTS" scripts/build.sh create-family storage-maintenance >/dev/null
   live() { aws lambda get-alias --function-name "stories-staging-$1" --name live --query FunctionVersion --output text; }
   versions() { aws lambda list-versions-by-function --function-name "stories-staging-$1" --query 'Versions[].Version' --output text; }
   expect() { [ "$2" = "$3" ] || die "$1: expected $3, got $2"; }
@@ -138,6 +151,68 @@ for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$moto_port/" &&
   expect "versions after a refused deploy" "$(versions create-family)" "$before"
   expect "live after a refused deploy" "$(live create-family)" 2
   echo "emulated: first deploy (v1, live, URL), second (v2), rollback to 1 and to 2, others untouched, refusal changes nothing"
+
+  # Each function's share of the connection budget and the commit it was built from.
+  conf() { python3 scripts/functions.py conf "$1" | sed -n "s/^$2=//p"; }
+  expect "create-family's reserved concurrency" \
+    "$(aws lambda get-function-concurrency --function-name stories-staging-create-family --query ReservedConcurrentExecutions --output text)" \
+    "$(conf create-family CONCURRENCY)"
+  expect "create-family's pool size" \
+    "$(aws lambda get-function-configuration --function-name stories-staging-create-family --query Environment.Variables.DATABASE_POOL_SIZE --output text)" \
+    "$(conf create-family POOL_SIZE)"
+  expect "a version's description" \
+    "$(aws lambda get-function-configuration --function-name stories-staging-create-family --qualifier 2 --query Description --output text)" \
+    "$(git rev-parse HEAD)"
+  before=$(versions create-family)
+  if refused=$(ACCOUNT_UNRESERVED=99 scripts/deploy.sh staging create-family 2>&1); then
+    die "a deploy that would leave the account below AWS's unreserved minimum went ahead"
+  fi
+  grep -q "below AWS's minimum of 100" <<<"$refused" || die "the refusal does not say why: $refused"
+  expect "versions after the concurrency refusal" "$(versions create-family)" "$before"
+  echo "emulated: reserved concurrency and pool size from Cargo.toml, the version named by its commit, the account's minimum kept"
+
+  # A package whose zip is not what CI built is refused, and nothing changes.
+  cp -r "$ARTIFACTS" "$emulated/tampered"
+  printf 'x' >> "$emulated/tampered/create-family.zip"
+  if refused=$(ARTIFACTS="$emulated/tampered" scripts/deploy.sh staging create-family 2>&1); then
+    die "a zip that does not match its SHA-256 was deployed"
+  fi
+  grep -q "does not match its SHA-256" <<<"$refused" || die "the refusal does not say why: $refused"
+  expect "versions after a tampered package" "$(versions create-family)" "$before"
+  echo "emulated: deployed from the package CI makes; a zip changed after packing is refused"
+
+  # The stack: what moto implements (log groups and their retention, the dashboard, the
+  # schedules, the topic) is created there from the template, those resources taken as
+  # they are; the rest (the API, alarms, metric filters, permissions: moto skips them or
+  # needs the real API) is counted in the template and linted by cfn-lint above.
+  "$(dirname "$(command -v cfn-lint)")/python3" - deploy/api.yaml > "$emulated/implemented.json" <<'PY'
+import json, sys
+from cfnlint.decode import decode
+template, errors = decode(sys.argv[1])
+if errors:
+    sys.exit(f"cannot read the template: {errors}")
+implemented = {"AWS::Logs::LogGroup", "AWS::CloudWatch::Dashboard", "AWS::Events::Rule", "AWS::SNS::Topic"}
+resources = {k: v for k, v in template["Resources"].items() if v["Type"] in implemented}
+# The dashboard names the API, which moto does not make.
+body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"] = body.replace("${Api}", "emulated-api")
+print(json.dumps({"Parameters": {"Environment": template["Parameters"]["Environment"]}, "Resources": resources}))
+PY
+  aws cloudformation create-stack --stack-name stories-staging-api --template-body "file://$emulated/implemented.json" \
+    --parameters ParameterKey=Environment,ParameterValue=staging >/dev/null
+  aws cloudformation wait stack-create-complete --stack-name stories-staging-api \
+    || die "the stack did not deploy: $(aws cloudformation describe-stack-events --stack-name stories-staging-api --output text)"
+  retention=$(aws logs describe-log-groups --log-group-name-prefix /stories/staging/ --query 'logGroups[].retentionInDays' --output text | tr '\t' '\n' | sort | uniq -c | awk '{print $1 "x" $2}')
+  expect "log groups, 30 days each" "$retention" "${n}x30"
+  widgets=$(aws cloudwatch get-dashboard --dashboard-name stories-staging --query DashboardBody --output text \
+    | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["widgets"]))')
+  expect "dashboard widgets (3 a function, 1 for the API)" "$widgets" "$((3 * n + 1))"
+  expect "schedules" "$(aws events list-rules --name-prefix stories-staging- --query 'length(Rules)' --output text)" "$scheduled"
+  # The stack made the log groups: a deploy now points the function's JSON logs there.
+  if scripts/deploy.sh staging create-family | grep -q "no log group"; then
+    die "the deploy did not find the stack's log group"
+  fi
+  echo "emulated: the stack's $n log groups (30 days), dashboard and $scheduled schedules made there (the alarms and metric filters counted above); logs pointed at the stack's group"
 
   # The backup bucket for real: made locked, settings applied (twice: the step is run
   # at every deploy), and a bucket that exists without Object Lock refused.

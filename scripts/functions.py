@@ -11,6 +11,7 @@ checked against it (`check`).
   scripts/functions.py wire NAME                              add functions/NAME to the runner (local/Cargo.toml)
   scripts/functions.py write                                  regenerate the runner's table, deploy/api.yaml and README's list
   scripts/functions.py check                                  every place agrees with functions/ (exit 1 naming the one that doesn't)
+  scripts/functions.py budget [NAME=CONCURRENCY ...]          the connection budget (with those raised): exit 1 when over
 """
 
 import json
@@ -46,8 +47,13 @@ def load():
             raise Broken(f"{where}: kind must be one of {', '.join(KINDS)}")
         if stories["kind"] == "scheduled" and not stories.get("schedule"):
             raise Broken(f"{where}: a scheduled function needs a schedule (e.g. \"rate(15 minutes)\")")
+        for key in ("concurrency", "pool_size"):
+            if not isinstance(stories.get(key), int) or stories[key] < 1:
+                raise Broken(f"{where}: needs {key} = N (N >= 1), its share of the connection budget (deploy/connections.toml)")
         functions.append({
             "name": folder,
+            "concurrency": stories["concurrency"],
+            "pool_size": stories["pool_size"],
             "kind": stories["kind"],
             "description": package.get("description", ""),
             "memory": int(deploy["memory"]),
@@ -126,6 +132,9 @@ def stack(functions):
         "      ApiId: !Ref Api",
         "      StageName: $default",
         "      AutoDeploy: true",
+        "      # 4xx/5xx per route, for the per-route alarms and the dashboard.",
+        "      DefaultRouteSettings:",
+        "        DetailedMetricsEnabled: true",
         "",
         "  CustomDomain:",
         "    Type: AWS::ApiGatewayV2::DomainName",
@@ -228,10 +237,76 @@ def stack(functions):
     ]
     for f in functions:
         name, id_ = f["name"], camel(f["name"])
+        out += [
+            "",
+            f"  {id_}Logs:",
+            "    Type: AWS::Logs::LogGroup",
+            "    Properties:",
+            f'      LogGroupName: !Sub "/stories/${{Environment}}/{name}"',
+            "      # The logs hold user ids: kept a month, no longer.",
+            "      RetentionInDays: 30",
+        ]
+        if f["kind"] != "http":
+            continue
+        out += [
+            "",
+            f"  {id_}ServerErrorsFilter:",
+            "    Type: AWS::Logs::MetricFilter",
+            "    Properties:",
+            f"      LogGroupName: !Ref {id_}Logs",
+            "      FilterPattern: '{ $.status >= 500 }'",
+            "      MetricTransformations:",
+            "        - MetricNamespace: StoriesFromTheSun",
+            f'          MetricName: !Sub "${{Environment}}-{name}-5xx"',
+            '          MetricValue: "1"',
+            "          DefaultValue: 0",
+            "",
+            f"  {id_}ServerErrorsAlarm:",
+            "    Type: AWS::CloudWatch::Alarm",
+            "    Properties:",
+            f'      AlarmName: !Sub "stories-${{Environment}}-{name}-5xx"',
+            f'      AlarmDescription: "{name} answered 5xx (a dependency down, a bug, a deadline) at least 3 times in 5 minutes."',
+            "      Namespace: StoriesFromTheSun",
+            f'      MetricName: !Sub "${{Environment}}-{name}-5xx"',
+            "      Statistic: Sum",
+            "      Threshold: 3",
+            "      Period: 300",
+            "      EvaluationPeriods: 1",
+            "      ComparisonOperator: GreaterThanOrEqualToThreshold",
+            "      TreatMissingData: notBreaching",
+            "      AlarmActions: [!Ref AlarmTopic]",
+            "      OKActions: [!Ref AlarmTopic]",
+            "",
+            f"  {id_}RouteServerErrorsAlarm:",
+            "    Type: AWS::CloudWatch::Alarm",
+            "    Properties:",
+            f'      AlarmName: !Sub "stories-${{Environment}}-{name}-route-5xx"',
+            f'      AlarmDescription: "The API answered 5xx on /functions/v1/{name} (ours, or its own when the function is throttled or unreachable) at least 3 times in 5 minutes."',
+            "      Namespace: AWS/ApiGateway",
+            "      MetricName: 5xx",
+            "      Dimensions:",
+            "        - Name: ApiId",
+            "          Value: !Ref Api",
+            "        - Name: Stage",
+            "          Value: $default",
+            "        - Name: Route",
+            f"          Value: ANY /functions/v1/{name}",
+            "      Statistic: Sum",
+            "      Threshold: 3",
+            "      Period: 300",
+            "      EvaluationPeriods: 1",
+            "      ComparisonOperator: GreaterThanOrEqualToThreshold",
+            "      TreatMissingData: notBreaching",
+            "      AlarmActions: [!Ref AlarmTopic]",
+            "      OKActions: [!Ref AlarmTopic]",
+        ]
+    out += dashboard(functions)
+    for f in functions:
+        name, id_ = f["name"], camel(f["name"])
         function = f'!Sub "stories-${{Environment}}-{name}"'
         slow_ms = int(f["timeout"]) * 1000 * 8 // 10
         for suffix, metric, what, extra in [
-            ("Errors", "Errors", "failed (a 5xx, a panic or a timeout) in the last 5 minutes",
+            ("Errors", "Errors", "failed at the Lambda level (an init failure, out of memory, a crash; an event function's error) in the last 5 minutes",
              ["      Statistic: Sum", "      Threshold: 0"]),
             ("Throttles", "Throttles", "was throttled (concurrency exhausted) in the last 5 minutes",
              ["      Statistic: Sum", "      Threshold: 0"]),
@@ -317,6 +392,43 @@ def stack(functions):
     return "\n".join(out) + "\n"
 
 
+def dashboard(functions):
+    """One CloudWatch dashboard: per function its duration (p50, p99), Lambda errors,
+    5xx answers, throttles and concurrency; the API's 4xx and 5xx."""
+    def fn(metric, name, stat):
+        return ["AWS/Lambda", metric, "FunctionName", f"stories-${{Environment}}-{name}", {"stat": stat}]
+    widgets, y = [], 0
+    for f in functions:
+        name = f["name"]
+        graphs = [
+            ("duration (ms)", [fn("Duration", name, "p50"), fn("Duration", name, "p99")]),
+            ("errors, throttles", [fn("Errors", name, "Sum"), fn("Throttles", name, "Sum")]
+             + ([["StoriesFromTheSun", f"${{Environment}}-{name}-5xx", {"stat": "Sum", "label": "5xx answers"}]]
+                if f["kind"] == "http" else [])),
+            ("concurrency", [fn("ConcurrentExecutions", name, "Maximum")]),
+        ]
+        for x, (title, metrics) in enumerate(graphs):
+            widgets.append({"type": "metric", "x": x * 8, "y": y, "width": 8, "height": 6,
+                            "properties": {"title": f"{name}: {title}", "region": "${AWS::Region}",
+                                           "metrics": metrics, "period": 300, "view": "timeSeries"}})
+        y += 6
+    widgets.append({"type": "metric", "x": 0, "y": y, "width": 24, "height": 6,
+                    "properties": {"title": "API: 4xx and 5xx answers", "region": "${AWS::Region}",
+                                   "metrics": [["AWS/ApiGateway", "4xx", "ApiId", "${Api}", "Stage", "$default", {"stat": "Sum"}],
+                                               ["AWS/ApiGateway", "5xx", "ApiId", "${Api}", "Stage", "$default", {"stat": "Sum"}]],
+                                   "period": 300, "view": "timeSeries"}})
+    body = json.dumps({"widgets": widgets}, indent=1)
+    return [
+        "",
+        "  Dashboard:",
+        "    Type: AWS::CloudWatch::Dashboard",
+        "    Properties:",
+        '      DashboardName: !Sub "stories-${Environment}"',
+        "      DashboardBody: !Sub |",
+        *("        " + line for line in body.splitlines()),
+    ]
+
+
 def runner_table(functions):
     """local/src/functions.rs: the runner's table (and the crates, re-exported)."""
     crates = [f["name"].replace("-", "_") for f in functions]
@@ -333,9 +445,34 @@ def runner_table(functions):
     return "\n".join(out) + "\n"
 
 
+def budget():
+    """deploy/connections.toml: what the pooler accepts, and what the operators keep."""
+    limits = tomllib.loads((ROOT / "deploy/connections.toml").read_text())
+    return limits["pooler_client_limit"], limits["reserved_for_operators"]
+
+
+def connections(functions):
+    return sum(f["concurrency"] * f["pool_size"] for f in functions)
+
+
+def over_budget(functions):
+    """A sentence when the functions may open more connections than the pooler takes."""
+    limit, kept = budget()
+    total = connections(functions)
+    if total <= limit - kept:
+        return None
+    return (f"the functions may open {total} database connections (reserved concurrency x pool size), "
+            f"more than the pooler's {limit} less the {kept} kept for operators (deploy/connections.toml): "
+            "lower a function's concurrency or pool_size, or raise the limit with the plan")
+
+
 def readme_list(functions):
-    rows = ["| function | kind | what it does |", "|---|---|---|"]
-    rows += [f"| `{f['name']}` | {f['kind']} | {f['description']} |" for f in functions]
+    rows = ["| function | kind | what it does | reserved concurrency | connections |", "|---|---|---|---|---|"]
+    rows += [f"| `{f['name']}` | {f['kind']} | {f['description']} | {f['concurrency']} | "
+             f"{f['concurrency'] * f['pool_size']} ({f['pool_size']} each) |" for f in functions]
+    limit, kept = budget()
+    rows += ["", f"At most {connections(functions)} database connections in all, within the pooler's "
+             f"{limit} less {kept} for operators (`deploy/connections.toml`)."]
     return "\n".join(rows)
 
 
@@ -388,6 +525,8 @@ def check(functions):
     readme = (ROOT / "README.md").read_text()
     if readme_with(functions, readme) != readme:
         problems.append(f"README.md's list of functions is not what functions/ generates: {regenerate}")
+    if (problem := over_budget(functions)):
+        problems.append(problem)
     for workflow in WORKFLOWS:
         text = (ROOT / workflow).read_text()
         if "fromJSON(needs.functions.outputs.list)" not in text or "scripts/functions.py matrix" not in text:
@@ -422,6 +561,7 @@ def main(argv):
             print(f"KIND={f['kind']}\nMEMORY={f['memory']}\nTIMEOUT={f['timeout']}")
             print(f"REQUIRED=\"{' '.join(f['required'])}\"\nOPTIONAL=\"{' '.join(f['optional'])}\"")
             print(f"SCHEDULE=\"{f['schedule']}\"")
+            print(f"CONCURRENCY={f['concurrency']}\nPOOL_SIZE={f['pool_size']}")
         case ["wire", name]:
             wire(name)
         case ["write"]:
@@ -429,6 +569,20 @@ def main(argv):
             (ROOT / "local/src/functions.rs").write_text(runner_table(functions))
             readme = ROOT / "README.md"
             readme.write_text(readme_with(functions, readme.read_text()))
+        case ["budget", *raised]:
+            # What-if: `budget NAME=CONCURRENCY ...` checks the plan with those raised.
+            for change in raised:
+                name, _, value = change.partition("=")
+                found = [f for f in functions if f["name"] == name]
+                if not found or not value.isdigit():
+                    print(f"error: usage: budget [NAME=CONCURRENCY ...] ({change})", file=sys.stderr)
+                    return 1
+                found[0]["concurrency"] = int(value)
+            limit, kept = budget()
+            print(f"{connections(functions)} connections of {limit - kept} ({limit} less {kept} for operators)")
+            if (problem := over_budget(functions)):
+                print(f"error: {problem}", file=sys.stderr)
+                return 1
         case ["check"]:
             problems = check(functions)
             for p in problems:

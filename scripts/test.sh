@@ -10,6 +10,17 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 need_tool cargo "install Rust with rustup"
+# Each stage says how long it took, and the run ends with the list.
+stage_name=""; stage_start=$SECONDS; timings=()
+stage() {
+  if [ -n "$stage_name" ]; then
+    timings+=("$(printf '%5ss  %s' $((SECONDS - stage_start)) "$stage_name")")
+    echo "   (${stage_name}: $((SECONDS - stage_start)) s)"
+  fi
+  stage_name="$1"; stage_start=$SECONDS
+  [ -z "$1" ] || echo "== $1"
+}
+stage "set-up: PostgreSQL, PgBouncer, Chromium, unzip"
 # DATABASE_URL when set; else the server on 127.0.0.1:5432; else a private one
 # (scripts/lib.sh find_postgres).
 DATABASE_URL=$(find_postgres)
@@ -28,24 +39,29 @@ fi
 # A few threads: every test opens its own connections, and max_connections is 100.
 threads="${TEST_THREADS:-4}"
 
-echo "== deploy checks: workflows, template, deploy script, smoke check"
+
+stage "deploy checks: workflows, template, deploy script, smoke check"
 # The archive-worker binary too: a test measures its own process.
 cargo build --locked -p local -p archive-worker
 "$ROOT/scripts/check-deploy.sh"
 
-echo "== a new function from the template, in a scratch clone"
+stage "a new function from the template, in a scratch clone"
 "$ROOT/scripts/check-scaffold.sh"
 
-echo "== scripts/dev.sh seed: a family to try, its tokens tried with curl"
+stage "scripts/dev.sh seed: a family to try, its tokens tried with curl"
 "$ROOT/scripts/check-seed.sh"
 
 # moto_server (an AWS emulator that implements S3 Object Lock), for the backup drills.
 use_tools emulator
 
-echo "== tests, functions connected directly"
+stage "tests, functions connected directly"
 cargo test --workspace --locked -- --test-threads="$threads"
-echo "== integration tests, functions through PgBouncer (transaction mode)"
+stage "integration tests, functions through PgBouncer (transaction mode)"
 TEST_POOLER_URL="postgres://127.0.0.1:6432/postgres" cargo test --locked -p tests --test it -- --test-threads="$threads"
 
-echo "== the contract as the app sees it: TypeScript with supabase-js, schemathesis"
+stage "the contract as the app sees it: TypeScript with supabase-js, schemathesis"
 "$ROOT/scripts/check-contract.sh"
+stage ""
+echo "== stages"
+printf '%s\n' "${timings[@]}"
+echo "all passed in $SECONDS s"

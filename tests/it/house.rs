@@ -65,6 +65,19 @@ fn every_place_that_lists_functions_agrees_with_the_folders() {
 }
 
 #[test]
+fn the_connection_budget_holds_and_refuses_a_function_raised_past_it() {
+    let (ok, report) = functions_py(&["budget"]);
+    assert!(ok, "{report}");
+    // One function's reserved concurrency raised far past its share.
+    let (ok, report) = functions_py(&["budget", "get-signed-playback-url=500"]);
+    assert!(!ok, "a plan over the pooler's limit passed: {report}");
+    assert!(
+        report.contains("more than the pooler's") && report.contains("deploy/connections.toml"),
+        "{report}"
+    );
+}
+
+#[test]
 fn rustfmt_formats_every_line_of_the_functions() {
     let mut long = Vec::new();
     let mut stack = vec![root().join("functions")];
