@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 scratch=$(mktemp -d)
 cleanup() {
-  [ -n "${serve:-}" ] && kill "$serve" 2>/dev/null && wait "$serve" 2>/dev/null
+  if [ -n "${serve:-}" ]; then kill "$serve" 2>/dev/null; wait "$serve" 2>/dev/null || true; fi
   [ -x "$scratch/clone/scripts/dev.sh" ] && "$scratch/clone/scripts/dev.sh" stop --remove >/dev/null 2>&1
   rm -rf "$scratch"
 }

@@ -11,7 +11,7 @@ export DEV_DB="sfts_seed_$$" PORT=$(free_port) LOCAL_BACKUP_PORT=$(free_port)
 export R2_ENDPOINT="http://127.0.0.1:$(free_port)" LOCAL_S3_DIR="$work/s3" MAILBOX_DIR="$work/mailbox"
 admin=$(scripts/dev.sh db)
 cleanup() {
-  [ -n "${serve:-}" ] && kill "$serve" 2>/dev/null && wait "$serve" 2>/dev/null
+  if [ -n "${serve:-}" ]; then kill "$serve" 2>/dev/null; wait "$serve" 2>/dev/null || true; fi
   psql -q "$admin" -c "DROP DATABASE IF EXISTS $DEV_DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
