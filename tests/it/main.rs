@@ -21,5 +21,6 @@ mod recordings;
 mod rls;
 mod round_trip;
 mod runner;
+mod scale;
 mod store;
 mod web;
