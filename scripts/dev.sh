@@ -80,7 +80,8 @@ if [ "${1:-serve}" = invoke ]; then
   exec "$CARGO_TARGET_DIR/debug/invoke" "$@"
 fi
 if [ "${1:-serve}" = seed ]; then
-  exec "$CARGO_TARGET_DIR/debug/seed"
+  # The functions' request logs would bury the tokens: warnings only.
+  RUST_LOG="${RUST_LOG:-warn}" exec "$CARGO_TARGET_DIR/debug/seed"
 fi
 
 cat <<MSG
