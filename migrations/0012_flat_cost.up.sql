@@ -10,36 +10,47 @@
 -- key: PostgreSQL runs that as a SubPlan, one index probe per membership row, and never
 -- turns it into a join, whatever the statistics say about one user. A member of a few
 -- families pays a few probes; the work follows the caller's memberships, not the
--- number of families.
+-- number of families. And they are PL/pgSQL: a SECURITY DEFINER SQL function is never
+-- inlined and is planned again at every call (about 100 µs, as long as playback's
+-- whole statement), while PL/pgSQL keeps each query's plan for the connection's life.
 CREATE OR REPLACE FUNCTION public.user_family_ids() RETURNS SETOF uuid
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
-  SELECT m.family_id FROM public.family_members m
-  WHERE m.user_id = (SELECT auth.uid())
-    AND (SELECT f.deleted_at IS NULL FROM public.families f WHERE f.id = m.family_id)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  RETURN QUERY
+    SELECT m.family_id FROM public.family_members m
+    WHERE m.user_id = (SELECT auth.uid())
+      AND (SELECT f.deleted_at IS NULL FROM public.families f WHERE f.id = m.family_id);
+END
 $$;
 
 CREATE OR REPLACE FUNCTION public.is_member_of(p_family_id uuid) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
-  SELECT EXISTS (
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  RETURN EXISTS (
     SELECT 1 FROM public.family_members m
     WHERE m.family_id = p_family_id AND m.user_id = (SELECT auth.uid())
-      AND (SELECT f.deleted_at IS NULL FROM public.families f WHERE f.id = m.family_id))
+      AND (SELECT f.deleted_at IS NULL FROM public.families f WHERE f.id = m.family_id));
+END
 $$;
 
 CREATE OR REPLACE FUNCTION public.is_keeper_of(p_family_id uuid) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
-  SELECT EXISTS (
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  RETURN EXISTS (
     SELECT 1 FROM public.family_members m
     WHERE m.family_id = p_family_id AND m.user_id = (SELECT auth.uid()) AND m.role = 'keeper'
-      AND (SELECT f.deleted_at IS NULL FROM public.families f WHERE f.id = m.family_id))
+      AND (SELECT f.deleted_at IS NULL FROM public.families f WHERE f.id = m.family_id));
+END
 $$;
 
 CREATE OR REPLACE FUNCTION public.in_deleted_family(p_family_id uuid) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
-  SELECT EXISTS (
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  RETURN EXISTS (
     SELECT 1 FROM public.family_members m
     WHERE m.family_id = p_family_id AND m.user_id = (SELECT auth.uid())
-      AND (SELECT f.deleted_at IS NOT NULL FROM public.families f WHERE f.id = m.family_id))
+      AND (SELECT f.deleted_at IS NOT NULL FROM public.families f WHERE f.id = m.family_id));
+END
 $$;
 
 -- Statistics that keep up. The accounts in thousands of families are few: a larger

@@ -6,10 +6,12 @@
 #   runner, loaded by wrk, on a database of families with 1,000 recordings each; one
 #   storage-maintenance run purging a trash of 1,000 recordings (time, peak RSS); one
 #   archive-worker run over a family of 1 GB of recordings (throughput, peak RSS); one
-#   replicate and one audit run over a family of 1 GB (throughput, peak RSS).
+#   replicate and one audit run over a family of 1 GB (throughput, peak RSS); what RLS
+#   costs playback's statement, on a small world and beside 100,000 families.
 #   scripts/bench.sh [cold RUNS | warm SECONDS | maintenance RECORDINGS | archive MB |
-#                     preservation MB]
-#   (default: all five; 20 starts, 5 s per run, 1,000 recordings, 1,000 MB, 1,000 MB)
+#                     preservation MB | rls RUNS]
+#   (default: all six; 20 starts, 5 s per run, 1,000 recordings, 1,000 MB, 1,000 MB,
+#   2,000 runs)
 # Needs the test PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
 # and wrk (Debian package wrk; installed here when apt-get can).
 source "$(dirname "$0")/lib.sh"
@@ -58,4 +60,10 @@ if [ "$what" = all ] || [ "$what" = preservation ]; then
   cargo build --release --locked -p replicate -p audit -p bench --bin replicate --bin audit --bin preservation
   echo "== preservation: one replicate and one audit run over a family with ${2:-1000} MB of recordings (release binaries)"
   "$CARGO_TARGET_DIR/release/preservation" "$CARGO_TARGET_DIR/release" "${2:-1000}"
+fi
+
+if [ "$what" = all ] || [ "$what" = rls ]; then
+  cargo build --release --locked -p bench --bin rls
+  echo "== what RLS costs playback's statement (${2:-2000} runs each, concurrency 1)"
+  "$CARGO_TARGET_DIR/release/rls" "${2:-2000}"
 fi

@@ -132,3 +132,42 @@ pub async fn trashed(admin: &Client, recordings: &[Uuid], days: i32) {
     )
     .await;
 }
+
+/// A skewed world beside what is there: `families` more families (a keeper and a
+/// recording each, written with triggers and foreign-key checks off), statistics taken,
+/// and only then one account joining `many` of them (as support, test and "grandparent
+/// of many branches" accounts do): the statistics are those from before the skew, as
+/// between two autovacuum analyses. Returns that account.
+pub async fn skewed(admin: &Client, families: i32, many: i64) -> Uuid {
+    admin
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             CREATE TEMP TABLE others AS
+               SELECT gen_random_uuid() AS family, gen_random_uuid() AS keeper
+               FROM generate_series(1, {families});
+             INSERT INTO auth.users (id, email) SELECT keeper, keeper || '@example.com' FROM others;
+             INSERT INTO families (id, name, created_by) SELECT family, 'Family', keeper FROM others;
+             INSERT INTO family_members (family_id, user_id, role) SELECT family, keeper, 'keeper' FROM others;
+             INSERT INTO recordings (id, family_id, created_by, duration_seconds, audio_size_bytes)
+               SELECT gen_random_uuid(), family, keeper, 42, 1000 FROM others;
+             DROP TABLE others;
+             RESET session_replication_role;
+             ANALYZE;"
+        ))
+        .await
+        .expect("the other families");
+    let account = create_user(
+        admin,
+        &format!("many-{}@example.com", Uuid::new_v4().simple()),
+    )
+    .await;
+    admin
+        .execute(
+            "INSERT INTO family_members (family_id, user_id, role)
+             SELECT id, $1, 'storyteller' FROM families WHERE name = 'Family' LIMIT $2",
+            &[&account, &many],
+        )
+        .await
+        .expect("the account in many families");
+    account
+}

@@ -31,31 +31,7 @@ async fn skewed() -> World {
     let admin = db.admin().await;
     let (family, member) = fixtures::family(&admin, "The Small Family", "free").await;
     let recording = fixtures::recording(&admin, family, member, 1000).await;
-    admin
-        .batch_execute(&format!(
-            "SET session_replication_role = replica;
-             CREATE TEMP TABLE others AS
-               SELECT gen_random_uuid() AS family, gen_random_uuid() AS keeper
-               FROM generate_series(1, {FAMILIES});
-             INSERT INTO auth.users (id, email) SELECT keeper, keeper || '@example.com' FROM others;
-             INSERT INTO families (id, name, created_by) SELECT family, 'Family', keeper FROM others;
-             INSERT INTO family_members (family_id, user_id, role) SELECT family, keeper, 'keeper' FROM others;
-             INSERT INTO recordings (id, family_id, created_by, duration_seconds, audio_size_bytes)
-               SELECT gen_random_uuid(), family, keeper, 42, 1000 FROM others;
-             RESET session_replication_role;
-             ANALYZE;"
-        ))
-        .await
-        .expect("the other families");
-    let many = testkit::create_user(&admin, "grandparent@example.com").await;
-    admin
-        .execute(
-            "INSERT INTO family_members (family_id, user_id, role)
-             SELECT id, $1, 'storyteller' FROM families WHERE name = 'Family' LIMIT $2",
-            &[&many, &MANY],
-        )
-        .await
-        .expect("the account in every family");
+    fixtures::skewed(&admin, FAMILIES, MANY).await;
     World {
         db,
         member,
