@@ -361,29 +361,7 @@ impl R2 {
                 .map(|key| ObjectIdentifier::builder().key(key).build())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(R2Error::internal)?;
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(R2Error::internal)?;
-            let out = self
-                .client()?
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| self.failed("DeleteObjects", e))?;
-            if let Some(error) = out.errors().first() {
-                return Err(R2Error::Unavailable(anyhow::anyhow!(
-                    "{} could not delete {} objects, {:?} first: {} {}",
-                    self.label,
-                    out.errors().len(),
-                    error.key(),
-                    error.code().unwrap_or_default(),
-                    error.message().unwrap_or_default()
-                )));
-            }
+            self.delete_objects(objects).await?;
         }
         Ok(())
     }
@@ -607,6 +585,36 @@ impl R2 {
         Ok(())
     }
 
+    /// One DeleteObjects call (at most 1,000 objects, or versions of them): an object
+    /// the store would not delete (still under Object Lock, or any other refusal) is an
+    /// error naming the first.
+    async fn delete_objects(&self, objects: Vec<ObjectIdentifier>) -> Result<(), R2Error> {
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(R2Error::internal)?;
+        let out = self
+            .client()?
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| self.failed("DeleteObjects", e))?;
+        match out.errors().first() {
+            None => Ok(()),
+            Some(error) => Err(R2Error::Unavailable(anyhow::anyhow!(
+                "{} could not delete {} objects, {:?} first: {} {}",
+                self.label,
+                out.errors().len(),
+                error.key(),
+                error.code().unwrap_or_default(),
+                error.message().unwrap_or_default()
+            ))),
+        }
+    }
+
     /// Deletes every version (and delete marker) of the objects under `prefix` (a key is
     /// its own prefix), a page at a time: in a versioned bucket deleting a key only hides
     /// it. A version still under Object Lock is an error (a later run tries again).
@@ -642,29 +650,7 @@ impl R2 {
                 })
                 .collect::<Vec<_>>();
             if !objects.is_empty() {
-                let delete = Delete::builder()
-                    .set_objects(Some(objects))
-                    .quiet(true)
-                    .build()
-                    .map_err(R2Error::internal)?;
-                let deleted = self
-                    .client()?
-                    .delete_objects()
-                    .bucket(&self.bucket)
-                    .delete(delete)
-                    .send()
-                    .await
-                    .map_err(|e| self.failed("DeleteObjects", e))?;
-                if let Some(error) = deleted.errors().first() {
-                    return Err(R2Error::Unavailable(anyhow::anyhow!(
-                        "{} kept {} versions, {:?} first: {} {}",
-                        self.label,
-                        deleted.errors().len(),
-                        error.key(),
-                        error.code().unwrap_or_default(),
-                        error.message().unwrap_or_default()
-                    )));
-                }
+                self.delete_objects(objects).await?;
             }
             if !out.is_truncated().unwrap_or(false) {
                 return Ok(());
