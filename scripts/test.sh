@@ -4,6 +4,7 @@
 # private one started on 127.0.0.1:54322), twice: once with the functions
 # connected directly, once through PgBouncer in transaction mode (how Supabase's
 # pooler runs them; started, and installed if missing, by scripts/pgbouncer.sh); the
+# plan of every statement on a world of 100,000 families, once; the
 # deploy checks (scripts/check-deploy.sh), a scaffolded function (check-scaffold.sh),
 # the seed a newcomer starts from (check-seed.sh),
 # and the contract as the app sees it (check-contract.sh: TypeScript, schemathesis).
@@ -55,9 +56,14 @@ stage "scripts/dev.sh seed: a family to try, its tokens tried with curl"
 use_tools emulator
 
 stage "tests, functions connected directly"
-cargo test --workspace --locked -- --test-threads="$threads"
+cargo test --workspace --locked -- --test-threads="$threads" --skip plans::
 stage "integration tests, functions through PgBouncer (transaction mode)"
-TEST_POOLER_URL="postgres://127.0.0.1:6432/postgres" cargo test --locked -p tests --test it -- --test-threads="$threads"
+TEST_POOLER_URL="postgres://127.0.0.1:6432/postgres" cargo test --locked -p tests --test it -- --test-threads="$threads" --skip plans::
+
+# Once, not in both passes: the database's plans are the same whichever way the
+# functions connect.
+stage "every statement's plan on a 100,000-family world (tests/it/plans.rs)"
+cargo test --locked -p tests --test it plans::
 
 stage "the contract as the app sees it: TypeScript with supabase-js, schemathesis"
 "$ROOT/scripts/check-contract.sh"

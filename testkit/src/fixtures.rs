@@ -133,23 +133,79 @@ pub async fn trashed(admin: &Client, recordings: &[Uuid], days: i32) {
     .await;
 }
 
-/// A skewed world beside what is there: `families` more families (a keeper and a
-/// recording each, written with triggers and foreign-key checks off), statistics taken,
-/// and only then one account joining `many` of them (as support, test and "grandparent
-/// of many branches" accounts do): the statistics are those from before the skew, as
-/// between two autovacuum analyses. Returns that account.
+/// A skewed world beside what is there: `families` more families, each with a keeper,
+/// its entitlement, a prompt, a recording (1% of them in the trash for 40 days, 1%
+/// purged tombstones; 1% of the families deleted) with its ledger line, reservation,
+/// backup copy and fixity check, an invite, a family event, an archive (its requester
+/// and item), a sent email, a checkout session and a Stripe event: every table the
+/// scale world makes large past 10,000 rows. Written with triggers and foreign-key
+/// checks off, ids derived from the series; statistics taken; and only then one
+/// account joins `many` of them (as support, test and "grandparent of many branches"
+/// accounts do): the statistics are those from before the skew, as between two
+/// autovacuum analyses. Returns that account.
 pub async fn skewed(admin: &Client, families: i32, many: i64) -> Uuid {
     admin
         .batch_execute(&format!(
             "SET session_replication_role = replica;
              CREATE TEMP TABLE others AS
-               SELECT gen_random_uuid() AS family, gen_random_uuid() AS keeper
-               FROM generate_series(1, {families});
+               SELECT n, gen_random_uuid() AS family, gen_random_uuid() AS keeper,
+                      gen_random_uuid() AS recording, gen_random_uuid() AS archive,
+                      n % 100 = 0 AS family_deleted, n % 100 = 1 AS trashed, n % 100 = 2 AS purged
+               FROM generate_series(1, {families}) n;
              INSERT INTO auth.users (id, email) SELECT keeper, keeper || '@example.com' FROM others;
-             INSERT INTO families (id, name, created_by) SELECT family, 'Family', keeper FROM others;
+             INSERT INTO families (id, name, created_by, deleted_at)
+               SELECT family, 'Family', keeper,
+                      CASE WHEN family_deleted THEN now() - interval '10 days' END FROM others;
              INSERT INTO family_members (family_id, user_id, role) SELECT family, keeper, 'keeper' FROM others;
-             INSERT INTO recordings (id, family_id, created_by, duration_seconds, audio_size_bytes)
-               SELECT gen_random_uuid(), family, keeper, 42, 1000 FROM others;
+             INSERT INTO entitlements (family_id, plan, storage_used_bytes, stripe_customer_id)
+               SELECT family, 'free', CASE WHEN purged THEN 0 ELSE 1000 END,
+                      CASE WHEN n % 10 = 0 THEN 'cus_' || n END FROM others;
+             INSERT INTO prompts (family_id, text, position, is_default)
+               SELECT family, 'What was your first home like?', 1, true FROM others;
+             INSERT INTO recordings (id, family_id, created_by, duration_seconds, audio_size_bytes,
+                                     created_at, deleted_at, purge_started_at, purged_at)
+               SELECT recording, family, keeper, 42, 1000, now() - interval '60 days',
+                      CASE WHEN trashed OR purged THEN now() - interval '40 days' END,
+                      CASE WHEN purged THEN now() - interval '9 days' END,
+                      CASE WHEN purged THEN now() - interval '9 days' END FROM others;
+             INSERT INTO usage_ledger (family_id, recording_id, delta_bytes, balance_after, operation)
+               SELECT family, recording, 1000, 1000, 'upload' FROM others;
+             INSERT INTO upload_reservations (id, family_id, user_id, audio_size_bytes, duration_seconds,
+                                              content_type, expires_at, finalized_at)
+               SELECT recording, family, keeper, 1000, 42, 'audio/mp4', now() - interval '60 days',
+                      now() - interval '60 days' FROM others;
+             INSERT INTO recording_copies (recording_id, family_id, location, object, state, size_bytes,
+                                           sha256, copied_at, verified_at, checked_at, locked_until)
+               SELECT recording, family, 'backup', 'audio', 'copied', 1000,
+                      encode(sha256(recording::text::bytea), 'base64'), now(), now(),
+                      now() - (n % 1000) * interval '1 hour', now() + interval '300 days'
+               FROM others WHERE NOT purged;
+             INSERT INTO fixity_checks (recording_id, location, object, outcome, checked_at)
+               SELECT recording, 'backup', 'audio', 'ok', now() - (n % 1000) * interval '1 hour' FROM others;
+             INSERT INTO invites (family_id, code_hmac, created_by, expires_at, max_uses)
+               SELECT family, sha256(family::text::bytea), keeper, now() + interval '7 days', 1 FROM others;
+             INSERT INTO family_events (family_id, actor_id, subject_id, action)
+               SELECT family, keeper, keeper, 'member_joined' FROM others;
+             INSERT INTO archives (id, family_id, requested_by, status, parts_total, parts_done,
+                                   size_bytes, finished_at, expires_at)
+               SELECT archive, family, keeper, 'done', 1, 1, 1000, now() - interval '1 day',
+                      now() + (n % 14 - 7) * interval '1 day' FROM others;
+             INSERT INTO archive_requesters (archive_id, family_id, user_id)
+               SELECT archive, family, keeper FROM others;
+             INSERT INTO archive_items (archive_id, recording_id, part, position, name, recorded_at,
+                                        duration_seconds, speaker, audio_size_bytes)
+               SELECT archive, recording, 1, 1, 'story.m4a', now() - interval '60 days', 42, 'Keeper', 1000
+               FROM others;
+             INSERT INTO outbox (family_id, user_id, kind, sent_at)
+               SELECT family, keeper, 'archive_ready', now() - interval '1 day' FROM others;
+             INSERT INTO checkout_sessions (family_id, stripe_session_id, stripe_price_id, success_url,
+                                            cancel_url, url, expires_at)
+               SELECT family, 'cs_' || n, 'price_family', 'https://app.example/ok',
+                      'https://app.example/back', 'https://checkout.example/' || n,
+                      now() - interval '1 day' FROM others;
+             INSERT INTO stripe_events (stripe_event_id, event_type, livemode, stripe_created_at)
+               SELECT 'evt_' || n, 'customer.subscription.updated', false, now() - interval '1 day'
+               FROM others;
              DROP TABLE others;
              RESET session_replication_role;
              ANALYZE;"

@@ -216,9 +216,11 @@ const UNTRASH_FAMILY: Statement = Statement {
     runs_as: RunsAs::Service,
     // The recordings that went into the trash with the family (their deleted_at is the
     // family's) back, unless a purge claimed them; those trashed before stay there.
+    // (`purged_at IS NULL` follows from the rest; said, it lets the family's index in.)
     sql: "WITH restored AS (
             UPDATE public.recordings SET deleted_at = NULL
             WHERE family_id = $1 AND deleted_at = $2 AND purge_started_at IS NULL
+              AND purged_at IS NULL
             RETURNING 1)
           SELECT count(*) AS restored FROM restored",
 };

@@ -1,0 +1,1 @@
+DROP INDEX public.idx_recordings_family_unpurged;
