@@ -12,36 +12,29 @@
 #![allow(clippy::print_stdout)]
 
 mod floor;
-mod stats;
-mod world;
-mod wrk;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
+use bench::runner::{Runner, Stack};
+use bench::stats::{Latencies, ms, sequential};
+use bench::world::{self, Purpose, Spread, WEBHOOK_SECRET, World};
+use bench::wrk;
 use secrecy::SecretString;
 use shared::r2::{AUDIO_CONTENT_TYPE, R2, RecordingKey, URL_EXPIRY};
-use stats::{Latencies, ms, sequential};
-use world::{APP, Purpose, Spread, WEBHOOK_SECRET, World};
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 /// Connections of the runner's pool: one per concurrent request at the highest
 /// concurrency, as 64 Lambda instances would hold.
 const POOL_SIZE: usize = 64;
-const INVITE_SECRET: &str = "bench-invite-secret";
 /// Functions whose every success takes a member or a family away: they can't be
 /// replayed thousands of times on one world, and are measured by the cold start and
 /// the tests (`tests/it/people.rs`) only.
 const ONCE_EACH: [&str; 3] = ["remove-member", "leave-family", "delete-family"];
-const BUCKET: &str = "bench";
 /// Requests counted for the round trips of each function.
 const ROUND_TRIP_REQUESTS: usize = 20;
-const S3_KEY: &str = "bench-access-key";
-const S3_SECRET: &str = "bench-secret-key";
 
 /// The calls besides SQL each success path makes, timed alone.
 struct Calls {
@@ -86,70 +79,6 @@ struct Measured {
     peak_rss_kib: u64,
 }
 
-/// A runner process serving the functions, for one function's runs.
-struct Runner {
-    child: Child,
-    base: String,
-}
-
-impl Runner {
-    fn start(bin: &Path, env: &BTreeMap<&str, String>, log: PathBuf) -> anyhow::Result<Runner> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let log = std::fs::File::create(log)?;
-        let child = Command::new(bin)
-            .env_clear()
-            .envs(env)
-            .env("PORT", port.to_string())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Runner { child, base });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("the runner did not listen on {port}")
-    }
-
-    /// CPU time the process has used so far, user and system (`/proc/PID/stat`, in
-    /// clock ticks of 10 ms).
-    fn cpu(&self) -> anyhow::Result<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Fields after the command name (which may hold spaces), from field 3 on.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .context("/proc/PID/stat")?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        Ok(Duration::from_millis(ticks * 10))
-    }
-
-    /// Peak resident set size so far, in KiB.
-    fn peak_rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("VmHWM")
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -176,57 +105,28 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
     let wrk = wrk::Wrk::new(work_dir)?;
 
     // What the runner talks to: its own database, a local S3, a Stripe stand-in.
-    let db = testkit::TestDb::new().await;
-    let s3 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let s3_endpoint = format!("http://{}", s3.local_addr()?);
-    let s3_dir = work_dir.join("s3");
-    let root = s3_dir.clone();
-    tokio::spawn(async move {
-        local::s3::serve(s3, &root, BUCKET, S3_KEY, S3_SECRET, Default::default()).await
-    });
-    let db_addr = {
-        let config: tokio_postgres::Config = db.login_url().parse()?;
-        let host = match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".to_owned(),
-        };
-        format!(
-            "{host}:{}",
-            config.get_ports().first().copied().unwrap_or(5432)
-        )
-    };
-    let stripe = testkit::stubs::stripe().await;
+    let Stack {
+        db,
+        db_addr,
+        stripe,
+        env,
+        config,
+        r2,
+    } = Stack::start(work_dir, POOL_SIZE).await?;
     let nothing = testkit::stubs::spawn(testkit::stubs::nothing()).await;
-    let env: BTreeMap<&str, String> = BTreeMap::from([
-        ("DATABASE_URL", db.login_url()),
-        ("DATABASE_POOL_SIZE", POOL_SIZE.to_string()),
-        (
-            "SUPABASE_JWT_SECRET",
-            testkit::server::TEST_JWT_SECRET.to_owned(),
-        ),
-        ("INVITE_CODE_SECRET", INVITE_SECRET.to_owned()),
-        ("APP_URL", APP.to_owned()),
-        ("R2_BUCKET_NAME", BUCKET.to_owned()),
-        ("R2_ENDPOINT", s3_endpoint),
-        ("R2_ACCESS_KEY_ID", S3_KEY.to_owned()),
-        ("R2_SECRET_ACCESS_KEY", S3_SECRET.to_owned()),
-        ("STRIPE_SECRET_KEY", "sk_test_bench".to_owned()),
-        ("STRIPE_API_BASE", format!("{}/", stripe.base)),
-        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
-        (
-            "MAILBOX_DIR",
-            work_dir.join("mailbox").display().to_string(),
-        ),
-    ]);
-    let config = shared::config::Config::from_lookup(|k| env.get(k).cloned())?;
-    let r2 = Arc::new(R2::new(config.r2.as_ref().context("R2 config")?));
 
     println!(
         "== seeding: {} families of {} recordings",
         world::FAMILIES,
         world::RECORDINGS
     );
-    let mut world = World::seed(db.admin().await, INVITE_SECRET, r2.clone(), &stripe).await?;
+    let mut world = World::seed(
+        db.admin().await,
+        bench::runner::INVITE_SECRET,
+        r2.clone(),
+        &stripe,
+    )
+    .await?;
     let calls = calls_alone(&config, &r2, &world, &stripe.base).await?;
 
     let mut functions: Vec<&str> = local::functions()
@@ -447,7 +347,7 @@ async fn calls_alone(
     const RUNS: usize = 2_000;
     let http = reqwest::Client::new();
     let verifier = shared::auth::Verifier::new(config, http.clone());
-    let user = world::User::new();
+    let user = world::User::fresh();
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::AUTHORIZATION, user.token.parse()?);
     let p50 = |l: Latencies| l.percentile(50.0);

@@ -48,7 +48,7 @@ pub struct Wrk {
 
 impl Wrk {
     pub fn new(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::write(dir.join("cases.lua"), include_str!("../../wrk/cases.lua"))?;
+        std::fs::write(dir.join("cases.lua"), include_str!("../wrk/cases.lua"))?;
         Ok(Wrk {
             dir: dir.to_owned(),
         })

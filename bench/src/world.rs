@@ -108,7 +108,7 @@ pub struct User {
 }
 
 impl User {
-    pub fn new() -> User {
+    pub fn fresh() -> User {
         let id = Uuid::new_v4();
         let now = chrono::Utc::now().timestamp();
         let claims = json!({
@@ -185,13 +185,13 @@ impl World {
         let families: Vec<Family> = (0..FAMILIES)
             .map(|_| Family {
                 id: Uuid::new_v4(),
-                members: (0..MEMBERS).map(|_| User::new()).collect(),
+                members: (0..MEMBERS).map(|_| User::fresh()).collect(),
                 recordings: Vec::new(),
             })
             .collect();
-        let billing: Vec<User> = (0..BILLING_FAMILIES).map(|_| User::new()).collect();
+        let billing: Vec<User> = (0..BILLING_FAMILIES).map(|_| User::fresh()).collect();
         let billing_ids: Vec<Uuid> = (0..BILLING_FAMILIES).map(|_| Uuid::new_v4()).collect();
-        let newcomers: Vec<User> = (0..PER_RUN).map(|_| User::new()).collect();
+        let newcomers: Vec<User> = (0..PER_RUN).map(|_| User::fresh()).collect();
 
         let mut users = ids(&billing);
         users.extend(ids(&newcomers));

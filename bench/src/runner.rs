@@ -1,0 +1,151 @@
+//! What the runner benches start: the local runner's processes, and what they talk to
+//! (their own database, a local S3 that checks SigV4, a Stripe stand-in).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use shared::r2::R2;
+
+use crate::world::{APP, WEBHOOK_SECRET};
+
+pub const INVITE_SECRET: &str = "bench-invite-secret";
+const BUCKET: &str = "bench";
+const S3_KEY: &str = "bench-access-key";
+const S3_SECRET: &str = "bench-secret-key";
+
+/// A database of the bench's own, a local S3 and a Stripe stand-in, and the runner's
+/// environment pointing at them.
+pub struct Stack {
+    pub db: testkit::TestDb,
+    /// `host:port` of the database server.
+    pub db_addr: String,
+    pub stripe: testkit::stubs::Stripe,
+    pub env: BTreeMap<&'static str, String>,
+    pub config: shared::config::Config,
+    pub r2: Arc<R2>,
+}
+
+impl Stack {
+    /// Starts it all, with files (the local S3's, the mailbox) in `work_dir`, for runners
+    /// of `pool_size` connections each.
+    pub async fn start(work_dir: &Path, pool_size: usize) -> anyhow::Result<Stack> {
+        let db = testkit::TestDb::new().await;
+        let s3 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let s3_endpoint = format!("http://{}", s3.local_addr()?);
+        let root = work_dir.join("s3");
+        tokio::spawn(async move {
+            local::s3::serve(s3, &root, BUCKET, S3_KEY, S3_SECRET, Default::default()).await
+        });
+        let db_addr = {
+            let config: tokio_postgres::Config = db.login_url().parse()?;
+            let host = match config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                _ => "127.0.0.1".to_owned(),
+            };
+            format!(
+                "{host}:{}",
+                config.get_ports().first().copied().unwrap_or(5432)
+            )
+        };
+        let stripe = testkit::stubs::stripe().await;
+        let env = BTreeMap::from([
+            ("DATABASE_URL", db.login_url()),
+            ("DATABASE_POOL_SIZE", pool_size.to_string()),
+            (
+                "SUPABASE_JWT_SECRET",
+                testkit::server::TEST_JWT_SECRET.to_owned(),
+            ),
+            ("INVITE_CODE_SECRET", INVITE_SECRET.to_owned()),
+            ("APP_URL", APP.to_owned()),
+            ("R2_BUCKET_NAME", BUCKET.to_owned()),
+            ("R2_ENDPOINT", s3_endpoint),
+            ("R2_ACCESS_KEY_ID", S3_KEY.to_owned()),
+            ("R2_SECRET_ACCESS_KEY", S3_SECRET.to_owned()),
+            ("STRIPE_SECRET_KEY", "sk_test_bench".to_owned()),
+            ("STRIPE_API_BASE", format!("{}/", stripe.base)),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+            (
+                "MAILBOX_DIR",
+                work_dir.join("mailbox").display().to_string(),
+            ),
+        ]);
+        let config = shared::config::Config::from_lookup(|k| env.get(k).cloned())?;
+        let r2 = Arc::new(R2::new(config.r2.as_ref().context("R2 config")?));
+        Ok(Stack {
+            db,
+            db_addr,
+            stripe,
+            env,
+            config,
+            r2,
+        })
+    }
+}
+
+/// A runner process serving the functions, for one function's runs.
+pub struct Runner {
+    child: Child,
+    pub base: String,
+}
+
+impl Runner {
+    pub fn start(bin: &Path, env: &BTreeMap<&str, String>, log: PathBuf) -> anyhow::Result<Runner> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::fs::File::create(log)?;
+        let child = Command::new(bin)
+            .env_clear()
+            .envs(env)
+            .env("PORT", port.to_string())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(Runner { child, base });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("the runner did not listen on {port}")
+    }
+
+    /// CPU time the process has used so far, user and system (`/proc/PID/stat`, in
+    /// clock ticks of 10 ms).
+    pub fn cpu(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name (which may hold spaces), from field 3 on.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("/proc/PID/stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        Ok(Duration::from_millis(ticks * 10))
+    }
+
+    /// Peak resident set size so far, in KiB.
+    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmHWM")
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
