@@ -121,7 +121,7 @@ pub fn document() -> Value {
                     "schema": {"type": "string"}
                 },
                 "RetryAfter": {
-                    "description": "Seconds until the rate limit's window ends.",
+                    "description": "Seconds to wait before the same call: until the rate limit's window ends (429), or a short back-off while a dependency is down or overloaded (503).",
                     "required": true,
                     "schema": {"type": "integer", "minimum": 1}
                 }
@@ -248,7 +248,7 @@ fn responses(op: &Operation, output: &Value, example: &Value, failure: &Value) -
     for (status, codes) in errors {
         let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
         let mut headers = request_id.clone();
-        if status == 429 {
+        if status == 429 || status == 503 {
             headers["Retry-After"] = json!({"$ref": "#/components/headers/RetryAfter"});
         }
         let schema = json!({

@@ -217,16 +217,24 @@ pub fn error_response(e: &ApiError) -> Response {
         e.status(),
         serde_json::to_string(&failure).unwrap_or_default(),
     );
-    if let ApiError::RateLimit {
-        retry_after_seconds,
-    } = e
-    {
+    let retry_after = match e {
+        ApiError::RateLimit {
+            retry_after_seconds,
+        } => Some(*retry_after_seconds),
+        _ if e.status() == StatusCode::SERVICE_UNAVAILABLE => Some(UNAVAILABLE_RETRY_AFTER),
+        _ => None,
+    };
+    if let Some(seconds) = retry_after {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
+
+/// The back-off a 503 asks for: a database or pooler that is down or full (PgBouncer's
+/// `max_client_conn`, the connection budget) is worth trying again soon, not at once.
+const UNAVAILABLE_RETRY_AFTER: u32 = 2;
 
 fn error_chain(e: &ApiError) -> String {
     let mut chain = e.code().as_str().to_owned();

@@ -93,7 +93,8 @@ async fn killed_connections_are_replaced_without_a_500() {
 }
 
 #[tokio::test]
-async fn the_database_down_is_a_503_and_the_first_request_after_it_is_back_succeeds() {
+async fn the_database_down_is_a_503_with_retry_after_and_the_first_request_after_it_is_back_succeeds()
+ {
     let server = Server::start().await;
     let (_, token) = server.user().await;
     assert_eq!(
@@ -106,11 +107,13 @@ async fn the_database_down_is_a_503_and_the_first_request_after_it_is_back_succe
 
     server.db.take_offline().await;
     for _ in 0..3 {
-        let (status, body, _) = server
+        let (status, body, headers) = server
             .post("create-family", Some(&token), &json!({"name": "Down"}))
             .await;
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
+        // A back-off the app's client honours, as for a 429.
+        assert_eq!(headers["retry-after"], "2");
     }
 
     server.db.bring_online().await;
