@@ -67,3 +67,23 @@ if [ "$what" = all ] || [ "$what" = rls ]; then
   echo "== what RLS costs playback's statement (${2:-2000} runs each, concurrency 1)"
   "$CARGO_TARGET_DIR/release/rls" "${2:-2000}"
 fi
+
+if [ "$what" = all ] || [ "$what" = load ]; then
+  DATABASE_URL=$(find_postgres); export DATABASE_URL
+  # The functions' share of the pooler's clients, as the deploy plans them.
+  limit=$(python3 -c 'import tomllib, sys; c = tomllib.load(open(sys.argv[1], "rb")); print(c["pooler_client_limit"] - c["reserved_for_operators"])' \
+    "$ROOT/deploy/connections.toml")
+  cargo build --release --locked -p local -p bench --bin serve --bin load
+  # A PgBouncer of the load's own (not the test suite's), started afresh with the
+  # budget as its client limit and 15 server connections (Supabase's Micro pooler).
+  export PGBOUNCER_DIR=/tmp/sfts-load-pgbouncer PGBOUNCER_PORT=6433
+  stop_load_pooler() {
+    [ -f "$PGBOUNCER_DIR/pgbouncer.pid" ] && kill "$(cat "$PGBOUNCER_DIR/pgbouncer.pid")" 2>/dev/null
+    rm -f "$PGBOUNCER_DIR/pgbouncer.pid"
+  }
+  stop_load_pooler; sleep 1
+  trap stop_load_pooler EXIT
+  PGBOUNCER_MAX_CLIENT_CONN="$limit" PGBOUNCER_POOL_SIZE=15 "$ROOT/scripts/pgbouncer.sh"
+  echo "== load: the real mix, open loop, through PgBouncer (max_client_conn $limit), ${2:-60} s at capacity and at twice that"
+  "$CARGO_TARGET_DIR/release/load" "$CARGO_TARGET_DIR/release/serve" "$PGBOUNCER_PORT" "$limit" "${2:-60}"
+fi

@@ -31,16 +31,16 @@ pub const PER_RUN: usize = 20_000;
 /// For finalize-recording, whose every request needs an object in the bucket.
 const FINALIZE_PER_RUN: usize = 10_000;
 /// Size of each uploaded object.
-const OBJECT_BYTES: usize = 4_096;
+pub const OBJECT_BYTES: usize = 4_096;
 /// The SHA-256 the upload-URL runs declare (their bytes are never sent).
 pub const UPLOAD_SHA256: &str = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
 
 /// The object each finalize run finds in the bucket, and its SHA-256.
-fn object() -> Vec<u8> {
+pub fn object() -> Vec<u8> {
     vec![7u8; OBJECT_BYTES]
 }
 
-fn object_sha256() -> String {
+pub fn object_sha256() -> String {
     testkit::client::sha256(&object())
 }
 
