@@ -86,7 +86,7 @@ impl Stack {
     }
 }
 
-/// A runner process serving the functions, for one function's runs.
+/// A runner process (the release `serve` binary) serving every function on a port of its own.
 pub struct Runner {
     child: Child,
     pub base: String,
