@@ -146,15 +146,7 @@ impl Queues {
 
     fn take(&self, kind: Kind, arrival: usize) -> Option<Line> {
         let queue = match kind {
-            Kind::Playback => {
-                let line = &self.playback[arrival % self.playback.len()];
-                return Some(Line {
-                    method: line.method,
-                    path: line.path.clone(),
-                    header: line.header.clone(),
-                    body: line.body.clone(),
-                });
-            }
+            Kind::Playback => return Some(self.playback[arrival % self.playback.len()].clone()),
             Kind::Upload => &self.upload,
             Kind::Invite => &self.invite,
             Kind::Redeem => &self.redeem,

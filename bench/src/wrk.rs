@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 /// One request as wrk replays it.
+#[derive(Clone)]
 pub struct Line {
     pub method: &'static str,
     pub path: String,
