@@ -10,50 +10,10 @@
 // A benchmark: its report goes to the terminal.
 #![allow(clippy::print_stdout)]
 
-use std::time::{Duration, Instant};
-
-use anyhow::{Context, ensure};
+use anyhow::ensure;
+use bench::playback::{RLS_BOUND, rls_cost};
 use shared::auth::User;
-use shared::db::Tx;
 use testkit::{TestDb, fixtures};
-use tokio_postgres::types::{ToSql, Type};
-
-/// How much RLS may add to playback's statement.
-const BOUND: f64 = 1.2;
-
-fn p50(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
-/// `runs` executions of playback's statement in one transaction as `caller` (None:
-/// the service role); the p50.
-async fn time(
-    client: &tokio_postgres::Client,
-    caller: Option<&User>,
-    recording: uuid::Uuid,
-    runs: usize,
-) -> anyhow::Result<Duration> {
-    let sql = shared::store::statements()
-        .into_iter()
-        .find(|s| s.name == "recordings.playable")
-        .context("no recordings.playable in the store")?
-        .sql;
-    let params: [(&(dyn ToSql + Sync), Type); 1] = [(&recording, Type::UUID)];
-    let tx = Tx::begin(client, caller).await?;
-    let mut latencies = Vec::with_capacity(runs);
-    // The first runs warm the connection's caches, as a pooled connection's are.
-    for i in 0..runs + 100 {
-        let started = Instant::now();
-        let rows = client.query_typed(sql, &params).await?;
-        if i >= 100 {
-            latencies.push(started.elapsed());
-        }
-        ensure!(rows.len() == 1, "playback found {} rows", rows.len());
-    }
-    tx.commit().await?;
-    Ok(p50(latencies))
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -86,9 +46,7 @@ async fn main() -> anyhow::Result<()> {
         } else if world.starts_with("the same") {
             admin.batch_execute("ANALYZE").await?;
         }
-        let checked = time(&client, Some(&caller), recording, runs).await?;
-        let unchecked = time(&client, None, recording, runs).await?;
-        let ratio = checked.as_secs_f64() / unchecked.as_secs_f64();
+        let (checked, unchecked, ratio) = rls_cost(&client, &caller, recording, runs).await?;
         worst = worst.max(ratio);
         println!(
             "| {world} | {:.0} | {:.0} | {ratio:.2}× |",
@@ -97,8 +55,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     ensure!(
-        worst <= BOUND,
-        "RLS makes playback's statement {worst:.2}× its unchecked time, over {BOUND}×"
+        worst <= RLS_BOUND,
+        "RLS makes playback's statement {worst:.2}× its unchecked time, over {RLS_BOUND}×"
     );
     Ok(())
 }

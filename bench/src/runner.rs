@@ -7,10 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use shared::r2::R2;
 
 use crate::world::{APP, WEBHOOK_SECRET};
+use crate::wrk::{Line, Run};
 
 pub const INVITE_SECRET: &str = "bench-invite-secret";
 const BUCKET: &str = "bench";
@@ -148,4 +149,38 @@ impl Drop for Runner {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends one request to a runner at `base` and fails, showing the answer, unless it
+/// succeeds.
+pub async fn check_success(base: &str, line: &Line) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(line.method.as_bytes())?;
+    let mut req = http
+        .request(method, format!("{base}{}", line.path))
+        .header(line.header.0, &line.header.1)
+        .header("content-type", "application/json");
+    if !line.body.is_empty() {
+        req = req.body(line.body.clone());
+    }
+    let resp = req.send().await?;
+    let status = resp.status();
+    let body = resp.text().await?;
+    ensure!(
+        status.is_success(),
+        "{} answered {status}: {body}",
+        line.path
+    );
+    Ok(())
+}
+
+/// Fails unless every request of `function`'s run at concurrency `c` succeeded.
+pub fn ensure_all_succeeded(function: &str, c: usize, run: &Run) -> anyhow::Result<()> {
+    ensure!(
+        run.non_2xx == 0,
+        "{function} at c={c}: {} of {} requests failed (see the runner's log)",
+        run.non_2xx,
+        run.requests
+    );
+    Ok(())
 }

@@ -170,6 +170,44 @@ pub struct World {
     runs: usize,
 }
 
+/// Functions whose every success takes a member or a family away: they can't be
+/// replayed thousands of times on one world, and are measured by the cold start and
+/// the tests (`tests/it/people.rs`) only.
+pub const ONCE_EACH: [&str; 3] = ["remove-member", "leave-family", "delete-family"];
+
+/// The HTTP functions the runner benches load, but those of `ONCE_EACH` and health (a
+/// `GET` whose one statement reads no table: the cold start measures it); the webhook
+/// last (its events put the billing families on a paid plan, which checkout refuses,
+/// until `reset`).
+pub fn under_load() -> Vec<&'static str> {
+    let mut functions: Vec<&str> = local::functions()
+        .into_iter()
+        .filter(|f| f.kind == shared::Kind::Http && !ONCE_EACH.contains(&f.name))
+        .filter(|f| f.name != local::health::NAME)
+        .map(|f| f.name)
+        .collect();
+    functions.sort_by_key(|name| *name == local::stripe_webhook::NAME);
+    functions
+}
+
+/// Whether `function`'s success path reads only, so its requests may be replayed; the
+/// others' never are.
+pub fn replayable(function: &str) -> bool {
+    matches!(
+        function,
+        "get-signed-playback-url"
+            | "create-checkout-session"
+            | "create-portal-session"
+            | "set-member-role"
+            | "restore-family"
+    )
+}
+
+/// The requests of `cases`, for wrk.
+pub fn lines(cases: Vec<Case>) -> Vec<Line> {
+    cases.into_iter().map(|c| c.line).collect()
+}
+
 fn ids(users: &[User]) -> Vec<Uuid> {
     users.iter().map(|u| u.id).collect()
 }
@@ -622,7 +660,8 @@ impl World {
     }
 
     /// Undoes what a run of `function` leaves that would change the next run: rate
-    /// limit counters, joined members, open reservations.
+    /// limit counters, joined members, open reservations, archives, subscriptions. Only
+    /// this world's: a database may hold other families beside it (the scale bench's).
     pub async fn reset(&self, function: &str) -> anyhow::Result<()> {
         let sql = match function {
             "create-family" | "create-invite" => "DELETE FROM rate_limits",
@@ -640,11 +679,39 @@ impl World {
                  DELETE FROM rate_limits"
             }
             "get-signed-upload-url" | "finalize-recording" => {
-                "DELETE FROM upload_reservations WHERE finalized_at IS NULL"
+                self.admin
+                    .execute(
+                        "DELETE FROM upload_reservations WHERE finalized_at IS NULL AND family_id = ANY($1)",
+                        &[&self.family_ids()],
+                    )
+                    .await?;
+                return Ok(());
             }
             // The day's allowances are counted from the archives themselves (and
             // get-archive's runs left done ones): each run starts with none.
-            "request-archive" => "DELETE FROM archives",
+            "request-archive" => {
+                self.admin
+                    .execute(
+                        "DELETE FROM archives WHERE family_id = ANY($1)",
+                        &[&self.family_ids()],
+                    )
+                    .await?;
+                return Ok(());
+            }
+            // Its events put the billing families on a paid plan, which checkout
+            // refuses: they go back to the plan they were seeded with.
+            "stripe-webhook" => {
+                self.admin
+                    .execute(
+                        "UPDATE entitlements
+                         SET plan = DEFAULT, status = DEFAULT, stripe_subscription_id = NULL,
+                             current_period_end = NULL, cancel_at_period_end = DEFAULT
+                         WHERE family_id = ANY($1)",
+                        &[&self.billing_ids],
+                    )
+                    .await?;
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         self.admin.batch_execute(sql).await?;
@@ -683,6 +750,16 @@ impl World {
     /// The `Authorization` header of newcomer `i` (a user of no family).
     pub fn newcomer(&self, i: usize) -> &str {
         &self.newcomers[i % self.newcomers.len()].token
+    }
+
+    fn family_ids(&self) -> Vec<Uuid> {
+        self.families.iter().map(|f| f.id).collect()
+    }
+
+    /// A member of one family (its keeper) and one of its recordings, for playback.
+    pub fn playback(&self) -> (&Caller, Uuid) {
+        let family = &self.families[0];
+        (&family.members[0].caller, family.recordings[0])
     }
 
     /// One of the families with recordings (the calls-alone floors upload into it).

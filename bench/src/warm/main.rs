@@ -11,16 +11,15 @@
 // A benchmark: its report goes to the terminal.
 #![allow(clippy::print_stdout)]
 
-mod floor;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use bench::runner::{Runner, Stack};
+use bench::floor;
+use bench::runner::{Runner, Stack, check_success, ensure_all_succeeded};
 use bench::stats::{Latencies, ms, sequential};
-use bench::world::{self, Purpose, Spread, WEBHOOK_SECRET, World};
+use bench::world::{self, ONCE_EACH, Purpose, Spread, WEBHOOK_SECRET, World, lines};
 use bench::wrk;
 use secrecy::SecretString;
 use shared::r2::{AUDIO_CONTENT_TYPE, R2, RecordingKey, URL_EXPIRY};
@@ -29,10 +28,6 @@ const CONCURRENCY: [usize; 3] = [1, 8, 64];
 /// Connections of the runner's pool: one per concurrent request at the highest
 /// concurrency, as 64 Lambda instances would hold.
 const POOL_SIZE: usize = 64;
-/// Functions whose every success takes a member or a family away: they can't be
-/// replayed thousands of times on one world, and are measured by the cold start and
-/// the tests (`tests/it/people.rs`) only.
-const ONCE_EACH: [&str; 3] = ["remove-member", "leave-family", "delete-family"];
 /// Requests counted for the round trips of each function.
 const ROUND_TRIP_REQUESTS: usize = 20;
 
@@ -129,28 +124,13 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
     .await?;
     let calls = calls_alone(&config, &r2, &world, &stripe.base).await?;
 
-    let mut functions: Vec<&str> = local::functions()
-        .into_iter()
-        .filter(|f| f.kind == shared::Kind::Http && !ONCE_EACH.contains(&f.name))
-        .map(|f| f.name)
-        .collect();
+    let functions = world::under_load();
     println!("== not under load (each success takes a member or a family away): {ONCE_EACH:?}");
-    // The webhook last: its events put the billing families on a paid plan, which
-    // checkout refuses.
-    functions.sort_by_key(|name| *name == local::stripe_webhook::NAME);
     let mut results = BTreeMap::new();
     let mut contention = Vec::new();
     for &function in &functions {
         println!("== {function}");
-        // Read-only success paths may replay their requests; the others never do.
-        let wrap = matches!(
-            function,
-            "get-signed-playback-url"
-                | "create-checkout-session"
-                | "create-portal-session"
-                | "set-member-role"
-                | "restore-family"
-        );
+        let wrap = world::replayable(function);
         let runner = Runner::start(serve, &env, work_dir.join(format!("{function}.log")))?;
         // Warm-up: connections opened, caches filled, and one answer looked at.
         world.reset(function).await?;
@@ -298,42 +278,6 @@ fn report_bad_codes(timings: &[(&str, Latencies)]) {
             ms(latencies.percentile(99.0))
         );
     }
-}
-
-fn lines(cases: Vec<world::Case>) -> Vec<wrk::Line> {
-    cases.into_iter().map(|c| c.line).collect()
-}
-
-/// Sends one request and fails, showing the answer, unless it succeeds.
-async fn check_success(base: &str, line: &wrk::Line) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let method = reqwest::Method::from_bytes(line.method.as_bytes())?;
-    let mut req = http
-        .request(method, format!("{base}{}", line.path))
-        .header(line.header.0, &line.header.1)
-        .header("content-type", "application/json");
-    if !line.body.is_empty() {
-        req = req.body(line.body.clone());
-    }
-    let resp = req.send().await?;
-    let status = resp.status();
-    let body = resp.text().await?;
-    ensure!(
-        status.is_success(),
-        "{} answered {status}: {body}",
-        line.path
-    );
-    Ok(())
-}
-
-fn ensure_all_succeeded(function: &str, c: usize, run: &wrk::Run) -> anyhow::Result<()> {
-    ensure!(
-        run.non_2xx == 0,
-        "{function} at c={c}: {} of {} requests failed (see the runner's log)",
-        run.non_2xx,
-        run.requests
-    );
-    Ok(())
 }
 
 /// The JWT check, presigning, HeadObject, the webhook signature and the Stripe calls,

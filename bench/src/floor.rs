@@ -19,8 +19,8 @@ use shared::store::recordings::{self, Reservation, Stored};
 use shared::store::{StoreError, prompts, rate_limits, stripe_events};
 use tokio_postgres::{Client, NoTls};
 
-use bench::stats::Latencies;
-use bench::world::Work;
+use crate::stats::Latencies;
+use crate::world::Work;
 
 use local::{create_family, create_invite, redeem_invite};
 
