@@ -139,10 +139,11 @@ pub async fn trashed(admin: &Client, recordings: &[Uuid], days: i32) {
 /// backup copy and fixity check, an invite, a family event, an archive (its requester
 /// and item), a sent email, a checkout session and a Stripe event: every table the
 /// scale world makes large past 10,000 rows. Written with triggers and foreign-key
-/// checks off, ids derived from the series; statistics taken; and only then one
-/// account joins `many` of them (as support, test and "grandparent of many branches"
-/// accounts do): the statistics are those from before the skew, as between two
-/// autovacuum analyses. Returns that account.
+/// checks off, ids derived from the series; statistics taken; and only then do uploads
+/// start in one family of five, and one account joins `many` of them (as support, test
+/// and "grandparent of many branches" accounts do): the statistics are those from
+/// before the rush and the skew, as between two autovacuum analyses. Returns that
+/// account.
 pub async fn skewed(admin: &Client, families: i32, many: i64) -> Uuid {
     admin
         .batch_execute(&format!(
@@ -206,9 +207,13 @@ pub async fn skewed(admin: &Client, families: i32, many: i64) -> Uuid {
              INSERT INTO stripe_events (stripe_event_id, event_type, livemode, stripe_created_at)
                SELECT 'evt_' || n, 'customer.subscription.updated', false, now() - interval '1 day'
                FROM others;
-             DROP TABLE others;
              RESET session_replication_role;
-             ANALYZE;"
+             ANALYZE;
+             INSERT INTO upload_reservations (id, family_id, user_id, audio_size_bytes, duration_seconds,
+                                              content_type, expires_at)
+               SELECT gen_random_uuid(), family, keeper, 1000, 42, 'audio/mp4', now() + interval '15 minutes'
+               FROM others WHERE n % 5 = 0;
+             DROP TABLE others;"
         ))
         .await
         .expect("the other families");

@@ -11,8 +11,9 @@
 //! `BUFFERS`, back to this client as notices: once with custom plans and once with the
 //! generic plans PL/pgSQL caches after five calls. A plan fails, with the statement's
 //! name and the query it came from, when it seq-scans or hash-joins a table of more
-//! than 10,000 rows; a statement a member sends through RLS fails when it reads more
-//! than 100 shared buffers, its nested work included.
+//! than 10,000 rows, or reads and drops more than 1,000 of its rows; a statement a
+//! member sends through RLS fails when it reads more than 100 shared buffers, its
+//! nested work included.
 //!
 //! It runs once, as its own stage of `scripts/test.sh` (the passes skip `plans::`).
 
@@ -32,6 +33,8 @@ use uuid::Uuid;
 const BOUND: i64 = 100;
 /// A table past this many rows must never be scanned whole or hashed whole.
 const LARGE: f32 = 10_000.0;
+/// Rows a scan of a large table may read only to drop them.
+const FILTERED: f64 = 1_000.0;
 /// Families beside the member's.
 const FAMILIES: i32 = 100_000;
 /// The account in many of them, as support, test and "grandparent of many branches"
@@ -478,14 +481,24 @@ fn scanned<'a>(node: &'a Value, large: &HashSet<String>, into: &mut Vec<&'a str>
     }
 }
 
-/// What is wrong with a plan: a whole scan or a hash join of a large table.
+/// What is wrong with a plan: a whole scan or a hash join of a large table, or a scan
+/// of one that reads and drops more than `FILTERED` rows (an index that does not bound
+/// it, such as a partial index read whole for its predicate alone).
 fn wrong(node: &Value, large: &HashSet<String>, into: &mut Vec<String>) {
     let kind = node["Node Type"].as_str().unwrap_or_default();
-    if kind == "Seq Scan"
-        && let Some(relation) = node["Relation Name"].as_str()
+    if let Some(relation) = node["Relation Name"].as_str()
         && large.contains(relation)
     {
-        into.push(format!("a sequential scan of {relation}"));
+        if kind == "Seq Scan" {
+            into.push(format!("a sequential scan of {relation}"));
+        }
+        let dropped = node["Rows Removed by Filter"].as_f64().unwrap_or_default();
+        if dropped > FILTERED {
+            let index = node["Index Name"].as_str().unwrap_or("no index");
+            into.push(format!(
+                "a scan of {relation} ({index}) that read and dropped {dropped} rows"
+            ));
+        }
     }
     if kind == "Hash Join" {
         let mut relations = Vec::new();
