@@ -39,12 +39,14 @@ find_postgres() {
   echo "postgres://postgres@127.0.0.1:$PRIVATE_PG_PORT/postgres"
 }
 
-# Where this clone's private cluster lives. As root, PostgreSQL runs as the `postgres`
-# user, who often cannot enter the clone (a `mktemp -d` folder, or anything under
-# /root): then it lives in PostgreSQL's own data area, in a folder named from the
-# clone's path; otherwise under the clone's .local/pg/.
+# Where this clone's private cluster lives (PRIVATE_PG_DIR when set). As root,
+# PostgreSQL runs as the `postgres` user, who often cannot enter the clone (a `mktemp -d`
+# folder, or anything under /root): then it lives in PostgreSQL's own data area, in a
+# folder named from the clone's path; otherwise under the clone's .local/pg/.
 private_pg_dir() {
-  if [ "$(id -u)" = 0 ]; then
+  if [ -n "${PRIVATE_PG_DIR:-}" ]; then
+    echo "$PRIVATE_PG_DIR"
+  elif [ "$(id -u)" = 0 ]; then
     local home
     home=$(getent passwd postgres | cut -d: -f6)
     echo "${home:-/var/lib/postgresql}/sfts/$(printf '%s' "$ROOT" | sha256sum | cut -c1-16)"
@@ -54,7 +56,8 @@ private_pg_dir() {
 }
 
 # This clone's private PostgreSQL (private_pg_dir) on 127.0.0.1:$PRIVATE_PG_PORT (54322,
-# the Supabase CLI's database port), trust authentication on loopback only. `start`
+# the Supabase CLI's database port), trust authentication on loopback only, with the
+# server options of PRIVATE_PG_OPTS (`-c name=value ...`) when set. `start`
 # installs Debian's PostgreSQL 15 server package when no server binaries are found (as
 # root or with sudo), creates the cluster once (run by the `postgres` user when run as
 # root: PostgreSQL refuses to run as root) and starts it, or finds it running; `stop`
@@ -103,7 +106,7 @@ private_postgres() {
   fi
   # From / : the clone's folder may be closed to the postgres user.
   (cd / && "${owner[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start \
-    -o "-p $PRIVATE_PG_PORT -c listen_addresses=127.0.0.1 -k $dir" >/dev/null) \
+    -o "-p $PRIVATE_PG_PORT -c listen_addresses=127.0.0.1 -k $dir ${PRIVATE_PG_OPTS:-}" >/dev/null) \
     || die "the private PostgreSQL did not start: see $dir/log"
 }
 
