@@ -52,6 +52,8 @@ struct World {
     bare: Uuid,
     /// A family deleted past the trash's retention, its purge claimed.
     gone: Uuid,
+    /// The same, its recordings purged: its own purge empties it.
+    emptied: Uuid,
     recording: Uuid,
     /// A recording in the trash past the retention, its purge claimed.
     trashed: Uuid,
@@ -75,11 +77,23 @@ async fn world() -> World {
     fixtures::trashed(&admin, &[trashed], 40).await;
     let (gone, gone_keeper) = fixtures::family(&admin, "The Gone Family", "free").await;
     fixtures::recording(&admin, gone, gone_keeper, 1000).await;
+    // Another, its recordings purged already, so its purge goes through to the end:
+    // members, invites (and the foreign key from the members who joined by one),
+    // reservations, prompts.
+    let (emptied, emptied_keeper) = fixtures::family(&admin, "The Emptied Family", "free").await;
+    admin
+        .execute(
+            "INSERT INTO invites (family_id, code_hmac, created_by, expires_at, max_uses)
+             VALUES ($1::uuid, sha256($1::uuid::text::bytea), $2, now() + interval '7 days', 1)",
+            &[&emptied, &emptied_keeper],
+        )
+        .await
+        .expect("the emptied family's invite");
     fixtures::backdate(
         &admin,
         "UPDATE families SET deleted_at = now() - interval '40 days', purge_started_at = now()
-         WHERE id = $1",
-        &[&gone],
+         WHERE id = ANY ($1)",
+        &[&vec![gone, emptied]],
     )
     .await;
     fixtures::backdate(
@@ -162,6 +176,7 @@ async fn world() -> World {
         family,
         bare,
         gone,
+        emptied,
         recording,
         trashed,
         copy,
@@ -328,7 +343,7 @@ fn sample(name: &str, w: &World) -> Vec<Param> {
         }
         "families.keepers_since" => params![family, 30_i32],
         "families.person" => params![member],
-        "families.purge" => params![w.gone],
+        "families.purge" => params![w.emptied],
         "invites.create" => params![
             family,
             vec![7_u8; 32],
