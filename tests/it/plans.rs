@@ -1,8 +1,9 @@
 //! Cost that does not grow with the data: every statement of the store, as the role it
 //! runs as, with real claims and sample parameters, on a world of 100,000 families
 //! (every table the scale world makes large past 10,000 rows) beside a small family,
-//! while one account belongs to 20,000 families; first with the statistics taken before
-//! that account joined them (as between two autovacuum analyses), then fresh.
+//! while one account belongs to 20,000 families and 20,000 uploads are in flight; first
+//! with the statistics taken before that account joined them and those uploads began
+//! (as between two autovacuum analyses), then fresh.
 //!
 //! PostgreSQL 15 has no `EXPLAIN (GENERIC_PLAN)`, and a plain `EXPLAIN` sees neither
 //! into the RLS helpers nor into the PL/pgSQL functions. So each statement is executed

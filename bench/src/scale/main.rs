@@ -183,8 +183,8 @@ async fn bench(
             sample.first.as_secs_f64(),
             sample.rss_kib as f64 / 1024.0,
             report["purged"],
-            report["archives_deleted"],
-            report["families_checked"],
+            report["archivesDeleted"],
+            report["familiesChecked"],
             report["finished"]
         );
         if sample.rss_kib > MAINTENANCE_RSS_KIB {
@@ -317,6 +317,14 @@ async fn maintenance(
             runs.len() + 1,
             sample.first.as_secs_f64()
         );
+        // A run that failed (its Lambda error) fails the bench, naming why.
+        if let Some(error) = report.get("errorMessage") {
+            anyhow::bail!(
+                "storage-maintenance run {} failed after {:.1} s: {error}",
+                runs.len() + 1,
+                sample.first.as_secs_f64()
+            );
+        }
         let finished = report["finished"] == true;
         runs.push((sample, report));
         if finished {
