@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use bench::runner::{INVITE_SECRET, Runner, Stack};
+use bench::runner::{INVITE_SECRET, Runner, Stack, in_work_dir};
 use bench::stats::{Latencies, ms};
 use bench::world::{self, Purpose, Spread, World};
 use bench::wrk::Line;
@@ -375,21 +375,11 @@ async fn main() -> anyhow::Result<()> {
     let pooler_port: u16 = args.next().context(usage)?.parse()?;
     let limit: usize = args.next().context(usage)?.parse()?;
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(60);
-    let work_dir = std::env::temp_dir().join(format!("sfts-load-{}", std::process::id()));
-    std::fs::create_dir_all(&work_dir)?;
-    let result = load(
-        &serve,
-        pooler_port,
-        limit,
-        Duration::from_secs(seconds),
-        &work_dir,
-    )
-    .await;
-    match &result {
-        Ok(()) => std::fs::remove_dir_all(&work_dir)?,
-        Err(_) => println!("the runners' logs are kept in {}", work_dir.display()),
-    }
-    result
+    let duration = Duration::from_secs(seconds);
+    in_work_dir("load", async |dir| {
+        load(&serve, pooler_port, limit, duration, dir).await
+    })
+    .await
 }
 
 async fn load(

@@ -184,3 +184,21 @@ pub fn ensure_all_succeeded(function: &str, c: usize, run: &Run) -> anyhow::Resu
     );
     Ok(())
 }
+
+/// Runs `bench` in a fresh work folder named from `name` (runner logs, wrk requests,
+/// the local S3): removed after a success, kept after a failure, saying where.
+pub async fn in_work_dir(
+    name: &str,
+    bench: impl AsyncFnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let work_dir = std::env::temp_dir().join(format!("sfts-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir)?;
+    let result = bench(&work_dir).await;
+    match &result {
+        Ok(()) => std::fs::remove_dir_all(&work_dir)?,
+        // A benchmark's report goes to the terminal, where to look included.
+        #[allow(clippy::print_stdout)]
+        Err(_) => println!("the runners' logs are kept in {}", work_dir.display()),
+    }
+    result
+}

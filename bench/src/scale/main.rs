@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use bench::floor;
 use bench::playback::rls_cost;
-use bench::runner::{Runner, Stack, check_success, ensure_all_succeeded};
+use bench::runner::{Runner, Stack, check_success, ensure_all_succeeded, in_work_dir};
 use bench::stats::ms;
 use bench::world::{self, Purpose, Spread, World, lines};
 use bench::wrk;
@@ -61,18 +61,11 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(1_000_000);
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
-    let work_dir = std::env::temp_dir().join(format!("sfts-scale-{}", std::process::id()));
-    std::fs::create_dir_all(&work_dir)?;
-    match bench(&serve, families, Duration::from_secs(seconds), &work_dir).await {
-        Ok(()) => {
-            let _ = std::fs::remove_dir_all(&work_dir);
-            Ok(())
-        }
-        Err(e) => {
-            println!("the runners' logs are kept in {}", work_dir.display());
-            Err(e)
-        }
-    }
+    let duration = Duration::from_secs(seconds);
+    in_work_dir("scale", async |dir| {
+        bench(&serve, families, duration, dir).await
+    })
+    .await
 }
 
 async fn bench(

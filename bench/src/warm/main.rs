@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use bench::floor;
-use bench::runner::{Runner, Stack, check_success, ensure_all_succeeded};
+use bench::runner::{Runner, Stack, check_success, ensure_all_succeeded, in_work_dir};
 use bench::stats::{Latencies, ms, sequential};
 use bench::world::{self, ONCE_EACH, Purpose, Spread, WEBHOOK_SECRET, World, lines};
 use bench::wrk;
@@ -79,18 +79,7 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let serve = PathBuf::from(args.next().context("usage: warm SERVE_BIN [SECONDS]")?);
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
-    let work_dir = std::env::temp_dir().join(format!("sfts-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work_dir)?;
-    match bench(&serve, seconds, &work_dir).await {
-        Ok(()) => {
-            let _ = std::fs::remove_dir_all(&work_dir);
-            Ok(())
-        }
-        Err(e) => {
-            println!("the runners' logs are kept in {}", work_dir.display());
-            Err(e)
-        }
-    }
+    in_work_dir("bench", async |dir| bench(&serve, seconds, dir).await).await
 }
 
 /// Every measurement, with files (runner logs, wrk requests, the local S3) in `work_dir`.
