@@ -1035,3 +1035,34 @@ async fn two_maintenance_runs_at_once_settle_and_report_each_stranded_upload_onc
         .get(0);
     assert_eq!(claims, 0, "every claim let go");
 }
+
+#[tokio::test]
+async fn a_run_that_purges_across_more_families_than_a_batch_checks_all_their_books() {
+    let server = Server::start().await;
+    let admin = server.db.admin().await;
+    // One over a batch (500) of families, each with a recording past its trash time;
+    // the last one's counter drifted.
+    let mut trashed = Vec::new();
+    let mut last = Uuid::nil();
+    for i in 0..501 {
+        let (family, keeper) = fixtures::family(&admin, &format!("Family {i}"), "free").await;
+        trashed.push(fixtures::recording(&admin, family, keeper, 100).await);
+        last = family;
+    }
+    fixtures::trashed(&admin, &trashed, 40).await;
+    admin
+        .execute(
+            "UPDATE entitlements SET storage_used_bytes = storage_used_bytes + 7 WHERE family_id = $1",
+            &[&last],
+        )
+        .await
+        .expect("drift");
+
+    let report = maintain(&server, json!({})).await;
+    assert_eq!(report.purged, 501, "{report:?}");
+    assert!(report.families_checked >= 501, "{report:?}");
+    assert_eq!(
+        report.drifted, 1,
+        "the family past the first batch: {report:?}"
+    );
+}
