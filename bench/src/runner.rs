@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use shared::r2::R2;
 
-use crate::world::{APP, WEBHOOK_SECRET};
-use crate::wrk::{Line, Run};
+use crate::world::{self, APP, Purpose, Spread, WEBHOOK_SECRET, World, lines};
+use crate::wrk::{Line, Run, Wrk};
 
 pub const INVITE_SECRET: &str = "bench-invite-secret";
 const BUCKET: &str = "bench";
@@ -201,4 +201,30 @@ pub async fn in_work_dir(
         Err(_) => println!("the runners' logs are kept in {}", work_dir.display()),
     }
     result
+}
+
+/// Warms a fresh runner up on `function`: connections opened, caches filled, one answer
+/// looked at, then 2 s of its requests at `concurrency`; the world reset after.
+pub async fn warm_up(
+    runner: &Runner,
+    world: &mut World,
+    wrk: &Wrk,
+    function: &str,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    world.reset(function).await?;
+    let cases = world
+        .prepare(function, Purpose::Http, Spread::Families)
+        .await?;
+    check_success(&runner.base, &cases[0].line).await?;
+    let file = wrk.write("warm-up", &lines(cases))?;
+    let replay = world::replayable(function);
+    wrk.run(
+        &runner.base,
+        &file,
+        concurrency,
+        Duration::from_secs(2),
+        replay,
+    )?;
+    world.reset(function).await
 }

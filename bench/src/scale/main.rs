@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use bench::floor;
 use bench::playback::rls_cost;
-use bench::runner::{Runner, Stack, check_success, ensure_all_succeeded, in_work_dir};
+use bench::runner::{Runner, Stack, ensure_all_succeeded, in_work_dir, warm_up};
 use bench::stats::ms;
 use bench::world::{self, Purpose, Spread, World, lines};
 use bench::wrk;
@@ -218,21 +218,7 @@ async fn measure(
     for function in world::under_load() {
         let wrap = world::replayable(function);
         let runner = Runner::start(serve, &stack.env, work_dir.join(format!("{function}.log")))?;
-        // Warm-up: connections opened, caches filled, and one answer looked at.
-        world.reset(function).await?;
-        let cases = world
-            .prepare(function, Purpose::Http, Spread::Families)
-            .await?;
-        check_success(&runner.base, &cases[0].line).await?;
-        let file = wrk.write("warm-up", &lines(cases))?;
-        wrk.run(
-            &runner.base,
-            &file,
-            CONCURRENCY[1],
-            Duration::from_secs(2),
-            wrap,
-        )?;
-        world.reset(function).await?;
+        warm_up(&runner, world, wrk, function, CONCURRENCY[1]).await?;
 
         let mut runs = Vec::new();
         for c in CONCURRENCY {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use bench::floor;
-use bench::runner::{Runner, Stack, check_success, ensure_all_succeeded, in_work_dir};
+use bench::runner::{Runner, Stack, check_success, ensure_all_succeeded, in_work_dir, warm_up};
 use bench::stats::{Latencies, ms, sequential};
 use bench::world::{self, ONCE_EACH, Purpose, Spread, WEBHOOK_SECRET, World, lines};
 use bench::wrk;
@@ -121,15 +121,7 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
         println!("== {function}");
         let wrap = world::replayable(function);
         let runner = Runner::start(serve, &env, work_dir.join(format!("{function}.log")))?;
-        // Warm-up: connections opened, caches filled, and one answer looked at.
-        world.reset(function).await?;
-        let cases = world
-            .prepare(function, Purpose::Http, Spread::Families)
-            .await?;
-        check_success(&runner.base, &cases[0].line).await?;
-        let file = wrk.write("warm-up", &lines(cases))?;
-        wrk.run(&runner.base, &file, 64, Duration::from_secs(2), wrap)?;
-        world.reset(function).await?;
+        warm_up(&runner, &mut world, &wrk, function, 64).await?;
 
         let mut load = Vec::new();
         let mut floor_file = None;
