@@ -556,7 +556,10 @@ async fn books(run: &mut Run<'_>) -> anyhow::Result<()> {
     // A short page is the end of the families: the next run starts over.
     let next = (sample.len() as i64 == SAMPLE).then(|| sample.last().map(Uuid::to_string));
     set_cursor(run.app, CURSOR, next.flatten().as_deref()).await?;
-    let families: Vec<Uuid> = run.touched.iter().copied().chain(sample).collect();
+    // Once each: a family the run touched may be in the sample too.
+    let mut families: Vec<Uuid> = run.touched.iter().copied().chain(sample).collect();
+    families.sort_unstable();
+    families.dedup();
     // A batch's families at a time: a run that purged a backlog touched up to a hundred
     // thousand, and their books in one statement outlasted its timeout (the scale bench).
     let mut books = Vec::with_capacity(families.len());
