@@ -20,7 +20,7 @@ use shared::store::{StoreError, prompts, rate_limits, stripe_events};
 use tokio_postgres::{Client, NoTls};
 
 use crate::stats::Latencies;
-use crate::world::Work;
+use crate::world::{Purpose, Spread, Work, World};
 
 use local::{create_family, create_invite, redeem_invite};
 
@@ -182,10 +182,31 @@ pub async fn run(client: &Client, work: &Work) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The SQL floor of `function` on `world` at `concurrency`: the database work of its
+/// cases (spread over the world's families), then the world reset for the next run.
+pub async fn of_function(
+    world: &mut World,
+    function: &str,
+    url: &str,
+    concurrency: usize,
+    duration: Duration,
+    wrap: bool,
+) -> anyhow::Result<Latencies> {
+    let works = world
+        .prepare(function, Purpose::Sql, Spread::Families)
+        .await?
+        .into_iter()
+        .map(|case| case.work)
+        .collect();
+    let latencies = measure(url, works, concurrency, duration, wrap).await?;
+    world.reset(function).await?;
+    Ok(latencies)
+}
+
 /// Runs `works` through `concurrency` connections for `duration`: each worker takes the
 /// next work item, so none is done twice unless `wrap` (read-only work); running out is
 /// an error.
-pub async fn measure(
+async fn measure(
     url: &str,
     works: Vec<Work>,
     concurrency: usize,

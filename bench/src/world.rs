@@ -663,58 +663,56 @@ impl World {
     /// limit counters, joined members, open reservations, archives, subscriptions. Only
     /// this world's: a database may hold other families beside it (the scale bench's).
     pub async fn reset(&self, function: &str) -> anyhow::Result<()> {
-        let sql = match function {
-            "create-family" | "create-invite" => "DELETE FROM rate_limits",
-            "redeem-invite" => {
-                // By who joined, not by invite: a request wrk left in flight may commit
-                // its join after this reset, and deleting its invite then nulls the
-                // member's invite_id; such a member is deleted by the next reset.
-                self.admin
-                    .execute(
-                        "DELETE FROM family_members WHERE role = 'storyteller' AND user_id = ANY($1)",
-                        &[&ids(&self.newcomers)],
-                    )
-                    .await?;
+        // A statement over this world's users or families, then any without parameters.
+        let (scoped, plain): (Option<(&str, Vec<Uuid>)>, &str) = match function {
+            "create-family" | "create-invite" => (None, "DELETE FROM rate_limits"),
+            // By who joined, not by invite: a request wrk left in flight may commit its
+            // join after this reset, and deleting its invite then nulls the member's
+            // invite_id; such a member is deleted by the next reset.
+            "redeem-invite" => (
+                Some((
+                    "DELETE FROM family_members WHERE role = 'storyteller' AND user_id = ANY($1)",
+                    ids(&self.newcomers),
+                )),
                 "DELETE FROM invites WHERE max_uses = 20;
-                 DELETE FROM rate_limits"
-            }
-            "get-signed-upload-url" | "finalize-recording" => {
-                self.admin
-                    .execute(
-                        "DELETE FROM upload_reservations WHERE finalized_at IS NULL AND family_id = ANY($1)",
-                        &[&self.family_ids()],
-                    )
-                    .await?;
-                return Ok(());
-            }
+                 DELETE FROM rate_limits",
+            ),
+            "get-signed-upload-url" | "finalize-recording" => (
+                Some((
+                    "DELETE FROM upload_reservations WHERE finalized_at IS NULL AND family_id = ANY($1)",
+                    self.family_ids(),
+                )),
+                "",
+            ),
             // The day's allowances are counted from the archives themselves (and
             // get-archive's runs left done ones): each run starts with none.
-            "request-archive" => {
-                self.admin
-                    .execute(
-                        "DELETE FROM archives WHERE family_id = ANY($1)",
-                        &[&self.family_ids()],
-                    )
-                    .await?;
-                return Ok(());
-            }
+            "request-archive" => (
+                Some((
+                    "DELETE FROM archives WHERE family_id = ANY($1)",
+                    self.family_ids(),
+                )),
+                "",
+            ),
             // Its events put the billing families on a paid plan, which checkout
             // refuses: they go back to the plan they were seeded with.
-            "stripe-webhook" => {
-                self.admin
-                    .execute(
-                        "UPDATE entitlements
-                         SET plan = DEFAULT, status = DEFAULT, stripe_subscription_id = NULL,
-                             current_period_end = NULL, cancel_at_period_end = DEFAULT
-                         WHERE family_id = ANY($1)",
-                        &[&self.billing_ids],
-                    )
-                    .await?;
-                return Ok(());
-            }
-            _ => return Ok(()),
+            "stripe-webhook" => (
+                Some((
+                    "UPDATE entitlements
+                     SET plan = DEFAULT, status = DEFAULT, stripe_subscription_id = NULL,
+                         current_period_end = NULL, cancel_at_period_end = DEFAULT
+                     WHERE family_id = ANY($1)",
+                    self.billing_ids.clone(),
+                )),
+                "",
+            ),
+            _ => (None, ""),
         };
-        self.admin.batch_execute(sql).await?;
+        if let Some((sql, ids)) = scoped {
+            self.admin.execute(sql, &[&ids]).await?;
+        }
+        if !plain.is_empty() {
+            self.admin.batch_execute(plain).await?;
+        }
         Ok(())
     }
 

@@ -234,16 +234,10 @@ async fn measure(
         drop(runner);
         let mut measured = Vec::new();
         for (c, runner) in CONCURRENCY.into_iter().zip(runs) {
-            let works = world
-                .prepare(function, Purpose::Sql, Spread::Families)
-                .await?
-                .into_iter()
-                .map(|case| case.work)
-                .collect();
-            let sql = floor::measure(&stack.db.login_url(), works, c, duration, wrap)
+            let url = stack.db.login_url();
+            let sql = floor::of_function(world, function, &url, c, duration, wrap)
                 .await?
                 .percentile(50.0);
-            world.reset(function).await?;
             println!(
                 "   {function} c={c}: runner {} ms, SQL floor {} ms",
                 ms(runner),

@@ -185,17 +185,11 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
         let http_floor = wrk.run(&nothing, &floor_file, 1, floor_for, true)?;
         let mut sql = Vec::new();
         for c in CONCURRENCY {
-            let works = world
-                .prepare(function, Purpose::Sql, Spread::Families)
-                .await?
-                .into_iter()
-                .map(|case| case.work)
-                .collect();
+            let url = db.login_url();
             sql.push((
                 c,
-                floor::measure(&db.login_url(), works, c, floor_for, wrap).await?,
+                floor::of_function(&mut world, function, &url, c, floor_for, wrap).await?,
             ));
-            world.reset(function).await?;
         }
         results.insert(
             function,
