@@ -664,8 +664,8 @@ impl World {
     /// this world's: a database may hold other families beside it (the scale bench's).
     pub async fn reset(&self, function: &str) -> anyhow::Result<()> {
         // A statement over this world's users or families, then any without parameters.
-        let (scoped, plain): (Option<(&str, Vec<Uuid>)>, &str) = match function {
-            "create-family" | "create-invite" => (None, "DELETE FROM rate_limits"),
+        let (scoped, plain): (Option<(&str, Vec<Uuid>)>, Option<&str>) = match function {
+            "create-family" | "create-invite" => (None, Some("DELETE FROM rate_limits")),
             // By who joined, not by invite: a request wrk left in flight may commit its
             // join after this reset, and deleting its invite then nulls the member's
             // invite_id; such a member is deleted by the next reset.
@@ -674,15 +674,17 @@ impl World {
                     "DELETE FROM family_members WHERE role = 'storyteller' AND user_id = ANY($1)",
                     ids(&self.newcomers),
                 )),
-                "DELETE FROM invites WHERE max_uses = 20;
-                 DELETE FROM rate_limits",
+                Some(
+                    "DELETE FROM invites WHERE max_uses = 20;
+                     DELETE FROM rate_limits",
+                ),
             ),
             "get-signed-upload-url" | "finalize-recording" => (
                 Some((
                     "DELETE FROM upload_reservations WHERE finalized_at IS NULL AND family_id = ANY($1)",
                     self.family_ids(),
                 )),
-                "",
+                None,
             ),
             // The day's allowances are counted from the archives themselves (and
             // get-archive's runs left done ones): each run starts with none.
@@ -691,7 +693,7 @@ impl World {
                     "DELETE FROM archives WHERE family_id = ANY($1)",
                     self.family_ids(),
                 )),
-                "",
+                None,
             ),
             // Its events put the billing families on a paid plan, which checkout
             // refuses: they go back to the plan they were seeded with.
@@ -703,15 +705,15 @@ impl World {
                      WHERE family_id = ANY($1)",
                     self.billing_ids.clone(),
                 )),
-                "",
+                None,
             ),
-            _ => (None, ""),
+            _ => (None, None),
         };
         if let Some((sql, ids)) = scoped {
             self.admin.execute(sql, &[&ids]).await?;
         }
-        if !plain.is_empty() {
-            self.admin.batch_execute(plain).await?;
+        if let Some(sql) = plain {
+            self.admin.batch_execute(sql).await?;
         }
         Ok(())
     }

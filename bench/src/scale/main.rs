@@ -233,8 +233,8 @@ async fn measure(
         }
         drop(runner);
         let mut measured = Vec::new();
+        let url = stack.db.login_url();
         for (c, runner) in CONCURRENCY.into_iter().zip(runs) {
-            let url = stack.db.login_url();
             let sql = floor::of_function(world, function, &url, c, duration, wrap)
                 .await?
                 .percentile(50.0);

@@ -184,8 +184,8 @@ async fn bench(serve: &Path, seconds: u64, work_dir: &Path) -> anyhow::Result<()
         let floor_file = floor_file.context("no run")?;
         let http_floor = wrk.run(&nothing, &floor_file, 1, floor_for, true)?;
         let mut sql = Vec::new();
+        let url = db.login_url();
         for c in CONCURRENCY {
-            let url = db.login_url();
             sql.push((
                 c,
                 floor::of_function(&mut world, function, &url, c, floor_for, wrap).await?,
