@@ -141,8 +141,7 @@ impl Db {
         user: &crate::auth::User,
         f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.run(Role::Authenticated, &user.claims.to_string(), f)
-            .await
+        self.run(Some(user), f).await
     }
 
     /// Runs `f` in a transaction as `service_role` (RLS bypassed): only for the steps
@@ -151,16 +150,15 @@ impl Db {
         &self,
         f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.run(Role::Service, SERVICE_CLAIMS, f).await
+        self.run(None, f).await
     }
 
     async fn run<T, E: From<StoreError>>(
         &self,
-        role: Role,
-        claims: &str,
+        user: Option<&crate::auth::User>,
         f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut open = self.begin(role, claims).await?;
+        let mut open = self.begin(user).await?;
         let (result, ended) = {
             let client = open.client();
             let result = f(&Tx(client)).await;
@@ -186,12 +184,11 @@ impl Db {
     /// Lambda froze the instance fails here, before anything was done, and the
     /// transaction is tried once more on a new connection (the other idle ones idled
     /// as long: they go too). Safe behind a transaction-mode pooler: BEGIN comes first.
-    async fn begin(&self, role: Role, claims: &str) -> Result<Open, StoreError> {
+    async fn begin(&self, user: Option<&crate::auth::User>) -> Result<Open, StoreError> {
         let mut retried = false;
         loop {
             let open = Open(Some(self.pool.get().await?));
-            let started =
-                tokio::time::timeout(START_TIMEOUT, start(open.client(), role, claims)).await;
+            let started = tokio::time::timeout(START_TIMEOUT, start(open.client(), user)).await;
             match started {
                 Ok(Ok(())) => return Ok(open),
                 // Its late answer may still arrive: the connection is never reused
@@ -215,30 +212,22 @@ impl Db {
     }
 }
 
-/// The database role a transaction takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The caller: RLS applies.
-    Authenticated,
-    /// `service_role`: RLS bypassed.
-    Service,
-}
-
-impl Role {
-    fn as_str(self) -> &'static str {
-        match self {
-            Role::Authenticated => "authenticated",
-            Role::Service => "service_role",
-        }
-    }
-}
-
-/// Begins a transaction on `client` as `role` with `claims`: `BEGIN` and the prologue
-/// sent together, one round trip.
-async fn start(client: &Client, role: Role, claims: &str) -> Result<(), StoreError> {
+/// Begins a transaction on `client` as `user` (role `authenticated`, RLS on) or, with
+/// None, as `service_role` (RLS bypassed): `BEGIN` and the prologue sent together, one
+/// round trip.
+async fn start(client: &Client, user: Option<&crate::auth::User>) -> Result<(), StoreError> {
+    let (role, claims, sub) = match user {
+        Some(user) => (
+            "authenticated",
+            user.claims.to_string(),
+            user.id.to_string(),
+        ),
+        // No caller: `auth.uid()` is NULL.
+        None => ("service_role", SERVICE_CLAIMS.to_owned(), String::new()),
+    };
     let (begun, prologue) = tokio::join!(
         client.batch_execute("BEGIN"),
-        crate::store::prologue(client, role.as_str(), claims, STATEMENT_TIMEOUT)
+        crate::store::prologue(client, role, &claims, &sub, STATEMENT_TIMEOUT)
     );
     begun?;
     prologue
@@ -279,10 +268,7 @@ impl<'a> Tx<'a> {
         client: &'a Client,
         user: Option<&crate::auth::User>,
     ) -> Result<Tx<'a>, StoreError> {
-        match user {
-            Some(user) => start(client, Role::Authenticated, &user.claims.to_string()).await?,
-            None => start(client, Role::Service, SERVICE_CLAIMS).await?,
-        }
+        start(client, user).await?;
         Ok(Tx(client))
     }
 

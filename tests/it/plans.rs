@@ -206,7 +206,7 @@ fn sample(name: &str, w: &World) -> Vec<Param> {
     let none_text: Option<String> = None;
     let none_bytes: Option<Vec<u8>> = None;
     match name {
-        "session.prologue" => params!["service_role", "{}", "5s"],
+        "session.prologue" => params!["service_role", "{}", "", "5s"],
         "session.whoami" | "session.ping" => params![],
         "archives.serialize" | "entitlements.checkout_lock" => params![family.to_string()],
         "archives.in_flight" | "archives.forget_family" => params![family],

@@ -48,22 +48,29 @@ pub struct Statement {
 const PROLOGUE: Statement = Statement {
     name: "session.prologue",
     runs_as: RunsAs::Service,
-    // Every transaction's prologue: the role, the verified claims and a statement
-    // timeout, all transaction-local (a pooled connection's next user never sees them).
+    // Every transaction's prologue: the role, the verified claims, the caller's id and
+    // a statement timeout, all transaction-local (a pooled connection's next user never
+    // sees them). The id is the claims' `sub`, set on its own because `auth.uid()` reads
+    // `request.jwt.claim.sub` first (as Supabase's does): each call then casts a string
+    // instead of parsing the claims' JSON again, and every RLS check calls it.
     sql: "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
-                 set_config('statement_timeout', $3, true)",
+                 set_config('request.jwt.claim.sub', $3, true),
+                 set_config('statement_timeout', $4, true)",
 };
 
-/// Sets a transaction's role, claims and statement timeout (sent with its `BEGIN`).
+/// Sets a transaction's role, claims, caller's id (`""` for none) and statement timeout
+/// (sent with its `BEGIN`).
 pub(crate) async fn prologue(
     client: &tokio_postgres::Client,
     role: &str,
     claims: &str,
+    sub: &str,
     statement_timeout: &str,
 ) -> Result<(), StoreError> {
-    let params: [(&(dyn ToSql + Sync), Type); 3] = [
+    let params: [(&(dyn ToSql + Sync), Type); 4] = [
         (&role, Type::TEXT),
         (&claims, Type::TEXT),
+        (&sub, Type::TEXT),
         (&statement_timeout, Type::TEXT),
     ];
     client.query_typed(PROLOGUE.sql, &params).await?;
