@@ -1,5 +1,6 @@
 //! Database access: connections with the contract's TLS policy.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use anyhow::{Context, Result};
@@ -216,14 +217,14 @@ impl Db {
 /// None, as `service_role` (RLS bypassed): `BEGIN` and the prologue sent together, one
 /// round trip.
 async fn start(client: &Client, user: Option<&crate::auth::User>) -> Result<(), StoreError> {
-    let (role, claims, sub) = match user {
+    let (role, claims, sub): (_, Cow<str>, _) = match user {
         Some(user) => (
             "authenticated",
-            user.claims.to_string(),
+            user.claims.to_string().into(),
             user.id.to_string(),
         ),
         // No caller: `auth.uid()` is NULL.
-        None => ("service_role", SERVICE_CLAIMS.to_owned(), String::new()),
+        None => ("service_role", SERVICE_CLAIMS.into(), String::new()),
     };
     let (begun, prologue) = tokio::join!(
         client.batch_execute("BEGIN"),
