@@ -8,13 +8,14 @@ use shared::auth::User;
 use shared::db::Tx;
 use tokio_postgres::Client;
 use tokio_postgres::types::{ToSql, Type};
+use uuid::Uuid;
 
 /// How much RLS may add to playback's statement.
 pub const RLS_BOUND: f64 = 1.2;
 
 /// RLS-checked and unchecked p50s of playback's statement for `recording`, and their
-/// ratio, on one connection in one transaction begun as `caller`: each of `runs`
-/// executions as `caller` is followed at once by one as the service role (the role
+/// ratio, on one connection in one transaction begun as `member` (with a Supabase access
+/// token's claims): each of `runs` executions as `member` is followed at once by one as the service role (the role
 /// switched between them, untimed), so whatever else the machine does at a moment weighs
 /// on both figures alike. (Timed one after the other, the ratio moved between 1.26x and
 /// 1.58x from one run to the next on a quiet machine; alternated between two
@@ -23,8 +24,8 @@ pub const RLS_BOUND: f64 = 1.2;
 /// 100 that warm the connection's caches as a pooled connection's are.
 pub async fn rls_cost(
     client: &Client,
-    caller: &User,
-    recording: uuid::Uuid,
+    member: Uuid,
+    recording: Uuid,
     runs: usize,
 ) -> anyhow::Result<(Duration, Duration, f64)> {
     let sql = shared::store::statements()
@@ -33,7 +34,7 @@ pub async fn rls_cost(
         .context("no recordings.playable in the store")?
         .sql;
     let params: [(&(dyn ToSql + Sync), Type); 1] = [(&recording, Type::UUID)];
-    let tx = Tx::begin(client, Some(caller)).await?;
+    let tx = Tx::begin(client, Some(&supabase_caller(member))).await?;
     let mut latencies = [Vec::with_capacity(runs), Vec::with_capacity(runs)];
     for i in 0..runs + 100 {
         for (role, samples) in ["authenticated", "service_role"].iter().zip(&mut latencies) {
@@ -63,4 +64,26 @@ pub async fn rls_cost(
         unchecked,
         checked.as_secs_f64() / unchecked.as_secs_f64(),
     ))
+}
+
+/// `id` as the functions' frame hands a caller on, with the claims of a Supabase access
+/// token as its Auth server issues them (the functions give Postgres the verified claims
+/// whole).
+fn supabase_caller(id: Uuid) -> User {
+    let email = "grandma@example.com";
+    User {
+        id,
+        email: None,
+        claims: serde_json::json!({
+            "iss": "https://abcdefghijklmnopqrst.supabase.co/auth/v1", "sub": id,
+            "aud": "authenticated", "exp": 1_796_000_000, "iat": 1_795_996_400,
+            "email": email, "phone": "",
+            "app_metadata": {"provider": "email", "providers": ["email"]},
+            "user_metadata": {"email": email, "email_verified": true,
+                              "phone_verified": false, "sub": id},
+            "role": "authenticated", "aal": "aal1",
+            "amr": [{"method": "password", "timestamp": 1_795_996_400}],
+            "session_id": "6f1c2c87-93a4-4f7e-9d55-0b8f3c1e2a4d", "is_anonymous": false,
+        }),
+    }
 }

@@ -12,7 +12,6 @@
 
 use anyhow::ensure;
 use bench::playback::{RLS_BOUND, rls_cost};
-use shared::auth::User;
 use testkit::{TestDb, fixtures};
 
 #[tokio::main(flavor = "current_thread")]
@@ -26,24 +25,6 @@ async fn main() -> anyhow::Result<()> {
     let admin = db.admin().await;
     let (family, member) = fixtures::family(&admin, "The Small Family", "free").await;
     let recording = fixtures::recording(&admin, family, member, 1000).await;
-    // The claims of a Supabase access token, as its Auth server issues them: the
-    // functions hand Postgres the verified claims whole.
-    let email = "grandma@example.com";
-    let caller = User {
-        id: member,
-        email: None,
-        claims: serde_json::json!({
-            "iss": "https://abcdefghijklmnopqrst.supabase.co/auth/v1", "sub": member,
-            "aud": "authenticated", "exp": 1_796_000_000, "iat": 1_795_996_400,
-            "email": email, "phone": "",
-            "app_metadata": {"provider": "email", "providers": ["email"]},
-            "user_metadata": {"email": email, "email_verified": true,
-                              "phone_verified": false, "sub": member},
-            "role": "authenticated", "aal": "aal1",
-            "amr": [{"method": "password", "timestamp": 1_795_996_400}],
-            "session_id": "6f1c2c87-93a4-4f7e-9d55-0b8f3c1e2a4d", "is_anonymous": false,
-        }),
-    };
     let client = db.login().await;
 
     println!("| world | RLS-checked p50 µs | unchecked p50 µs | ratio |");
@@ -59,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
         } else if world.starts_with("the same") {
             admin.batch_execute("ANALYZE").await?;
         }
-        let (checked, unchecked, ratio) = rls_cost(&client, &caller, recording, runs).await?;
+        let (checked, unchecked, ratio) = rls_cost(&client, member, recording, runs).await?;
         worst = worst.max(ratio);
         println!(
             "| {world} | {:.0} | {:.0} | {ratio:.2}× |",

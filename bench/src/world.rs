@@ -757,9 +757,9 @@ impl World {
     }
 
     /// A member of one family (its keeper) and one of its recordings, for playback.
-    pub fn playback(&self) -> (&Caller, Uuid) {
+    pub fn playback(&self) -> (Uuid, Uuid) {
         let family = &self.families[0];
-        (&family.members[0].caller, family.recordings[0])
+        (family.members[0].id, family.recordings[0])
     }
 
     /// One of the families with recordings (the calls-alone floors upload into it).

@@ -104,8 +104,8 @@ async fn bench(
     .await?;
     let small = measure(serve, &stack, &mut world, &wrk, duration, work_dir).await?;
     let client = stack.db.login().await;
-    let (caller, recording) = world.playback();
-    let rls_small = rls_cost(&client, caller, recording, RLS_RUNS).await?;
+    let (member, recording) = world.playback();
+    let rls_small = rls_cost(&client, member, recording, RLS_RUNS).await?;
 
     println!("== seeding {families} families beside it");
     let seeded = seed::seed(&admin, families).await?;
@@ -118,8 +118,8 @@ async fn bench(
         println!("   {table}: {rows} rows");
     }
     let large = measure(serve, &stack, &mut world, &wrk, duration, work_dir).await?;
-    let (caller, recording) = world.playback();
-    let rls_large = rls_cost(&client, caller, recording, RLS_RUNS).await?;
+    let (member, recording) = world.playback();
+    let rls_large = rls_cost(&client, member, recording, RLS_RUNS).await?;
     println!("== storage-maintenance over the backlog at scale");
     let trashed: i64 = admin
         .query_one(
