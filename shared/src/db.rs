@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
+use crate::auth::User;
 use crate::store::StoreError;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -139,7 +140,7 @@ impl Db {
     /// transaction-local (so the next user of the connection never sees them), RLS on.
     pub async fn as_user<T, E: From<StoreError>>(
         &self,
-        user: &crate::auth::User,
+        user: &User,
         f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         self.run(Some(user), f).await
@@ -156,7 +157,7 @@ impl Db {
 
     async fn run<T, E: From<StoreError>>(
         &self,
-        user: Option<&crate::auth::User>,
+        user: Option<&User>,
         f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut open = self.begin(user).await?;
@@ -185,7 +186,7 @@ impl Db {
     /// Lambda froze the instance fails here, before anything was done, and the
     /// transaction is tried once more on a new connection (the other idle ones idled
     /// as long: they go too). Safe behind a transaction-mode pooler: BEGIN comes first.
-    async fn begin(&self, user: Option<&crate::auth::User>) -> Result<Open, StoreError> {
+    async fn begin(&self, user: Option<&User>) -> Result<Open, StoreError> {
         let mut retried = false;
         loop {
             let open = Open(Some(self.pool.get().await?));
@@ -216,7 +217,7 @@ impl Db {
 /// Begins a transaction on `client` as `user` (role `authenticated`, RLS on) or, with
 /// None, as `service_role` (RLS bypassed): `BEGIN` and the prologue sent together, one
 /// round trip.
-async fn start(client: &Client, user: Option<&crate::auth::User>) -> Result<(), StoreError> {
+async fn start(client: &Client, user: Option<&User>) -> Result<(), StoreError> {
     let (role, claims, sub): (_, Cow<str>, _) = match user {
         Some(user) => (
             "authenticated",
@@ -265,10 +266,7 @@ impl<'a> Tx<'a> {
     /// A transaction on a connection of the caller's own, begun as the pool begins them
     /// (the benchmark's SQL floor, on bare connections): as `user` (their claims) or,
     /// with None, as the service role.
-    pub async fn begin(
-        client: &'a Client,
-        user: Option<&crate::auth::User>,
-    ) -> Result<Tx<'a>, StoreError> {
+    pub async fn begin(client: &'a Client, user: Option<&User>) -> Result<Tx<'a>, StoreError> {
         start(client, user).await?;
         Ok(Tx(client))
     }
